@@ -1,0 +1,16 @@
+"""Market data: the bars contract, loaders, resampling and the Parquet store."""
+
+from raytrader.data.bars import OHLCV, Bars, RepairReport, validate
+from raytrader.data.sources import dataset_names, load_bars
+from raytrader.data.timeframe import Calendar, Timeframe
+
+__all__ = [
+    "OHLCV",
+    "Bars",
+    "Calendar",
+    "RepairReport",
+    "Timeframe",
+    "dataset_names",
+    "load_bars",
+    "validate",
+]

@@ -1,0 +1,83 @@
+"""Bar timeframes and the trading calendars used to annualize metrics.
+
+A bar's timestamp is its **open time** (UTC); a ``1h`` bar stamped 10:00 covers [10:00, 11:00).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pandas as pd
+
+from raytrader.errors import ConfigError
+
+_TF_RE = re.compile(r"^(\d+)(m|h|d|w)$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Calendar(StrEnum):
+    """When a market trades; fixes how many bars make a year for annualization.
+
+    =========  ==============  ============
+    calendar   days per year   hours a day
+    =========  ==============  ============
+    equity     252             6.5
+    fx         260             24
+    crypto     365             24
+    =========  ==============  ============
+
+    Daily bars use ``days per year``; intraday bars use ``days per year * hours a day * 60 / minutes``.
+    Daily equity bars therefore annualize with 252 periods, as empyrical's ``DAILY`` does.
+    """
+
+    EQUITY = "equity"
+    FX = "fx"
+    CRYPTO = "crypto"
+
+    @property
+    def days_per_year(self) -> int:
+        return {Calendar.EQUITY: 252, Calendar.FX: 260, Calendar.CRYPTO: 365}[self]
+
+    @property
+    def hours_per_day(self) -> float:
+        return {Calendar.EQUITY: 6.5, Calendar.FX: 24.0, Calendar.CRYPTO: 24.0}[self]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeframe:
+    """A bar length such as ``1m``, ``5m``, ``1h``, ``4h`` or ``1d``."""
+
+    name: str
+    seconds: int
+
+    @classmethod
+    def parse(cls, value: str | Timeframe) -> Timeframe:
+        if isinstance(value, Timeframe):
+            return value
+        m = _TF_RE.match(str(value).strip())
+        if not m or int(m.group(1)) <= 0:
+            raise ConfigError(
+                f"invalid timeframe {value!r}: use <n><unit> with unit m, h, d or w (e.g. 1m, 4h, 1d)"
+            )
+        n, unit = int(m.group(1)), m.group(2)
+        return cls(name=f"{n}{unit}", seconds=n * _UNIT_SECONDS[unit])
+
+    @property
+    def delta(self) -> pd.Timedelta:
+        return pd.Timedelta(seconds=self.seconds)
+
+    @property
+    def pandas_freq(self) -> str:
+        return f"{self.seconds}s"
+
+    def periods_per_year(self, calendar: Calendar | str) -> float:
+        """Number of bars in a year for ``calendar`` (see :class:`Calendar`)."""
+        cal = Calendar(calendar)
+        if self.seconds >= 86400:
+            return cal.days_per_year * 86400 / self.seconds
+        return cal.days_per_year * cal.hours_per_day * 3600 / self.seconds
+
+    def __str__(self) -> str:
+        return self.name
