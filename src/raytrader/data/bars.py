@@ -14,6 +14,7 @@ A valid bars frame has
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,17 @@ class Bars:
         return pd.DatetimeIndex(self.frame.index)
 
     def column(self, name: str) -> np.ndarray:
-        return self.frame[name].to_numpy(dtype=np.float64)
+        """A read-only contiguous float64 array of one OHLCV column (cached)."""
+        return self.arrays[name]
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for c in OHLCV:
+            a = np.ascontiguousarray(self.frame[c].to_numpy(dtype=np.float64))
+            a.flags.writeable = False
+            out[c] = a
+        return out
 
     def slice(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> Bars:
         """Bars with ``start <= timestamp < end`` (already valid, so no re-validation)."""

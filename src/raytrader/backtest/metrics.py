@@ -1,0 +1,188 @@
+"""Performance metrics with pinned definitions (empyrical's), vectorized over columns.
+
+Returns are simple periodic returns of the equity curve, including the first bar's return against the
+initial cash: ``r_0 = E_0 / cash - 1``, ``r_t = E_t / E_{t-1} - 1``. ``ppy`` is the bars' periods per
+year (:meth:`raytrader.data.Timeframe.periods_per_year`); the risk-free rate is 0.
+
+=====================  ============================================================================
+total_return           E_T / cash - 1
+annual_return          (1 + total_return) ** (ppy / n) - 1            (empyrical ``annual_return``)
+annual_volatility      std(r, ddof=1) * sqrt(ppy)                      (``annual_volatility``)
+sharpe                 mean(r) / std(r, ddof=1) * sqrt(ppy)            (``sharpe_ratio``)
+sortino                mean(r) * ppy / (sqrt(mean(min(r, 0)^2)) * sqrt(ppy))   (``sortino_ratio``)
+max_drawdown           min over t of E_t / max(cash, E_0..E_t) - 1     (``max_drawdown``, <= 0)
+calmar                 annual_return / |max_drawdown|, NaN without a drawdown (``calmar_ratio``)
+max_drawdown_duration  longest run of bars below the running peak (peak to recovery, or to the end)
+var_95                 5th percentile of r (linear interpolation)      (``value_at_risk``)
+cvar_95                mean of the lowest floor((n-1)*0.05)+1 returns   (``conditional_value_at_risk``)
+exposure               fraction of bars ending with a non-zero position
+num_trades             round trips, including one still open at the end
+win_rate               winning closed trades / closed trades
+profit_factor          gross profit / gross loss of closed trades (inf without losses)
+expectancy             mean P&L per closed trade (currency)
+=====================  ============================================================================
+A zero-dispersion return series has volatility 0 and a NaN Sharpe/Sortino.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from raytrader.sim import kernel as K
+
+METRIC_NAMES = (
+    "total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "calmar",
+    "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "exposure", "num_trades",
+    "win_rate", "profit_factor", "expectancy", "final_equity",
+)
+
+
+def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Simple returns of an equity matrix (n_bars x n_cols), the first against ``initial_cash``."""
+    eq = np.asarray(equity, dtype=np.float64)
+    prev = np.vstack([np.full((1, eq.shape[1]), initial_cash), eq[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return eq / prev - 1.0
+
+
+_CURVE_METRICS = (
+    "total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "calmar",
+    "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "final_equity",
+)
+
+
+def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
+    """Per row of ``equity`` (n_cols x n_bars): the values of ``_CURVE_METRICS`` in that order."""
+    k, n = equity.shape
+    out = np.full((k, len(_CURVE_METRICS)), np.nan)
+    sq = math.sqrt(ppy)
+    cut = int((n - 1) * 0.05)
+    pos = (n - 1) * 0.05
+    lo_i = int(math.floor(pos))
+    hi_i = min(lo_i + 1, n - 1)
+    for j in nb.prange(k):
+        eq = equity[j]
+        r = np.empty(n)
+        prev = cash
+        peak = cash
+        max_dd = 0.0
+        run = 0.0
+        longest = 0.0
+        for i in range(n):
+            r[i] = eq[i] / prev - 1.0
+            prev = eq[i]
+            if eq[i] > peak:
+                peak = eq[i]
+            dd = eq[i] / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
+            if dd < 0.0:
+                run += 1.0
+                if run > longest:
+                    longest = run
+            else:
+                run = 0.0
+        total = eq[n - 1] / cash - 1.0
+        growth = 1.0 + total
+        annual = growth ** (ppy / n) - 1.0 if growth > 0.0 else np.nan
+        mean = r.sum() / n
+        rmin = r.min()
+        rmax = r.max()
+        std = np.nan
+        if n > 1:
+            acc = 0.0
+            for i in range(n):
+                acc += (r[i] - mean) ** 2
+            std = math.sqrt(acc / (n - 1))
+            if rmax == rmin:
+                std = 0.0
+        down = 0.0
+        for i in range(n):
+            if r[i] < 0.0:
+                down += r[i] * r[i]
+        down = math.sqrt(down / n) * sq
+        srt = np.sort(r)
+        o = out[j]
+        o[0] = total
+        o[1] = annual
+        o[2] = std * sq
+        o[3] = mean / std * sq if std > 0.0 else np.nan
+        o[4] = mean * ppy / down if down > 0.0 else np.nan
+        o[5] = annual / abs(max_dd) if max_dd < 0.0 else np.nan
+        if math.isinf(o[5]):
+            o[5] = np.nan
+        o[6] = max_dd
+        o[7] = longest
+        o[8] = srt[lo_i] + (srt[hi_i] - srt[lo_i]) * (pos - lo_i)
+        o[9] = srt[: cut + 1].mean()
+        o[10] = eq[n - 1]
+    return out
+
+
+_curve_serial = nb.njit(cache=True)(_curve_metrics_py)
+_curve_parallel = nb.njit(cache=True, parallel=True)(_curve_metrics_py)
+
+
+def _curve_metrics(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
+    fn = _curve_parallel if equity.shape[0] >= K.PARALLEL_MIN_COLUMNS else _curve_serial
+    return fn(equity, cash, ppy)  # type: ignore[no-any-return]
+
+
+def compute_metrics(
+    equity: np.ndarray,
+    initial_cash: float,
+    periods_per_year: float,
+    *,
+    trades: np.ndarray | None = None,
+    exposed_bars: np.ndarray | None = None,
+    rows: bool = False,
+) -> dict[str, np.ndarray]:
+    """Every metric in :data:`METRIC_NAMES` per column of ``equity`` (n_bars x n_cols, or n_cols x
+    n_bars with ``rows=True``)."""
+    eq = np.asarray(equity, dtype=np.float64)
+    if eq.ndim == 1:
+        eq = eq.reshape(1, -1)
+    elif not rows:
+        eq = eq.T
+    eq = np.ascontiguousarray(eq)
+    k, n = eq.shape
+    curve = _curve_metrics(eq, float(initial_cash), float(periods_per_year))
+    out = {name: curve[:, i].copy() for i, name in enumerate(_CURVE_METRICS)}
+    out["exposure"] = (exposed_bars / n) if exposed_bars is not None else np.full(k, np.nan)
+    out.update(trade_metrics(trades, k))
+    return out
+
+
+def trade_metrics(trades: np.ndarray | None, k: int) -> dict[str, np.ndarray]:
+    """Trade counts, win rate, profit factor and expectancy per column."""
+    num = np.zeros(k)
+    win_rate = np.full(k, np.nan)
+    pf = np.full(k, np.nan)
+    expectancy = np.full(k, np.nan)
+    if trades is None or len(trades) == 0:
+        return {"num_trades": num, "win_rate": win_rate, "profit_factor": pf, "expectancy": expectancy}
+    col = trades[:, K.T_COL].astype(np.int64)
+    num = np.bincount(col, minlength=k).astype(np.float64)
+    closed = trades[:, K.T_REASON] != K.REASON_OPEN
+    pnl = trades[:, K.T_PNL]
+    cc = col[closed]
+    cp = pnl[closed]
+    n_closed = np.bincount(cc, minlength=k).astype(np.float64)
+    wins = np.bincount(cc, weights=(cp > 0).astype(np.float64), minlength=k)
+    gross_win = np.bincount(cc, weights=np.where(cp > 0, cp, 0.0), minlength=k)
+    gross_loss = np.bincount(cc, weights=np.where(cp < 0, -cp, 0.0), minlength=k)
+    total = np.bincount(cc, weights=cp, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        has = n_closed > 0
+        win_rate = np.where(has, wins / n_closed, np.nan)
+        pf = np.where(has, np.where(gross_loss > 0, gross_win / gross_loss, np.inf), np.nan)
+        expectancy = np.where(has, total / n_closed, np.nan)
+    return {"num_trades": num, "win_rate": win_rate, "profit_factor": pf, "expectancy": expectancy}
+
+
+def column_metrics(metrics: dict[str, np.ndarray], j: int = 0) -> dict[str, float]:
+    """The metrics of one column as plain floats (JSON-friendly)."""
+    return {name: float(metrics[name][j]) for name in METRIC_NAMES}

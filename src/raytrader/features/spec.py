@@ -1,0 +1,117 @@
+"""Declarative feature sets: each feature is one TA-Lib call (or a lagged copy of another feature).
+
+A :class:`FeatureSpec` names a TA-Lib function, its positional inputs and its parameters. An input is
+either a bar column (``open, high, low, close, volume``) or the name of a feature declared **earlier**
+in the same set, so composites such as Bollinger %b are TA-Lib compositions (``DIV(SUB(...), ...)``)
+rather than hand-written arithmetic. ``lag=k`` shifts the result k bars into the past; a spec with no
+``fn`` and ``lag>=1`` is a plain lagged copy, which is how a model gets a short history from a single
+feature row (the row the online store serves).
+
+Warm-up: the first bar at which a feature can be valid is known before computing anything,
+``max(warm-up of its inputs) + TA-Lib lookback + lag``; rows before it are NaN in the output and the
+engine marks them (see :mod:`raytrader.features.engine`).
+
+The same spec drives the batch engine now and an incremental (streaming) engine later: a spec is a pure
+function of the bars at or before t.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from raytrader.config import StrictConfig
+from raytrader.data.bars import OHLCV
+from raytrader.errors import ConfigError
+
+
+class FeatureSpec(StrictConfig):
+    """One output column: ``fn(*inputs, **params)[output]`` shifted by ``lag`` bars."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    fn: str | None = None
+    inputs: tuple[str, ...] = ("close",)
+    params: dict[str, int | float] = Field(default_factory=dict)
+    output: str | None = None
+    lag: int = Field(default=0, ge=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> FeatureSpec:
+        if self.fn is None and (self.lag < 1 or len(self.inputs) != 1):
+            raise ValueError("a spec without fn must be a lagged copy: one input and lag >= 1")
+        return self
+
+
+class FeatureSet(StrictConfig):
+    """An ordered, versioned-by-name collection of feature specs."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*_v\d+$")
+    description: str = ""
+    features: tuple[FeatureSpec, ...]
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> FeatureSet:
+        seen: set[str] = set()
+        for spec in self.features:
+            if spec.name in seen or spec.name in OHLCV:
+                raise ValueError(f"duplicate or reserved feature name {spec.name!r}")
+            for ref in spec.inputs:
+                if ref not in OHLCV and ref not in seen:
+                    raise ValueError(
+                        f"feature {spec.name!r}: input {ref!r} is neither a bar column nor a "
+                        "feature declared earlier in the set"
+                    )
+            seen.add(spec.name)
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.features]
+
+    def spec(self, name: str) -> FeatureSpec:
+        for s in self.features:
+            if s.name == name:
+                return s
+        raise ConfigError(f"feature set {self.name!r} has no feature {name!r}")
+
+    @cached_property
+    def warmups(self) -> dict[str, int]:
+        """Index of the first bar at which each feature can be valid (0 = from the first bar)."""
+        out: dict[str, int] = {}
+        for s in self.features:
+            base = max((out.get(ref, 0) for ref in s.inputs), default=0)
+            out[s.name] = base + (talib_lookback(s.fn, s.params) if s.fn else 0) + s.lag
+        return out
+
+    @property
+    def warmup(self) -> int:
+        """Bars needed before every feature of the set is valid."""
+        return max(self.warmups.values(), default=0)
+
+    @property
+    def max_lookback_hint(self) -> int:
+        """Window length a rolling engine needs at least (recursive indicators need more history)."""
+        return self.warmup + 1
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def talib_lookback(fn: str, params: dict[str, int | float]) -> int:
+    """TA-Lib's own lookback for ``fn`` with ``params`` (raises ConfigError if unknown)."""
+    from talib import abstract
+
+    try:
+        func = abstract.Function(fn)
+    except Exception as exc:  # TA-Lib raises a bare Exception for unknown names
+        raise ConfigError(f"unknown TA-Lib function {fn!r}") from exc
+    unknown = set(params) - set(func.parameters)
+    if unknown:
+        raise ConfigError(
+            f"TA-Lib {fn} has no parameter(s) {sorted(unknown)}; it takes {list(func.parameters)}"
+        )
+    func.set_parameters(params)
+    return int(func.lookback)

@@ -1,0 +1,135 @@
+"""The strategy interface and registry.
+
+A strategy is one method: a DataFrame of bars (and optionally features), indexed by bar open time, in
+→ target positions out, a float Series aligned with the frame, each value in [-1, 1] as a fraction of
+equity (-1 all short, 0 flat, 1 all long) decided at that bar's close. Parameters are a pydantic model
+(``extra="forbid"``), so an unknown or invalid parameter is an error naming it. Optional hooks arrive as
+keyword arguments, so the interface can grow without breaking user strategies; ``interface_version``
+says which version a strategy was written against.
+
+Register your own with ``@register``::
+
+    @register
+    class Breakout(Strategy):
+        name = "breakout"
+        Params = BreakoutParams
+        def target_positions(self, frame, **hooks):
+            ...
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numba as nb
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from raytrader.config import StrictConfig, describe_validation_error
+from raytrader.errors import ConfigError, UnknownNameError
+
+INTERFACE_VERSION = 1
+
+
+class StrategyParams(StrictConfig):
+    """Parameters every rule strategy accepts."""
+
+    short: bool = True
+
+
+class Strategy(ABC):
+    """Base class: subclasses set ``name`` and ``Params`` and implement :meth:`target_positions`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+    interface_version: ClassVar[int] = INTERFACE_VERSION
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None) -> None:
+        if params is None:
+            params = {}
+        if isinstance(params, StrategyParams):
+            if not isinstance(params, self.Params):
+                raise ConfigError(
+                    f"strategy {self.name!r} expects {self.Params.__name__}, got {type(params).__name__}"
+                )
+            self.params = params
+        else:
+            self.params = parse_params(self.name, self.Params, params)
+
+    @abstractmethod
+    def target_positions(self, frame: pd.DataFrame, **hooks: Any) -> pd.Series:
+        """Target position in [-1, 1] for each bar of ``frame``, decided at the bar's close."""
+
+    @classmethod
+    def target_rows(cls, frame: pd.DataFrame, param_sets: Sequence[StrategyParams]) -> np.ndarray:
+        """Targets for many parameter sets at once, one row per set (n_sets x n_bars).
+
+        The default calls :meth:`target_positions` per set; override to share work across sets.
+        """
+        rows = [cls(p).target_positions(frame).to_numpy(dtype=np.float64) for p in param_sets]
+        return np.vstack(rows) if rows else np.empty((0, len(frame)))
+
+    def _finish(self, frame: pd.DataFrame, events: np.ndarray) -> pd.Series:
+        """Turn entry/exit events (NaN = no event) into held targets; applies ``short``."""
+        held = hold_events(np.asarray(events, dtype=np.float64), bool(self.params.short))
+        return pd.Series(held, index=frame.index, name=self.name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+
+
+@nb.njit(cache=True)
+def hold_events(events: np.ndarray, short: bool) -> np.ndarray:
+    """Forward-fill events (NaN = no event) from a flat start; negative → 0 unless ``short``."""
+    out = np.empty_like(events)
+    held = 0.0
+    for i in range(events.shape[0]):
+        e = events[i]
+        if not np.isnan(e):
+            held = e if (short or e > 0.0) else 0.0
+        out[i] = held
+    return out
+
+
+def parse_params(name: str, model: type[StrategyParams], params: Mapping[str, Any]) -> StrategyParams:
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, f"strategy {name}")) from exc
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register(cls: S) -> S:
+    """Class decorator adding a strategy to the registry under ``cls.name``."""
+    if not getattr(cls, "name", None):
+        raise ConfigError(f"{cls.__name__} needs a class attribute 'name'")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def strategy_names() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    _ensure_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("strategy", name, list(_REGISTRY)) from None
+
+
+def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
+    return get_strategy(name)(params or {})
+
+
+def _ensure_builtin() -> None:
+    import raytrader.strategies.rules  # noqa: F401  (registers the built-in strategies)
