@@ -26,8 +26,17 @@ class BacktestResult:
     """One column's backtest. Metrics are computed eagerly; pandas views (equity, positions, targets,
     trades) are built on first access."""
 
-    def __init__(self, *, bars: Bars, strategy: str, params: dict[str, Any], config: SimConfig,
-                 targets: np.ndarray, output: SimOutput, metrics: dict[str, float]) -> None:
+    def __init__(
+        self,
+        *,
+        bars: Bars,
+        strategy: str,
+        params: dict[str, Any],
+        config: SimConfig,
+        targets: np.ndarray,
+        output: SimOutput,
+        metrics: dict[str, float],
+    ) -> None:
         self.symbol = bars.symbol
         self.timeframe = bars.timeframe.name
         self.periods_per_year = bars.periods_per_year
@@ -80,11 +89,17 @@ def _json_float(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def strategy_targets(strategy: Strategy, bars: Bars, features: pd.DataFrame | None = None) -> pd.Series:
+def strategy_targets(
+    strategy: Strategy, bars: Bars, features: pd.DataFrame | None = None
+) -> pd.Series:
     """Run a strategy and check its output is one target per bar within [-1, 1]."""
     frame = bars.frame if features is None else bars.frame.join(features)
     targets = strategy.target_positions(frame)
-    if not isinstance(targets, pd.Series) or len(targets) != len(bars) or not targets.index.equals(bars.index):
+    if (
+        not isinstance(targets, pd.Series)
+        or len(targets) != len(bars)
+        or not targets.index.equals(bars.index)
+    ):
         raise ConfigError(
             f"strategy {strategy.name!r} must return a Series aligned with the {len(bars)} input bars"
         )
@@ -105,15 +120,19 @@ def run_targets(
     """
     cfg = config or SimConfig()
     tg = np.asarray(targets, dtype=np.float64)
-    prices = [bars.column(c).reshape(1, -1) for c in ("open", "high", "low", "close")]
+    o, h, lo, c = (bars.column(x).reshape(1, -1) for x in ("open", "high", "low", "close"))
     if tg.ndim == 1:
         tg = tg.reshape(1, -1)
     elif not rows:
         tg = tg.T
-    out = simulate_rows(*prices, tg, cfg, bars.periods_per_year, positions=positions)
+    out = simulate_rows(o, h, lo, c, tg, cfg, bars.periods_per_year, positions=positions)
     metrics = compute_metrics(
-        out.equity_rows, cfg.initial_cash, bars.periods_per_year, trades=out.trades,
-        exposed_bars=out.exposed_bars, rows=True,
+        out.equity_rows,
+        cfg.initial_cash,
+        bars.periods_per_year,
+        trades=out.trades,
+        exposed_bars=out.exposed_bars,
+        rows=True,
     )
     return out, metrics
 
@@ -136,7 +155,12 @@ def run_backtest(
     tg = targets.to_numpy(dtype=np.float64)
     out, metrics = run_targets(bars, tg, cfg)
     return BacktestResult(
-        bars=bars, strategy=sname, params=params, config=cfg, targets=tg, output=out,
+        bars=bars,
+        strategy=sname,
+        params=params,
+        config=cfg,
+        targets=tg,
+        output=out,
         metrics=column_metrics(metrics, 0),
     )
 

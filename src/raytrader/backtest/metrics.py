@@ -34,9 +34,22 @@ import numpy as np
 from raytrader.sim import kernel as K
 
 METRIC_NAMES = (
-    "total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "calmar",
-    "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "exposure", "num_trades",
-    "win_rate", "profit_factor", "expectancy", "final_equity",
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_duration",
+    "var_95",
+    "cvar_95",
+    "exposure",
+    "num_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "final_equity",
 )
 
 
@@ -45,12 +58,22 @@ def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
     eq = np.asarray(equity, dtype=np.float64)
     prev = np.vstack([np.full((1, eq.shape[1]), initial_cash), eq[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        return eq / prev - 1.0
+        out: np.ndarray = eq / prev - 1.0
+    return out
 
 
 _CURVE_METRICS = (
-    "total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "calmar",
-    "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "final_equity",
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_duration",
+    "var_95",
+    "cvar_95",
+    "final_equity",
 )
 
 
@@ -61,7 +84,7 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
     sq = math.sqrt(ppy)
     cut = int((n - 1) * 0.05)
     pos = (n - 1) * 0.05
-    lo_i = int(math.floor(pos))
+    lo_i = math.floor(pos)
     hi_i = min(lo_i + 1, n - 1)
     for j in nb.prange(k):
         eq = equity[j]
@@ -128,7 +151,8 @@ _curve_parallel = nb.njit(cache=True, parallel=True)(_curve_metrics_py)
 
 def _curve_metrics(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
     fn = _curve_parallel if equity.shape[0] >= K.PARALLEL_MIN_COLUMNS else _curve_serial
-    return fn(equity, cash, ppy)  # type: ignore[no-any-return]
+    out: np.ndarray = fn(equity, cash, ppy)
+    return out
 
 
 def compute_metrics(
@@ -163,7 +187,12 @@ def trade_metrics(trades: np.ndarray | None, k: int) -> dict[str, np.ndarray]:
     pf = np.full(k, np.nan)
     expectancy = np.full(k, np.nan)
     if trades is None or len(trades) == 0:
-        return {"num_trades": num, "win_rate": win_rate, "profit_factor": pf, "expectancy": expectancy}
+        return {
+            "num_trades": num,
+            "win_rate": win_rate,
+            "profit_factor": pf,
+            "expectancy": expectancy,
+        }
     col = trades[:, K.T_COL].astype(np.int64)
     num = np.bincount(col, minlength=k).astype(np.float64)
     closed = trades[:, K.T_REASON] != K.REASON_OPEN

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -163,14 +164,21 @@ def _row_desc(frame: pd.DataFrame, positions: np.ndarray, cols: tuple[str, ...])
 def validate(frame: pd.DataFrame, *, symbol: str, source: str | None = None) -> None:
     """Raise :class:`DataValidationError` at the first contract rule ``frame`` breaks."""
 
-    def fail(rule: str, detail: str, positions: np.ndarray | None = None, cols: tuple[str, ...] = ()) -> None:
+    def fail(
+        rule: str, detail: str, positions: np.ndarray | None = None, cols: tuple[str, ...] = ()
+    ) -> NoReturn:
         rows: list[str] = []
         count = 0
         if positions is not None:
             count = len(positions)
-            rows = _row_desc(frame, positions, cols) if cols else [
-                f"row {int(p)} at {_fmt_ts(frame.index[p])}" for p in positions[: DataValidationError.MAX_SHOWN]
-            ]
+            rows = (
+                _row_desc(frame, positions, cols)
+                if cols
+                else [
+                    f"row {int(p)} at {_fmt_ts(frame.index[p])}"
+                    for p in positions[: DataValidationError.MAX_SHOWN]
+                ]
+            )
         raise DataValidationError(
             symbol=symbol, rule=rule, detail=detail, rows=rows, count=count, source=source
         )
@@ -182,7 +190,6 @@ def validate(frame: pd.DataFrame, *, symbol: str, source: str | None = None) -> 
     idx = frame.index
     if not isinstance(idx, pd.DatetimeIndex):
         fail("index_type", f"index must be a DatetimeIndex, got {type(idx).__name__}")
-    assert isinstance(idx, pd.DatetimeIndex)
     if idx.tz is None:
         fail("index_utc", "index is timezone-naive; timestamps must be timezone-aware UTC")
     if str(idx.tz) != "UTC":
@@ -191,7 +198,10 @@ def validate(frame: pd.DataFrame, *, symbol: str, source: str | None = None) -> 
     if cols != OHLCV:
         missing = [c for c in OHLCV if c not in cols]
         extra = [c for c in cols if c not in OHLCV]
-        fail("columns", f"columns must be exactly {list(OHLCV)}; missing {missing}, unexpected {extra}")
+        fail(
+            "columns",
+            f"columns must be exactly {list(OHLCV)}; missing {missing}, unexpected {extra}",
+        )
     for c in OHLCV:
         if frame[c].dtype != np.float64:
             fail("dtype", f"column {c!r} has dtype {frame[c].dtype}, expected float64")
@@ -212,14 +222,14 @@ def validate(frame: pd.DataFrame, *, symbol: str, source: str | None = None) -> 
         rows = np.flatnonzero(bad.any(axis=1))
         which = sorted({OHLCV[j] for j in np.flatnonzero(bad.any(axis=0))})
         fail("finite", f"NaN or infinite values in {which}", rows, OHLCV)
-    o, h, lo, c, v = (values[:, j] for j in range(5))
-    nonpos = np.flatnonzero((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0))
+    o, h, lo, cl, v = (values[:, j] for j in range(5))
+    nonpos = np.flatnonzero((o <= 0) | (h <= 0) | (lo <= 0) | (cl <= 0))
     if nonpos.size:
         fail("positive_prices", "prices must be > 0", nonpos, OHLCV[:4])
-    high_bad = np.flatnonzero(h < np.maximum(o, c))
+    high_bad = np.flatnonzero(h < np.maximum(o, cl))
     if high_bad.size:
         fail("high_ge_open_close", "high < max(open, close)", high_bad, ("open", "high", "close"))
-    low_bad = np.flatnonzero(lo > np.minimum(o, c))
+    low_bad = np.flatnonzero(lo > np.minimum(o, cl))
     if low_bad.size:
         fail("low_le_open_close", "low > min(open, close)", low_bad, ("open", "low", "close"))
     vol_bad = np.flatnonzero(v < 0)
@@ -276,5 +286,3 @@ def make_frame(
         },
         index=pd.DatetimeIndex(index, name="timestamp"),
     )
-
-

@@ -17,14 +17,17 @@ Volumes are converted to float64.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from raytrader.data.bars import Bars
 from raytrader.data.files import normalize_columns
 from raytrader.data.timeframe import Calendar
+from raytrader.errors import DataSourceError
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,31 @@ class BundledDataset:
         return f"bundled:{self.name}"
 
 
-def _goog() -> pd.DataFrame:
-    from backtesting.test import GOOG
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, located without importing the package (importing
+    backtesting.py would pull in its plotting stack and cost ~0.4 s)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataSourceError(
+            f"package {package!r} is not installed; it ships the bundled data set"
+        )
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.is_file():
+        raise DataSourceError(f"{path}: bundled data file missing from the installed {package!r}")
+    return path
 
-    return GOOG.copy()
+
+def _backtesting_csv(name: str) -> pd.DataFrame:
+    # the same parse backtesting.test uses: first column is the index, parsed as dates
+    return pd.read_csv(_package_file("backtesting", "test", name), index_col=0, parse_dates=True)
+
+
+def _goog() -> pd.DataFrame:
+    return _backtesting_csv("GOOG.csv")
 
 
 def _eurusd() -> pd.DataFrame:
-    from backtesting.test import EURUSD
-
-    return EURUSD.copy()
+    return _backtesting_csv("EURUSD.csv")
 
 
 def _sp500() -> pd.DataFrame:
@@ -75,8 +93,14 @@ def _sp500() -> pd.DataFrame:
 BUNDLED: dict[str, BundledDataset] = {
     d.name: d
     for d in (
-        BundledDataset("goog", "GOOG", "1d", Calendar.EQUITY, "Alphabet daily, backtesting.py", _goog),
-        BundledDataset("eurusd", "EURUSD", "1h", Calendar.FX, "EUR/USD hourly, backtesting.py", _eurusd),
-        BundledDataset("sp500", "SP500", "1d", Calendar.EQUITY, "S&P 500 index daily, arch", _sp500),
+        BundledDataset(
+            "goog", "GOOG", "1d", Calendar.EQUITY, "Alphabet daily, backtesting.py", _goog
+        ),
+        BundledDataset(
+            "eurusd", "EURUSD", "1h", Calendar.FX, "EUR/USD hourly, backtesting.py", _eurusd
+        ),
+        BundledDataset(
+            "sp500", "SP500", "1d", Calendar.EQUITY, "S&P 500 index daily, arch", _sp500
+        ),
     )
 }

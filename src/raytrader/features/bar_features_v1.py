@@ -10,8 +10,14 @@ from __future__ import annotations
 from raytrader.features.spec import FeatureSet, FeatureSpec
 
 
-def _f(name: str, fn: str | None, inputs: tuple[str, ...] = ("close",), output: str | None = None,
-       lag: int = 0, **params: int | float) -> FeatureSpec:
+def _f(
+    name: str,
+    fn: str | None,
+    inputs: tuple[str, ...] = ("close",),
+    output: str | None = None,
+    lag: int = 0,
+    **params: int | float,
+) -> FeatureSpec:
     return FeatureSpec(name=name, fn=fn, inputs=inputs, params=params, output=output, lag=lag)
 
 
@@ -55,12 +61,18 @@ BAR_FEATURES_V1 = FeatureSet(
         _f("rsi_7", "RSI", timeperiod=7),
         _f("rsi_14", "RSI", timeperiod=14),
         _f("macd", "MACD", output="macd", fastperiod=12, slowperiod=26, signalperiod=9),
-        _f("macd_signal", "MACD", output="macdsignal", fastperiod=12, slowperiod=26, signalperiod=9),
+        _f(
+            "macd_signal", "MACD", output="macdsignal", fastperiod=12, slowperiod=26, signalperiod=9
+        ),
         _f("macd_hist", "MACD", output="macdhist", fastperiod=12, slowperiod=26, signalperiod=9),
         _f("roc_10", "ROC", timeperiod=10),
         _f("mom_10", "MOM", timeperiod=10),
-        _f("stoch_k", "STOCH", HLC, output="slowk", fastk_period=14, slowk_period=3, slowd_period=3),
-        _f("stoch_d", "STOCH", HLC, output="slowd", fastk_period=14, slowk_period=3, slowd_period=3),
+        _f(
+            "stoch_k", "STOCH", HLC, output="slowk", fastk_period=14, slowk_period=3, slowd_period=3
+        ),
+        _f(
+            "stoch_d", "STOCH", HLC, output="slowd", fastk_period=14, slowk_period=3, slowd_period=3
+        ),
         _f("cci_20", "CCI", HLC, timeperiod=20),
         _f("willr_14", "WILLR", HLC, timeperiod=14),
         # trend strength

@@ -20,9 +20,10 @@ WARM_COLUMN = "warm"
 
 
 def _output_index(fn: str, output: str | None) -> tuple[int, int]:
-    from talib import abstract
+    # TA-Lib builds abstract.Function at import time; its stubs don't declare it
+    from talib.abstract import Function  # type: ignore[attr-defined]
 
-    names = list(abstract.Function(fn).output_names)
+    names = list(Function(fn).output_names)
     if output is None:
         if len(names) != 1:
             raise ValueError(f"TA-Lib {fn} has outputs {names}; name one with output=")
@@ -54,9 +55,13 @@ def evaluate_spec(spec: FeatureSpec, columns: Mapping[str, np.ndarray]) -> np.nd
     return out
 
 
-def compute_arrays(feature_set: FeatureSet, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def compute_arrays(
+    feature_set: FeatureSet, columns: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Compute every feature from contiguous float64 bar arrays; returns name → array."""
-    env: dict[str, np.ndarray] = {c: np.ascontiguousarray(columns[c], dtype=np.float64) for c in OHLCV}
+    env: dict[str, np.ndarray] = {
+        c: np.ascontiguousarray(columns[c], dtype=np.float64) for c in OHLCV
+    }
     out: dict[str, np.ndarray] = {}
     for spec in feature_set.features:
         arr = evaluate_spec(spec, env)
@@ -80,5 +85,9 @@ def compute_features(bars: Bars, feature_set: FeatureSet | None = None) -> pd.Da
     warm = np.zeros(n, dtype=bool)
     warm[min(feature_set.warmup, n) :] = True
     frame[WARM_COLUMN] = warm
-    frame.attrs = {"feature_set": feature_set.name, "symbol": bars.symbol, "timeframe": bars.timeframe.name}
+    frame.attrs = {
+        "feature_set": feature_set.name,
+        "symbol": bars.symbol,
+        "timeframe": bars.timeframe.name,
+    }
     return frame

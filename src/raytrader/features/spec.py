@@ -102,10 +102,11 @@ class FeatureSet(StrictConfig):
 
 def talib_lookback(fn: str, params: dict[str, int | float]) -> int:
     """TA-Lib's own lookback for ``fn`` with ``params`` (raises ConfigError if unknown)."""
-    from talib import abstract
+    # TA-Lib builds abstract.Function at import time; its stubs don't declare it
+    from talib.abstract import Function  # type: ignore[attr-defined]
 
     try:
-        func = abstract.Function(fn)
+        func = Function(fn)
     except Exception as exc:  # TA-Lib raises a bare Exception for unknown names
         raise ConfigError(f"unknown TA-Lib function {fn!r}") from exc
     unknown = set(params) - set(func.parameters)

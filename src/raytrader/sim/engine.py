@@ -43,7 +43,9 @@ def pack_params(config: SimConfig, periods_per_year: float) -> tuple[np.ndarray,
     return p, ring_len
 
 
-def check_targets(targets: np.ndarray, index: pd.Index | None = None, names: list[str] | None = None) -> None:
+def check_targets(
+    targets: np.ndarray, index: pd.Index | None = None, names: list[str] | None = None
+) -> None:
     """Targets must be NaN (keep previous) or finite within [-1, 1]; names the first bad cell."""
     ok = np.isnan(targets) | ((targets >= -1.0) & (targets <= 1.0))
     if not ok.all():
@@ -99,7 +101,13 @@ def simulate(
     """Whole-series path: targets (n_bars,) or (n_bars x n_cols) over one price series shared by all
     columns, or one price column per target column."""
     return simulate_rows(
-        _rows(open_), _rows(high), _rows(low), _rows(close), _rows(targets), config, periods_per_year,
+        _rows(open_),
+        _rows(high),
+        _rows(low),
+        _rows(close),
+        _rows(targets),
+        config,
+        periods_per_year,
         positions=positions,
     )
 
@@ -115,17 +123,27 @@ def simulate_rows(
     *,
     positions: bool = True,
 ) -> SimOutput:
-    """As :func:`simulate` in the kernel's layout: targets (n_cols x n_bars), prices (1 or n_cols x n_bars)."""
+    """As :func:`simulate`, in the kernel's layout: targets (n_cols x n_bars), prices
+    (1 or n_cols x n_bars)."""
     tg = np.ascontiguousarray(targets, dtype=np.float64)
     k, n = tg.shape
     if open_.shape[1] != n or open_.shape[0] not in (1, k):
-        raise ConfigError(f"{k} target column(s) of {n} bars do not match prices of shape {open_.T.shape}")
+        raise ConfigError(
+            f"{k} target column(s) of {n} bars do not match prices of shape {open_.T.shape}"
+        )
     check_targets(tg.T)
     params, ring_len = pack_params(config, periods_per_year)
     offsets = K.trade_capacity(tg)
     equity, pos, trades, states = K.simulate_columns(
-        np.ascontiguousarray(open_), np.ascontiguousarray(high), np.ascontiguousarray(low),
-        np.ascontiguousarray(close), tg, params, ring_len, offsets, positions,
+        np.ascontiguousarray(open_),
+        np.ascontiguousarray(high),
+        np.ascontiguousarray(low),
+        np.ascontiguousarray(close),
+        tg,
+        params,
+        ring_len,
+        offsets,
+        positions,
     )
     if (states[:, K.S_OVERFLOW] != 0).any():  # pragma: no cover - the bound is proven in tests
         raise RaytraderError("internal error: trade buffer overflow in the simulation kernel")
@@ -133,11 +151,16 @@ def simulate_rows(
     for j in range(k):
         used[offsets[j] : int(states[j, K.S_TSLOT])] = True
     return SimOutput(
-        equity_rows=equity, positions_rows=pos, trades=trades[used], exposed_bars=states[:, K.S_EXPOSED]
+        equity_rows=equity,
+        positions_rows=pos,
+        trades=trades[used],
+        exposed_bars=states[:, K.S_EXPOSED],
     )
 
 
-def trades_frame(trades: np.ndarray, index: pd.DatetimeIndex, columns: list[str] | None = None) -> pd.DataFrame:
+def trades_frame(
+    trades: np.ndarray, index: pd.DatetimeIndex, columns: list[str] | None = None
+) -> pd.DataFrame:
     """Trade records as a DataFrame with entry/exit timestamps and readable exit reasons."""
     df = pd.DataFrame(trades, columns=list(K.TRADE_FIELDS))
     entry = df["entry_bar"].to_numpy(dtype=np.int64)
@@ -171,8 +194,13 @@ class Simulator:
     ``next_open`` fill the orders execute at the next ``step``'s open.
     """
 
-    def __init__(self, config: SimConfig, periods_per_year: float, n_columns: int = 1,
-                 trade_capacity: int = 64) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        periods_per_year: float,
+        n_columns: int = 1,
+        trade_capacity: int = 64,
+    ) -> None:
         self.config = config
         self.n_columns = n_columns
         self.params, ring_len = pack_params(config, periods_per_year)
@@ -191,24 +219,45 @@ class Simulator:
         buf = np.full((self.n_columns * new_cap, K.N_TRADE), np.nan)
         for j in range(self.n_columns):
             used = int(self.states[j, K.S_TSLOT]) - j * old_cap
-            buf[j * new_cap : j * new_cap + used] = self.trades_buf[j * old_cap : j * old_cap + used]
+            buf[j * new_cap : j * new_cap + used] = self.trades_buf[
+                j * old_cap : j * old_cap + used
+            ]
             self.states[j, K.S_TSLOT] = j * new_cap + used
             self.states[j, K.S_TEND] = (j + 1) * new_cap
         self.trades_buf, self._cap = buf, new_cap
 
-    def step(self, open_: np.ndarray | float, high: np.ndarray | float, low: np.ndarray | float,
-             close: np.ndarray | float, targets: np.ndarray | float) -> np.ndarray:
+    def step(
+        self,
+        open_: np.ndarray | float,
+        high: np.ndarray | float,
+        low: np.ndarray | float,
+        close: np.ndarray | float,
+        targets: np.ndarray | float,
+    ) -> np.ndarray:
         """Advance every column by one bar; returns equity at this bar's close (per column)."""
         k = self.n_columns
-        o, h, lo, c, t = (np.broadcast_to(np.asarray(x, dtype=np.float64), (k,)).copy()
-                          for x in (open_, high, low, close, targets))
+        o, h, lo, c, t = (
+            np.broadcast_to(np.asarray(x, dtype=np.float64), (k,)).copy()
+            for x in (open_, high, low, close, targets)
+        )
         check_targets(t.reshape(1, -1), names=None)
         # each bar writes at most two trade records per column (a reversal, then a stop)
         free = self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT]
         if (free < 3).any():
             self._grow()
-        K.step_columns(self.states, self.rings, self.trades_buf, self.bar, o, h, lo, c, t,
-                       self.params, self._equity)
+        K.step_columns(
+            self.states,
+            self.rings,
+            self.trades_buf,
+            self.bar,
+            o,
+            h,
+            lo,
+            c,
+            t,
+            self.params,
+            self._equity,
+        )
         self._last_close = c
         self.bar += 1
         return self._equity.copy()

@@ -39,7 +39,14 @@ import numpy as np
 S_CASH, S_UNITS, S_AVG, S_DESIRED, S_PENDING = 0, 1, 2, 3, 4
 S_ENTRY_BAR, S_TRADE_PNL, S_TRADE_MAXU, S_TRADE_COMM = 5, 6, 7, 8
 S_PREV_CLOSE, S_NRET, S_RING_POS, S_TSLOT, S_TEND, S_EQUITY, S_EXPOSED, S_OVERFLOW = (
-    9, 10, 11, 12, 13, 14, 15, 16,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
 )
 S_BUST = 17
 N_STATE = 18
@@ -49,8 +56,17 @@ T_COL, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PRICE, T_EXIT_PRICE, T_UNITS = 0, 1, 2, 
 T_PNL, T_RETURN, T_COMMISSION, T_REASON, T_MAX_UNITS = 6, 7, 8, 9, 10
 N_TRADE = 11
 TRADE_FIELDS = (
-    "column", "entry_bar", "exit_bar", "entry_price", "exit_price", "units",
-    "pnl", "return", "commission", "reason", "max_units",
+    "column",
+    "entry_bar",
+    "exit_bar",
+    "entry_price",
+    "exit_price",
+    "units",
+    "pnl",
+    "return",
+    "commission",
+    "reason",
+    "max_units",
 )
 REASON_SIGNAL, REASON_STOP_LOSS, REASON_TAKE_PROFIT, REASON_OPEN, REASON_LIQUIDATION = 0, 1, 2, 3, 4
 REASONS = ("signal", "stop_loss", "take_profit", "open", "liquidation")
@@ -76,8 +92,16 @@ def init_state(st: np.ndarray, params: np.ndarray, tslot: int, tend: int) -> Non
 
 
 @nb.njit(cache=True)
-def _write_trade(st: np.ndarray, trades: np.ndarray, col: int, exit_bar: int, exit_price: float,
-                 units: float, pnl: float, reason: float) -> None:
+def _write_trade(
+    st: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    exit_bar: int,
+    exit_price: float,
+    units: float,
+    pnl: float,
+    reason: float,
+) -> None:
     slot = int(st[S_TSLOT])
     if slot >= int(st[S_TEND]):
         st[S_OVERFLOW] = 1.0
@@ -108,8 +132,16 @@ def _open_trade(st: np.ndarray, bar: int, units: float, price: float, fee: float
 
 
 @nb.njit(cache=True)
-def fill(st: np.ndarray, trades: np.ndarray, col: int, bar: int, delta: float, price: float,
-         commission: float, reason: float) -> None:
+def fill(
+    st: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    delta: float,
+    price: float,
+    commission: float,
+    reason: float,
+) -> None:
     """Trade ``delta`` units at ``price`` (slippage already applied) and do the trade accounting."""
     units = st[S_UNITS]
     fee = abs(delta) * price * commission
@@ -142,8 +174,15 @@ def fill(st: np.ndarray, trades: np.ndarray, col: int, bar: int, delta: float, p
 
 
 @nb.njit(cache=True)
-def _order_to_fraction(st: np.ndarray, trades: np.ndarray, col: int, bar: int, ref: float,
-                       frac: float, params: np.ndarray) -> None:
+def _order_to_fraction(
+    st: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    ref: float,
+    frac: float,
+    params: np.ndarray,
+) -> None:
     """Move the position to ``frac`` of equity at reference price ``ref``."""
     comm = params[P_COMM]
     slip = params[P_SLIP]
@@ -164,8 +203,16 @@ def _order_to_fraction(st: np.ndarray, trades: np.ndarray, col: int, bar: int, r
 
 
 @nb.njit(cache=True)
-def _check_stops(st: np.ndarray, trades: np.ndarray, col: int, bar: int, o: float, h: float,
-                 lo: float, params: np.ndarray) -> None:
+def _check_stops(
+    st: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    o: float,
+    h: float,
+    lo: float,
+    params: np.ndarray,
+) -> None:
     units = st[S_UNITS]
     sl = params[P_SL]
     tp = params[P_TP]
@@ -178,22 +225,58 @@ def _check_stops(st: np.ndarray, trades: np.ndarray, col: int, bar: int, o: floa
         if sl > 0.0:
             level = avg * (1.0 - sl)
             if lo <= level:
-                fill(st, trades, col, bar, -units, min(o, level) * (1.0 - slip), comm, REASON_STOP_LOSS)
+                fill(
+                    st,
+                    trades,
+                    col,
+                    bar,
+                    -units,
+                    min(o, level) * (1.0 - slip),
+                    comm,
+                    REASON_STOP_LOSS,
+                )
                 return
         if tp > 0.0:
             level = avg * (1.0 + tp)
             if h >= level:
-                fill(st, trades, col, bar, -units, max(o, level) * (1.0 - slip), comm, REASON_TAKE_PROFIT)
+                fill(
+                    st,
+                    trades,
+                    col,
+                    bar,
+                    -units,
+                    max(o, level) * (1.0 - slip),
+                    comm,
+                    REASON_TAKE_PROFIT,
+                )
     else:
         if sl > 0.0:
             level = avg * (1.0 + sl)
             if h >= level:
-                fill(st, trades, col, bar, -units, max(o, level) * (1.0 + slip), comm, REASON_STOP_LOSS)
+                fill(
+                    st,
+                    trades,
+                    col,
+                    bar,
+                    -units,
+                    max(o, level) * (1.0 + slip),
+                    comm,
+                    REASON_STOP_LOSS,
+                )
                 return
         if tp > 0.0:
             level = avg * (1.0 - tp)
             if lo <= level:
-                fill(st, trades, col, bar, -units, min(o, level) * (1.0 + slip), comm, REASON_TAKE_PROFIT)
+                fill(
+                    st,
+                    trades,
+                    col,
+                    bar,
+                    -units,
+                    min(o, level) * (1.0 + slip),
+                    comm,
+                    REASON_TAKE_PROFIT,
+                )
 
 
 @nb.njit(cache=True)
@@ -203,7 +286,7 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
     if target == 0.0:
         return 0.0
     if mode == SIZING_FIXED:
-        return target * params[P_S1]
+        return float(target * params[P_S1])
     n = ring.shape[0]
     if st[S_NRET] < n:
         return np.nan
@@ -218,7 +301,7 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
     if mode == SIZING_VOL:
         vol = math.sqrt(var * params[P_PPY])
         lev = params[P_S2] if vol == 0.0 else min(params[P_S2], params[P_S1] / vol)
-        return target * lev
+        return float(target * lev)
     # Kelly: mean/variance of per-bar returns, signed by the side
     if var == 0.0:
         return 0.0
@@ -226,15 +309,26 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
     if target < 0.0:
         k = -k
     k = min(max(params[P_S1] * k, 0.0), params[P_S2])
-    return target * k
+    return float(target * k)
 
 
 @nb.njit(cache=True)
-def bar_update(st: np.ndarray, ring: np.ndarray, trades: np.ndarray, col: int, bar: int, o: float,
-               h: float, lo: float, c: float, target: float, params: np.ndarray) -> float:
+def bar_update(
+    st: np.ndarray,
+    ring: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    target: float,
+    params: np.ndarray,
+) -> float:
     """Advance one column by one bar (see the module docstring); returns equity at the close."""
     if st[S_BUST] != 0.0:
-        return st[S_EQUITY]
+        return float(st[S_EQUITY])
     if params[P_FILL] == FILL_NEXT_OPEN:
         pending = st[S_PENDING]
         if not math.isnan(pending):
@@ -266,7 +360,7 @@ def bar_update(st: np.ndarray, ring: np.ndarray, trades: np.ndarray, col: int, b
                 st[S_PENDING] = frac
 
     units = st[S_UNITS]
-    equity = st[S_CASH] + units * c
+    equity: float = st[S_CASH] + units * c
     if equity <= 0.0 and units != 0.0:
         price = c * (1.0 + params[P_SLIP]) if units < 0.0 else c * (1.0 - params[P_SLIP])
         fill(st, trades, col, bar, -units, price, params[P_COMM], REASON_LIQUIDATION)
@@ -281,7 +375,9 @@ def bar_update(st: np.ndarray, ring: np.ndarray, trades: np.ndarray, col: int, b
 
 
 @nb.njit(cache=True)
-def finalize_open_trade(st: np.ndarray, trades: np.ndarray, col: int, bar: int, close: float) -> None:
+def finalize_open_trade(
+    st: np.ndarray, trades: np.ndarray, col: int, bar: int, close: float
+) -> None:
     """Write the still-open trade (if any) valued at ``close``, without exit costs, reason ``open``."""
     units = st[S_UNITS]
     if units == 0.0:
@@ -290,9 +386,17 @@ def finalize_open_trade(st: np.ndarray, trades: np.ndarray, col: int, bar: int, 
     _write_trade(st, trades, col, bar, close, units, pnl, REASON_OPEN)
 
 
-def _simulate_columns(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                     targets: np.ndarray, params: np.ndarray, ring_len: int, trade_offsets: np.ndarray,
-                     positions_out: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _simulate_columns(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    params: np.ndarray,
+    ring_len: int,
+    trade_offsets: np.ndarray,
+    positions_out: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Whole-series path over every row of ``targets`` (n_cols x n_bars, column-major layout).
 
     Price arrays are (1 x n_bars), shared by all columns, or (n_cols x n_bars). Returns equity
@@ -349,23 +453,56 @@ _capacity_serial = nb.njit(cache=True)(_trade_capacity)
 _capacity_parallel = nb.njit(cache=True, parallel=True)(_trade_capacity)
 
 
-def simulate_columns(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                     targets: np.ndarray, params: np.ndarray, ring_len: int, trade_offsets: np.ndarray,
-                     positions_out: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def simulate_columns(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    params: np.ndarray,
+    ring_len: int,
+    trade_offsets: np.ndarray,
+    positions_out: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     fn = _simulate_parallel if targets.shape[0] >= PARALLEL_MIN_COLUMNS else _simulate_serial
-    return fn(open_, high, low, close, targets, params, ring_len, trade_offsets, positions_out)  # type: ignore[no-any-return]
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = fn(
+        open_, high, low, close, targets, params, ring_len, trade_offsets, positions_out
+    )
+    return out
 
 
 def trade_capacity(targets: np.ndarray) -> np.ndarray:
     fn = _capacity_parallel if targets.shape[0] >= PARALLEL_MIN_COLUMNS else _capacity_serial
-    return fn(targets)  # type: ignore[no-any-return]
+    out: np.ndarray = fn(targets)
+    return out
 
 
 @nb.njit(cache=True)
-def step_columns(states: np.ndarray, rings: np.ndarray, trades: np.ndarray, bar: int,
-                 open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                 targets: np.ndarray, params: np.ndarray, equity_out: np.ndarray) -> None:
+def step_columns(
+    states: np.ndarray,
+    rings: np.ndarray,
+    trades: np.ndarray,
+    bar: int,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    params: np.ndarray,
+    equity_out: np.ndarray,
+) -> None:
     """One-bar path: advance every column by one bar (prices per column)."""
     for j in range(states.shape[0]):
-        equity_out[j] = bar_update(states[j], rings[j], trades, j, bar, open_[j], high[j], low[j],
-                                   close[j], targets[j], params)
+        equity_out[j] = bar_update(
+            states[j],
+            rings[j],
+            trades,
+            j,
+            bar,
+            open_[j],
+            high[j],
+            low[j],
+            close[j],
+            targets[j],
+            params,
+        )

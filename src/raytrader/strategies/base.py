@@ -95,7 +95,14 @@ def hold_events(events: np.ndarray, short: bool) -> np.ndarray:
     return out
 
 
-def parse_params(name: str, model: type[StrategyParams], params: Mapping[str, Any]) -> StrategyParams:
+def parse_params(
+    name: str, model: type[StrategyParams], params: Mapping[str, Any]
+) -> StrategyParams:
+    unknown = sorted(set(params) - set(model.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name}: unknown parameter(s) {unknown}; it takes {sorted(model.model_fields)}"
+        )
     try:
         return model.model_validate(dict(params))
     except ValidationError as exc:

@@ -90,7 +90,9 @@ class MaCross(Strategy):
 
 
 @nb.njit(cache=True, parallel=True)
-def _cross_rows(smas: np.ndarray, fast: np.ndarray, slow: np.ndarray, shorts: np.ndarray) -> np.ndarray:
+def _cross_rows(
+    smas: np.ndarray, fast: np.ndarray, slow: np.ndarray, shorts: np.ndarray
+) -> np.ndarray:
     """Held stop-and-reverse targets of many (fast, slow) pairs; same rule as :func:`_cross_events`."""
     k = fast.shape[0]
     n = smas.shape[1]
@@ -133,7 +135,9 @@ class Rsi(Strategy):
 
         rsi = talib.RSI(_close(frame), self.params.period)
         with np.errstate(invalid="ignore"):
-            ev = np.where(rsi < self.params.lower, 1.0, np.where(rsi > self.params.upper, -1.0, np.nan))
+            ev = np.where(
+                rsi < self.params.lower, 1.0, np.where(rsi > self.params.upper, -1.0, np.nan)
+            )
         return self._finish(frame, ev)
 
 
@@ -159,7 +163,9 @@ class Macd(Strategy):
     def target_positions(self, frame: pd.DataFrame, **hooks: Any) -> pd.Series:
         import talib
 
-        _, _, hist = talib.MACD(_close(frame), self.params.fast, self.params.slow, self.params.signal)
+        _, _, hist = talib.MACD(
+            _close(frame), self.params.fast, self.params.slow, self.params.signal
+        )
         ev = np.where(np.isnan(hist), np.nan, np.sign(hist))
         return self._finish(frame, ev)
 
@@ -180,13 +186,17 @@ class Bollinger(Strategy):
         import talib
 
         c = _close(frame)
-        upper, middle, lower = talib.BBANDS(c, self.params.period, self.params.nbdev, self.params.nbdev)
+        upper, middle, lower = talib.BBANDS(
+            c, self.params.period, self.params.nbdev, self.params.nbdev
+        )
         prev_c = np.roll(c, 1)
         prev_m = np.roll(middle, 1)
         with np.errstate(invalid="ignore"):
             cross_mid = ((prev_c < prev_m) & (c >= middle)) | ((prev_c > prev_m) & (c <= middle))
             cross_mid[:1] = False
-            ev = np.where(c < lower, 1.0, np.where(c > upper, -1.0, np.where(cross_mid, 0.0, np.nan)))
+            ev = np.where(
+                c < lower, 1.0, np.where(c > upper, -1.0, np.where(cross_mid, 0.0, np.nan))
+            )
         return self._finish(frame, ev)
 
 
@@ -208,7 +218,9 @@ class Momentum(Strategy):
         roc = talib.ROCP(_close(frame), self.params.period)
         th = self.params.threshold
         with np.errstate(invalid="ignore"):
-            ev = np.where(np.isnan(roc), np.nan, np.where(roc > th, 1.0, np.where(roc < -th, -1.0, 0.0)))
+            ev = np.where(
+                np.isnan(roc), np.nan, np.where(roc > th, 1.0, np.where(roc < -th, -1.0, 0.0))
+            )
         return self._finish(frame, ev)
 
 
@@ -243,7 +255,11 @@ class MeanReversion(Strategy):
             ev = np.where(
                 z < -self.params.entry_z,
                 1.0,
-                np.where(z > self.params.entry_z, -1.0, np.where(np.abs(z) < self.params.exit_z, 0.0, np.nan)),
+                np.where(
+                    z > self.params.entry_z,
+                    -1.0,
+                    np.where(np.abs(z) < self.params.exit_z, 0.0, np.nan),
+                ),
             )
         return self._finish(frame, ev)
 

@@ -1,0 +1,57 @@
+# raytrader — `make help` lists the targets. Every target creates .venv and installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := requirements/constraints.txt
+export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+export NUMBA_CACHE_DIR ?= $(HOME)/.cache/raytrader/numba
+
+.PHONY: help venv demo test test-unit test-integration bench lint constraints clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev) ; }
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (Debian 12: apt-get install python3 python3-venv)" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,bench]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools
+
+demo: $(VENV)/.installed ## run the main job on embedded defaults (bundled data, local Ray)
+	$(BIN)/raytrader demo
+
+test: $(VENV)/.installed ## run every test (unit, integration with a local Ray, slow)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(VENV)/.installed ## unit tests only (no Ray, no services)
+	$(BIN)/python -m pytest -q -m 'not integration and not slow'
+
+test-integration: $(VENV)/.installed ## integration tests only
+	$(BIN)/python -m pytest -q -m integration
+
+bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.run
+
+lint: $(VENV)/.installed ## ruff and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+constraints: $(VENV)/.installed-bench ## re-pin requirements/constraints.txt from the current .venv
+	{ head -2 $(CONSTRAINTS); $(PIP) freeze --exclude-editable; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+clean: ## remove .venv, caches and run outputs
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis runs

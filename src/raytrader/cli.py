@@ -1,0 +1,621 @@
+"""The ``raytrader`` command line (Typer + Rich).
+
+Bad input (unknown dataset/strategy/parameter, invalid value, bad file) prints one line on stderr and
+exits with code 2; ``--debug`` shows the traceback instead. Heavy libraries are imported inside the
+commands, so commands that don't need Ray never start it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from raytrader.data.bars import Bars
+    from raytrader.sim.config import SimConfig
+
+app = typer.Typer(
+    name="raytrader",
+    help="Train, tune, backtest and serve ensembles of trading strategies on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Market data: bundled sets, files, resampling.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_STATE = {"debug": False}
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="dataset name (goog, eurusd, sp500, synthetic[:k=v,...]) or a .csv/.parquet path",
+    ),
+]
+SymbolOpt = Annotated[
+    str | None, typer.Option(help="symbol for a file source (default: file name)")
+]
+TimeframeOpt = Annotated[
+    str | None, typer.Option(help="timeframe of a file source, e.g. 1m, 1h, 1d")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _load(data: str, symbol: str | None = None, timeframe: str | None = None) -> Bars:
+    from raytrader.data.sources import load_bars
+
+    return load_bars(data, symbol=symbol, timeframe=timeframe)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from raytrader import __version__
+
+        typer.echo(f"raytrader {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks on errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    _STATE["debug"] = debug
+
+
+# ---------------------------------------------------------------------------------------------- data
+@data_app.command("list")
+def data_list(json_out: JsonOpt = False) -> None:
+    """List the bundled datasets and the synthetic generator."""
+    from raytrader.data.bundled import BUNDLED
+
+    rows: list[dict[str, Any]] = []
+    for d in BUNDLED.values():
+        bars = d.load()
+        rows.append(
+            {
+                "name": d.name,
+                "symbol": d.symbol,
+                "timeframe": d.timeframe,
+                "calendar": d.calendar.value,
+                "bars": len(bars),
+                "start": bars.index[0].isoformat(),
+                "end": bars.index[-1].isoformat(),
+                "description": d.description,
+            }
+        )
+    rows.append(
+        {
+            "name": "synthetic",
+            "symbol": "SYN",
+            "timeframe": "any",
+            "calendar": "crypto",
+            "bars": None,
+            "start": None,
+            "end": None,
+            "description": "seeded regime-switching GBM: synthetic:n_bars=100000,timeframe=1m,seed=7",
+        }
+    )
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    t = Table(title="datasets")
+    for c in ("name", "symbol", "timeframe", "calendar", "bars", "start", "end", "description"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(
+            *(
+                str(r[c]) if r[c] is not None else "-"
+                for c in (
+                    "name",
+                    "symbol",
+                    "timeframe",
+                    "calendar",
+                    "bars",
+                    "start",
+                    "end",
+                    "description",
+                )
+            )
+        )
+    _console().print(t)
+
+
+@data_app.command("show")
+def data_show(
+    name: Annotated[str, typer.Argument(help="dataset name or file path")],
+    rows: Annotated[int, typer.Option(help="rows to show from each end")] = 5,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a dataset's summary and first/last bars."""
+    bars = _load(name, symbol, timeframe)
+    info = {
+        "symbol": bars.symbol,
+        "timeframe": bars.timeframe.name,
+        "calendar": bars.calendar.value,
+        "bars": len(bars),
+        "start": bars.index[0].isoformat(),
+        "end": bars.index[-1].isoformat(),
+        "source": bars.source,
+    }
+    if json_out:
+        info["head"] = json.loads(bars.frame.head(rows).to_json(orient="index", date_format="iso"))
+        typer.echo(json.dumps(info))
+        return
+    con = _console()
+    con.print(info)
+    con.print(bars.frame.head(rows).to_string())
+    con.print("...")
+    con.print(bars.frame.tail(rows).to_string())
+
+
+@data_app.command("resample")
+def data_resample(
+    data: DataOpt,
+    to: Annotated[str, typer.Option("--to", help="target timeframe, e.g. 5m, 1h, 1d")],
+    out: Annotated[Path | None, typer.Option(help="write .csv or .parquet here")] = None,
+    include_partial: Annotated[bool, typer.Option(help="keep an incomplete last bucket")] = False,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+) -> None:
+    """Resample bars to a coarser timeframe (buckets labelled by open time, left-closed)."""
+    from raytrader.data.resample import resample
+
+    bars = _load(data, symbol, timeframe)
+    res = resample(bars, to, include_partial=include_partial)
+    if out is None:
+        _console().print(res.frame.tail(10).to_string())
+        typer.echo(f"{len(bars)} {bars.timeframe} bars -> {len(res)} {res.timeframe} bars")
+        return
+    from raytrader.errors import ConfigError
+
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        from raytrader.data.files import write_bars_csv
+
+        write_bars_csv(res, out)
+    elif suffix in (".parquet", ".pq"):
+        tmp = out.with_name(out.name + ".tmp")
+        res.frame.to_parquet(tmp)
+        tmp.replace(out)
+    else:
+        raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
+    typer.echo(f"wrote {len(res)} {res.timeframe} bars to {out}")
+
+
+# ------------------------------------------------------------------------------------------ features
+@app.command("features")
+def features_cmd(
+    data: DataOpt = "goog",
+    feature_set: Annotated[str, typer.Option("--set", help="feature set name")] = "bar_features_v1",
+    rows: Annotated[int, typer.Option(help="last rows to show")] = 1,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compute a feature set over a dataset and show the latest rows."""
+    from raytrader.features import get_feature_set
+    from raytrader.features.engine import compute_features
+
+    fs = get_feature_set(feature_set)
+    bars = _load(data, symbol, timeframe)
+    feats = compute_features(bars, fs)
+    tail = feats.tail(rows)
+    if json_out:
+        payload = {
+            "feature_set": fs.name,
+            "symbol": bars.symbol,
+            "timeframe": bars.timeframe.name,
+            "features": len(fs.features),
+            "warmup": fs.warmup,
+            "bars": len(bars),
+            "rows": [
+                {
+                    "timestamp": ts.isoformat(),
+                    **{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()},
+                }
+                for ts, row in zip(tail.index, tail.to_dict(orient="records"), strict=True)
+            ],
+        }
+        typer.echo(json.dumps(payload))
+        return
+    from rich.table import Table
+
+    t = Table(
+        title=f"{fs.name} on {bars.symbol} {bars.timeframe} "
+        f"({len(fs.features)} features, warm-up {fs.warmup} bars)"
+    )
+    t.add_column("feature")
+    t.add_column("warm-up", justify="right")
+    for ts in tail.index:
+        t.add_column(ts.isoformat(), justify="right")
+    for name in fs.names:
+        t.add_row(name, str(fs.warmups[name]), *(f"{v:.6g}" for v in tail[name].to_numpy()))
+    _console().print(t)
+
+
+# ------------------------------------------------------------------------------------------ backtest
+def _parse_params(items: list[str]) -> dict[str, str]:
+    from raytrader.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: use name=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _sim_config(
+    commission: float,
+    slippage_bps: float,
+    cash: float,
+    units: str,
+    fill: str,
+    sizing: str,
+    stop_loss: float | None,
+    take_profit: float | None,
+    long_only: bool,
+) -> SimConfig:
+    from raytrader.sim.config import SimConfig
+
+    kind, _, arg = sizing.partition(":")
+    sizing_cfg: dict[str, Any] = {"kind": kind}
+    if arg:
+        for part in arg.split(","):
+            k, sep, v = part.partition("=")
+            if not sep:  # shorthand: fixed_fraction:0.5
+                k, v = "fraction", k
+            sizing_cfg[k.strip()] = v.strip()
+    return SimConfig.parse(
+        {
+            "initial_cash": cash,
+            "commission": commission,
+            "slippage_bps": slippage_bps,
+            "units": units,
+            "fill": fill,
+            "sizing": sizing_cfg,
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "allow_short": not long_only,
+        },
+        where="backtest",
+    )
+
+
+CommissionOpt = Annotated[float, typer.Option(help="fraction of traded notional per fill")]
+SlippageOpt = Annotated[float, typer.Option(help="adverse slippage per fill, basis points")]
+CashOpt = Annotated[float, typer.Option(help="initial cash")]
+UnitsOpt = Annotated[str, typer.Option(help="fractional | whole")]
+FillOpt = Annotated[
+    str, typer.Option(help="next_open (default: signal at close t fills at open t+1) | close")
+]
+SizingOpt = Annotated[
+    str,
+    typer.Option(
+        help="all_in | fixed_fraction:0.5 | vol_target[:annual_vol=0.15,lookback=20] | kelly[:lookback=60]"
+    ),
+]
+StopOpt = Annotated[float | None, typer.Option(help="stop-loss as a fraction of the entry price")]
+TakeOpt = Annotated[float | None, typer.Option(help="take-profit as a fraction of the entry price")]
+LongOnlyOpt = Annotated[bool, typer.Option("--long-only", help="clip short targets to flat")]
+
+
+@app.command("backtest")
+def backtest_cmd(
+    data: DataOpt = "goog",
+    strategy: Annotated[str, typer.Option(help="registered strategy name")] = "ma_cross",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="strategy parameter name=value (repeatable)"),
+    ] = None,
+    commission: CommissionOpt = 0.001,
+    slippage_bps: SlippageOpt = 2.0,
+    cash: CashOpt = 10_000.0,
+    units: UnitsOpt = "fractional",
+    fill: FillOpt = "next_open",
+    sizing: SizingOpt = "all_in",
+    stop_loss: StopOpt = None,
+    take_profit: TakeOpt = None,
+    long_only: LongOnlyOpt = False,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    json_out: JsonOpt = False,
+    equity_csv: Annotated[Path | None, typer.Option(help="write the equity curve CSV here")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="write PNG/CSV/JSON report into this folder")
+    ] = None,
+) -> None:
+    """Backtest one strategy on one dataset through the simulation kernel."""
+    from raytrader.backtest.engine import run_backtest
+    from raytrader.strategies.base import make_strategy
+
+    sim = _sim_config(
+        commission, slippage_bps, cash, units, fill, sizing, stop_loss, take_profit, long_only
+    )
+    strat = make_strategy(strategy, _parse_params(param or []))
+    bars = _load(data, symbol, timeframe)
+    result = run_backtest(bars, strat, sim)
+    if equity_csv is not None:
+        frame = result.equity.to_frame().assign(units=result.positions, target=result.targets)
+        frame.index = frame.index.map(lambda t: t.isoformat())
+        tmp = equity_csv.with_name(equity_csv.name + ".tmp")
+        frame.to_csv(tmp, index_label="timestamp")
+        tmp.replace(equity_csv)
+    if report is not None:
+        from raytrader.backtest.report import write_report
+
+        write_report(result, report)
+    summary = result.summary()
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    _print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "-" if v is None else str(v)
+
+
+def _print_metrics(title: str, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in summary.items():
+        t.add_row(k, _fmt(v) if not isinstance(v, dict) else json.dumps(v))
+    _console().print(t)
+
+
+# ---------------------------------------------------------------------------------- parallel runner
+@app.command("run-strategies")
+def run_strategies_cmd(
+    data: DataOpt = "goog",
+    strategies: Annotated[
+        str, typer.Option(help="comma-separated strategy names")
+    ] = "rsi,macd,bollinger,momentum,mean_reversion",
+    ensemble: Annotated[str, typer.Option(help="weighted | voting | average | none")] = "weighted",
+    max_concurrency: Annotated[int, typer.Option(help="tasks running at once")] = 4,
+    timeout: Annotated[float, typer.Option(help="per-strategy timeout, seconds")] = 120.0,
+    commission: CommissionOpt = 0.001,
+    slippage_bps: SlippageOpt = 2.0,
+    cash: CashOpt = 10_000.0,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run several strategies in parallel as Ray tasks and combine them into an ensemble."""
+    from raytrader.strategies.runner import RunnerConfig, StrategyRunner
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    cfg = RunnerConfig.parse(
+        {
+            "max_concurrency": max_concurrency,
+            "timeout_s": timeout,
+            "ensemble": None if ensemble == "none" else ensemble,
+            "sim": {"commission": commission, "slippage_bps": slippage_bps, "initial_cash": cash},
+        },
+        where="run-strategies",
+    )
+    bars = _load(data, symbol, timeframe)
+    result = StrategyRunner(cfg).run_sync(names, bars)
+    if json_out:
+        typer.echo(json.dumps(result.summary()))
+    else:
+        _print_run(result)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+def _print_run(result: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"strategies on {result.symbol} (run {result.run_id})")
+    for c in ("strategy", "ok", "total return", "sharpe", "max dd", "trades", "time s", "error"):
+        t.add_column(c, justify="right" if c not in ("strategy", "error") else "left")
+    entries = list(result.entries) + ([result.ensemble] if result.ensemble else [])
+    for e in entries:
+        m = e.metrics
+        t.add_row(
+            e.label,
+            "yes" if e.success else "no",
+            _fmt(m.get("total_return")),
+            _fmt(m.get("sharpe")),
+            _fmt(m.get("max_drawdown")),
+            _fmt(int(m["num_trades"])) if "num_trades" in m else "-",
+            f"{e.execution_time:.3f}",
+            (e.error or "").splitlines()[0] if e.error else "",
+        )
+    con = _console()
+    con.print(t)
+    s = result.stats
+    con.print(
+        f"wall {s.wall_time:.2f} s, task time {s.task_time:.2f} s, workers {s.workers}, "
+        f"parallel efficiency {s.parallel_efficiency:.0%}, {s.successes} ok / {s.failures} failed"
+    )
+
+
+# --------------------------------------------------------------------------------------------- sweep
+@app.command("sweep")
+def sweep_cmd(
+    data: DataOpt = "goog",
+    strategy: Annotated[str, typer.Option(help="registered strategy name")] = "ma_cross",
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", help="name=start:stop[:step] or name=a,b,c (repeatable)"),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="fixed parameter name=value")
+    ] = None,
+    top: Annotated[int, typer.Option(help="rows to show")] = 10,
+    sort: Annotated[str, typer.Option(help="metric to sort by (descending)")] = "sharpe",
+    commission: CommissionOpt = 0.001,
+    slippage_bps: SlippageOpt = 2.0,
+    cash: CashOpt = 10_000.0,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Backtest a parameter grid in one vectorized kernel call and show the best rows."""
+    from raytrader.backtest.engine import parse_grid, sweep
+    from raytrader.errors import ConfigError
+
+    if not grid:
+        raise ConfigError("sweep needs at least one --grid name=start:stop")
+    specs = _parse_params(grid)
+    sim = _sim_config(
+        commission, slippage_bps, cash, "fractional", "next_open", "all_in", None, None, False
+    )
+    bars = _load(data, symbol, timeframe)
+    table = sweep(
+        bars, strategy, parse_grid(specs), sim, fixed=_parse_params(param or []), sort_by=sort
+    )
+    head = table.head(top)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "strategy": strategy,
+                    "combinations": len(table),
+                    "skipped": table.attrs.get("skipped", 0),
+                    "sort": sort,
+                    "top": json.loads(head.to_json(orient="records")),
+                }
+            )
+        )
+        return
+    from rich.table import Table
+
+    t = Table(
+        title=f"{strategy} sweep on {bars.symbol}: {len(table)} combinations "
+        f"(skipped {table.attrs.get('skipped', 0)} invalid), by {sort}"
+    )
+    cols = [*specs, "total_return", "sharpe", "max_drawdown", "num_trades"]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for _, row in head.iterrows():
+        t.add_row(*(_fmt(row[c].item() if hasattr(row[c], "item") else row[c]) for c in cols))
+    _console().print(t)
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    data: DataOpt = "goog",
+    out: Annotated[Path, typer.Option(help="folder for the run's report")] = Path("runs"),
+    max_concurrency: Annotated[int, typer.Option(help="tasks running at once")] = 4,
+) -> None:
+    """The main job on embedded defaults: bundled data, features, strategies in parallel on a local
+    Ray, an ensemble, a benchmark comparison, a Rich table and a report folder."""
+    from datetime import UTC, datetime
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    con = _console()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = out / f"demo-{stamp}"
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con
+    ) as prog:
+        step = prog.add_task("loading data", total=None)
+        bars = _load(data)
+        prog.update(step, description="computing bar_features_v1")
+        from raytrader.features import BAR_FEATURES_V1
+        from raytrader.features.engine import compute_features
+
+        feats = compute_features(bars, BAR_FEATURES_V1)
+        prog.update(step, description="starting Ray and running strategies in parallel")
+        from raytrader.strategies.runner import RunnerConfig, StrategyRunner
+
+        cfg = RunnerConfig(max_concurrency=max_concurrency, history_path=str(out / "history.jsonl"))
+        names = [
+            "rsi",
+            "macd",
+            "bollinger",
+            "momentum",
+            "mean_reversion",
+            "ma_cross",
+            "buy_and_hold",
+        ]
+        result = StrategyRunner(cfg).run_sync(names, bars)
+        prog.update(step, description="writing the report")
+        import pandas as pd
+
+        from raytrader.backtest.engine import run_backtest
+        from raytrader.backtest.report import write_report
+
+        if result.ensemble is not None and result.ensemble.targets is not None:
+            ens = run_backtest(
+                bars, pd.Series(result.ensemble.targets, index=bars.index), cfg.sim, name="ensemble"
+            )
+            write_report(ens, run_dir / "ensemble")
+        (run_dir / "run.json").write_text(json.dumps(result.summary(), indent=2))
+        prog.update(step, description="done")
+    con.print(
+        f"{bars.symbol} {bars.timeframe}: {len(bars)} bars, {len(BAR_FEATURES_V1.features)} features "
+        f"({int(feats['warm'].sum())} warm rows)"
+    )
+    _print_run(result)
+    con.print(f"report: {run_dir}")
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps user errors to one stderr line and exit code 2."""
+    from pydantic import ValidationError
+
+    from raytrader.config import describe_validation_error
+    from raytrader.errors import RaytraderError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (RaytraderError, ValidationError) as exc:
+        if _STATE["debug"]:
+            raise
+        msg = (
+            describe_validation_error(exc, "input")
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
