@@ -156,7 +156,7 @@ def _fmt_ts(ts: object) -> str:
 def _row_desc(frame: pd.DataFrame, positions: np.ndarray, cols: tuple[str, ...]) -> list[str]:
     out = []
     for pos in positions[: DataValidationError.MAX_SHOWN]:
-        vals = ", ".join(f"{c}={frame[c].iloc[pos]!r}" for c in cols if c in frame.columns)
+        vals = ", ".join(f"{c}={float(frame[c].iloc[pos])!r}" for c in cols if c in frame.columns)
         out.append(f"row {int(pos)} at {_fmt_ts(frame.index[pos])} ({vals})")
     return out
 
