@@ -150,6 +150,11 @@ def run_backtest(
         targets = strategy_targets(strategy, bars)
         sname, params = strategy.name, strategy.params.model_dump(mode="json")
     else:
+        if len(strategy) != len(bars) or not strategy.index.equals(bars.index):
+            raise ConfigError(
+                f"target series {name or strategy.name!r} is not aligned with the bars: index it like the "
+                f"{len(bars)} bars of {bars.symbol} ({bars.index[0]} .. {bars.index[-1]})"
+            )
         targets = strategy.astype(np.float64)
         sname, params = name or str(strategy.name or "targets"), {}
     tg = targets.to_numpy(dtype=np.float64)
@@ -219,6 +224,17 @@ def sweep(
         raise ConfigError(f"cannot sort by {sort_by!r}; metrics: {', '.join(METRIC_NAMES)}")
     cls = get_strategy(strategy)
     keys = list(grid)
+    known = set(cls.Params.model_fields)
+    unknown = sorted((set(keys) | set(fixed or {})) - known)
+    if unknown:
+        raise ConfigError(
+            f"strategy {strategy}: unknown parameter(s) {unknown}; it takes {sorted(known)}"
+        )
+    overlap = sorted(set(keys) & set(fixed or {}))
+    if overlap:
+        raise ConfigError(
+            f"parameter(s) {overlap} are both swept (--grid) and fixed (--param); pick one"
+        )
     param_sets, rows, skipped = [], [], 0
     for combo in itertools.product(*(grid[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True)) | dict(fixed or {})

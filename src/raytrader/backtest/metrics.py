@@ -21,7 +21,8 @@ win_rate               winning closed trades / closed trades
 profit_factor          gross profit / gross loss of closed trades (inf without losses)
 expectancy             mean P&L per closed trade (currency)
 =====================  ============================================================================
-A zero-dispersion return series has volatility 0 and a NaN Sharpe/Sortino.
+A zero-dispersion return series has volatility 0 and a NaN Sharpe; with no losing bar Sortino is
++inf (as empyrical's), and NaN when the mean is also 0.
 """
 
 from __future__ import annotations
@@ -133,7 +134,10 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
         o[1] = annual
         o[2] = std * sq
         o[3] = mean / std * sq if std > 0.0 else np.nan
-        o[4] = mean * ppy / down if down > 0.0 else np.nan
+        if down > 0.0:
+            o[4] = mean * ppy / down
+        elif mean != 0.0:  # no losing bar: empyrical's division gives +/-inf
+            o[4] = math.copysign(np.inf, mean)
         o[5] = annual / abs(max_dd) if max_dd < 0.0 else np.nan
         if math.isinf(o[5]):
             o[5] = np.nan

@@ -47,6 +47,7 @@ BAR_FEATURES_V1 = FeatureSet(
         _f("volume_sma_5", "SMA", ("volume",), timeperiod=5),
         _f("volume_ratio_5", "DIV", ("volume_sma_5", "volume_sma_20")),
         _f("obv", "OBV", ("close", "volume")),
+        _f("adosc", "ADOSC", (*HLC, "volume"), fastperiod=3, slowperiod=10),
         _f("mfi_14", "MFI", (*HLC, "volume"), timeperiod=14),
         # moving averages
         _f("sma_10", "SMA", timeperiod=10),
@@ -55,6 +56,10 @@ BAR_FEATURES_V1 = FeatureSet(
         _f("ema_10", "EMA", timeperiod=10),
         _f("ema_20", "EMA", timeperiod=20),
         _f("ema_50", "EMA", timeperiod=50),
+        _f("wma_20", "WMA", timeperiod=20),
+        _f("dema_20", "DEMA", timeperiod=20),
+        _f("tema_20", "TEMA", timeperiod=20),
+        _f("kama_30", "KAMA", timeperiod=30),
         _f("close_sma_20_ratio", "DIV", ("close", "sma_20")),
         _f("ema_10_50_ratio", "DIV", ("ema_10", "ema_50")),
         # momentum / oscillators
@@ -65,6 +70,11 @@ BAR_FEATURES_V1 = FeatureSet(
             "macd_signal", "MACD", output="macdsignal", fastperiod=12, slowperiod=26, signalperiod=9
         ),
         _f("macd_hist", "MACD", output="macdhist", fastperiod=12, slowperiod=26, signalperiod=9),
+        _f("ppo", "PPO", fastperiod=12, slowperiod=26, matype=1),
+        _f("trix_15", "TRIX", timeperiod=15),
+        _f("cmo_14", "CMO", timeperiod=14),
+        _f("ultosc", "ULTOSC", HLC, timeperiod1=7, timeperiod2=14, timeperiod3=28),
+        _f("bop", "BOP", ("open", "high", "low", "close")),
         _f("roc_10", "ROC", timeperiod=10),
         _f("mom_10", "MOM", timeperiod=10),
         _f(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from raytrader.data.bars import OHLCV, Bars
+from raytrader.errors import ConfigError
 from raytrader.features.spec import FeatureSet, FeatureSpec
 
 WARM_COLUMN = "warm"
@@ -41,9 +42,12 @@ def evaluate_spec(spec: FeatureSpec, columns: Mapping[str, np.ndarray]) -> np.nd
     else:
         import talib
 
-        func = getattr(talib, spec.fn)
-        res = func(*args, **spec.params)
-        pos, n_out = _output_index(spec.fn, spec.output)
+        try:
+            func = getattr(talib, spec.fn)
+            res = func(*args, **spec.params)
+            pos, n_out = _output_index(spec.fn, spec.output)
+        except Exception as exc:  # TA-Lib raises bare Exception, TypeError or AttributeError
+            raise ConfigError(f"feature {spec.name!r}: TA-Lib {spec.fn} failed: {exc}") from exc
         out = res[pos] if n_out > 1 else res
         out = np.asarray(out, dtype=np.float64)
     if spec.lag:

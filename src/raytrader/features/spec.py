@@ -40,8 +40,14 @@ class FeatureSpec(StrictConfig):
 
     @model_validator(mode="after")
     def _check_shape(self) -> FeatureSpec:
-        if self.fn is None and (self.lag < 1 or len(self.inputs) != 1):
-            raise ValueError("a spec without fn must be a lagged copy: one input and lag >= 1")
+        if self.fn is None:
+            if self.lag < 1 or len(self.inputs) != 1:
+                raise ValueError("a spec without fn must be a lagged copy: one input and lag >= 1")
+            return self
+        try:
+            check_talib_call(self.fn, self.params, self.output, len(self.inputs))
+        except ConfigError as exc:
+            raise ValueError(f"feature {self.name!r}: {exc}") from None
         return self
 
 
@@ -100,15 +106,39 @@ class FeatureSet(StrictConfig):
         return self.model_dump(mode="json")
 
 
-def talib_lookback(fn: str, params: dict[str, int | float]) -> int:
-    """TA-Lib's own lookback for ``fn`` with ``params`` (raises ConfigError if unknown)."""
+def _talib_function(fn: str) -> Any:
     # TA-Lib builds abstract.Function at import time; its stubs don't declare it
     from talib.abstract import Function  # type: ignore[attr-defined]
 
     try:
-        func = Function(fn)
+        return Function(fn)
     except Exception as exc:  # TA-Lib raises a bare Exception for unknown names
         raise ConfigError(f"unknown TA-Lib function {fn!r}") from exc
+
+
+def check_talib_call(
+    fn: str, params: dict[str, int | float], output: str | None, n_inputs: int
+) -> None:
+    """Raise ConfigError unless ``fn(*n_inputs arrays, **params)[output]`` is a valid TA-Lib call."""
+    func = _talib_function(fn)
+    unknown = set(params) - set(func.parameters)
+    if unknown:
+        raise ConfigError(
+            f"TA-Lib {fn} has no parameter(s) {sorted(unknown)}; it takes {list(func.parameters)}"
+        )
+    arity = sum(len(v) if isinstance(v, list) else 1 for v in func.input_names.values())
+    if n_inputs != arity:
+        raise ConfigError(f"TA-Lib {fn} takes {arity} input series, got {n_inputs}")
+    outputs = list(func.output_names)
+    if output is None and len(outputs) != 1:
+        raise ConfigError(f"TA-Lib {fn} has outputs {outputs}; name one with output=")
+    if output is not None and output not in outputs:
+        raise ConfigError(f"TA-Lib {fn} has no output {output!r}; outputs: {outputs}")
+
+
+def talib_lookback(fn: str, params: dict[str, int | float]) -> int:
+    """TA-Lib's own lookback for ``fn`` with ``params`` (raises ConfigError if unknown)."""
+    func = _talib_function(fn)
     unknown = set(params) - set(func.parameters)
     if unknown:
         raise ConfigError(

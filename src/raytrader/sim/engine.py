@@ -240,7 +240,7 @@ class Simulator:
             np.broadcast_to(np.asarray(x, dtype=np.float64), (k,)).copy()
             for x in (open_, high, low, close, targets)
         )
-        check_targets(t.reshape(1, -1), names=None)
+        check_targets(t.reshape(1, -1), index=pd.Index([f"bar {self.bar}"]))
         # each bar writes at most two trade records per column (a reversal, then a stop)
         free = self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT]
         if (free < 3).any():

@@ -8,11 +8,11 @@ Per bar, in order (documented in the README, "Simulation semantics"):
 
 1. **Open** (``next_open`` fill mode): the order decided at the previous bar's close fills at this
    bar's open, adverse slippage applied, commission charged on the traded notional.
-2. **Stops**: with a position open, a stop-loss / take-profit level (fractions of the average entry
-   price) is checked against the bar: the adverse extreme first (low for longs, high for shorts), then the
-   favourable one; if the open is already beyond a level the fill is at the open (gap), else at the
-   level; slippage and commission apply. If both levels lie inside the bar the stop-loss wins
-   (pessimistic).
+2. **Stops**: with a position open, stop-loss / take-profit levels (fractions of the average entry
+   price) are checked. The open comes first: if it is already beyond a level, that exit fills at the
+   open (a gap). Otherwise, inside the bar, the adverse extreme (low for longs, high for shorts) is
+   assumed to come before the favourable one, so if both levels lie inside the bar the stop-loss
+   wins (pessimistic) and fills at its level. Slippage and commission apply.
 3. **Close**: the bar's close-to-close return enters the sizing window, then the target for this bar is
    read. An order is placed only when the target **changes** (NaN = keep the previous target); position
    drift from price moves is not rebalanced, and after a stop exit the position stays flat until the
@@ -213,70 +213,31 @@ def _check_stops(
     lo: float,
     params: np.ndarray,
 ) -> None:
+    """Stop-loss / take-profit for the open position: the open first (a gap beyond a level fills at
+    the open), then inside the bar the adverse extreme before the favourable one."""
     units = st[S_UNITS]
     sl = params[P_SL]
     tp = params[P_TP]
     if units == 0.0 or (sl <= 0.0 and tp <= 0.0):
         return
-    avg = st[S_AVG]
-    slip = params[P_SLIP]
-    comm = params[P_COMM]
-    if units > 0.0:
-        if sl > 0.0:
-            level = avg * (1.0 - sl)
-            if lo <= level:
-                fill(
-                    st,
-                    trades,
-                    col,
-                    bar,
-                    -units,
-                    min(o, level) * (1.0 - slip),
-                    comm,
-                    REASON_STOP_LOSS,
-                )
-                return
-        if tp > 0.0:
-            level = avg * (1.0 + tp)
-            if h >= level:
-                fill(
-                    st,
-                    trades,
-                    col,
-                    bar,
-                    -units,
-                    max(o, level) * (1.0 - slip),
-                    comm,
-                    REASON_TAKE_PROFIT,
-                )
-    else:
-        if sl > 0.0:
-            level = avg * (1.0 + sl)
-            if h >= level:
-                fill(
-                    st,
-                    trades,
-                    col,
-                    bar,
-                    -units,
-                    max(o, level) * (1.0 + slip),
-                    comm,
-                    REASON_STOP_LOSS,
-                )
-                return
-        if tp > 0.0:
-            level = avg * (1.0 - tp)
-            if lo <= level:
-                fill(
-                    st,
-                    trades,
-                    col,
-                    bar,
-                    -units,
-                    min(o, level) * (1.0 + slip),
-                    comm,
-                    REASON_TAKE_PROFIT,
-                )
+    side = 1.0 if units > 0.0 else -1.0
+    sl_level = st[S_AVG] * (1.0 - side * sl)
+    tp_level = st[S_AVG] * (1.0 + side * tp)
+    adverse = lo if side > 0.0 else h
+    favourable = h if side > 0.0 else lo
+    price = np.nan
+    reason = REASON_STOP_LOSS
+    if sl > 0.0 and side * (o - sl_level) <= 0.0:
+        price = o
+    elif tp > 0.0 and side * (o - tp_level) >= 0.0:
+        price, reason = o, REASON_TAKE_PROFIT
+    elif sl > 0.0 and side * (adverse - sl_level) <= 0.0:
+        price = sl_level
+    elif tp > 0.0 and side * (favourable - tp_level) >= 0.0:
+        price, reason = tp_level, REASON_TAKE_PROFIT
+    if not math.isnan(price):
+        exit_price = price * (1.0 - side * params[P_SLIP])
+        fill(st, trades, col, bar, -units, exit_price, params[P_COMM], reason)
 
 
 @nb.njit(cache=True)

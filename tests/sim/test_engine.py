@@ -1,0 +1,243 @@
+"""The two paths into the kernel agree exactly: whole-series ``simulate`` vs the bar-by-bar ``Simulator``,
+many columns vs one column at a time (serial and parallel code paths), and repeated runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raytrader.data import Bars
+from raytrader.errors import ConfigError
+from raytrader.sim import (
+    FixedFraction,
+    KellyCapped,
+    SimConfig,
+    Simulator,
+    VolTarget,
+    simulate,
+    trades_frame,
+)
+from raytrader.sim import kernel as K
+from tests.conftest import ohlc, random_targets
+
+CONFIGS = {
+    "default": SimConfig(),
+    "close-fill": SimConfig(fill="close"),
+    "stops": SimConfig(stop_loss=0.03, take_profit=0.06, slippage_bps=5.0, commission=0.002),
+    "stops-close-whole": SimConfig(fill="close", units="whole", stop_loss=0.02, take_profit=0.04),
+    "fixed-fraction-long-only": SimConfig(sizing=FixedFraction(fraction=0.6), allow_short=False),
+    "vol-target-whole": SimConfig(
+        sizing=VolTarget(lookback=15, max_leverage=2.0), units="whole", stop_loss=0.05
+    ),
+    "kelly": SimConfig(sizing=KellyCapped(lookback=30, cap=2.0), fill="close", take_profit=0.08),
+    "liquidation-prone": SimConfig(sizing=FixedFraction(fraction=8.0), commission=0.0),
+}
+
+
+def step_through(
+    sim: Simulator, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step every bar; prices (n,) shared or (n x k) per column, targets (n x k)."""
+    n = targets.shape[0]
+    equity = np.empty((n, sim.n_columns))
+    units = np.empty((n, sim.n_columns))
+    for i in range(n):
+        equity[i] = sim.step(o[i], h[i], lo[i], c[i], targets[i])
+        units[i] = sim.units
+    return equity, units
+
+
+def assert_parity(
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    targets: np.ndarray,
+    config: SimConfig,
+    ppy: float,
+    trade_capacity: int = 64,
+) -> None:
+    batch = simulate(o, h, lo, c, targets, config, ppy)
+    sim = Simulator(config, ppy, n_columns=targets.shape[1], trade_capacity=trade_capacity)
+    equity, units = step_through(sim, o, h, lo, c, targets)
+    assert np.array_equal(batch.equity, equity, equal_nan=True)
+    assert np.array_equal(batch.positions, units, equal_nan=True)
+    assert np.array_equal(batch.trades, sim.trades(include_open=True), equal_nan=True)
+    assert np.array_equal(sim.equity, batch.equity[-1])
+    closed = batch.trades[batch.trades[:, K.T_REASON] != K.REASON_OPEN]
+    assert np.array_equal(closed, sim.trades(include_open=False), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_batch_and_step_paths_agree_exactly_on_shared_prices(goog: Bars, name: str) -> None:
+    n = 900
+    o, h, lo, c = (a[:n] for a in ohlc(goog))
+    targets = random_targets(n, seed=11, k=3, p_change=0.1)
+    assert_parity(o, h, lo, c, targets, CONFIGS[name], goog.periods_per_year)
+
+
+@pytest.mark.parametrize("name", ["default", "stops-close-whole", "vol-target-whole", "kelly"])
+def test_batch_and_step_paths_agree_exactly_on_per_column_prices(
+    synthetic_bars: Callable[..., Bars], name: str
+) -> None:
+    cols = [synthetic_bars(n=700, seed=s, timeframe="1h") for s in (1, 2, 3, 4)]
+    o, h, lo, c = (
+        np.column_stack([b.column(x) for b in cols]) for x in ("open", "high", "low", "close")
+    )
+    targets = random_targets(700, seed=5, k=4, p_change=0.15)
+    assert_parity(o, h, lo, c, targets, CONFIGS[name], cols[0].periods_per_year)
+
+
+def test_simulator_trade_buffer_growth_keeps_parity(goog: Bars) -> None:
+    o, h, lo, c = ohlc(goog)
+    targets = random_targets(len(goog), seed=2, k=2, p_change=0.5)  # hundreds of trades per column
+    assert_parity(o, h, lo, c, targets, CONFIGS["stops"], goog.periods_per_year, trade_capacity=4)
+
+
+def test_simulator_returns_equity_at_each_close_and_exposes_state() -> None:
+    sim = Simulator(SimConfig(commission=0.0, slippage_bps=0.0), 252.0, n_columns=2)
+    eq = sim.step(100.0, 101.0, 99.0, 100.0, np.array([1.0, -1.0]))
+    np.testing.assert_array_equal(eq, [10_000.0, 10_000.0])
+    eq = sim.step(100.0, 111.0, 99.0, 110.0, np.array([1.0, -1.0]))
+    np.testing.assert_array_equal(sim.units, [100.0, -100.0])
+    np.testing.assert_array_equal(eq, [11_000.0, 9_000.0])
+    np.testing.assert_array_equal(sim.cash, [0.0, 20_000.0])
+    assert sim.bar == 2
+    open_trades = sim.trades(include_open=True)
+    assert open_trades.shape == (2, K.N_TRADE)
+    assert (open_trades[:, K.T_REASON] == K.REASON_OPEN).all()
+    np.testing.assert_array_equal(open_trades[:, K.T_PNL], [1_000.0, -1_000.0])
+    assert sim.trades(include_open=False).shape == (0, K.N_TRADE)
+
+
+def test_simulator_rejects_target_outside_unit_interval() -> None:
+    sim = Simulator(SimConfig(), 252.0)
+    with pytest.raises(ConfigError, match=r"outside \[-1, 1\]"):
+        sim.step(100.0, 101.0, 99.0, 100.0, 1.5)
+
+
+def test_simulator_bad_target_error_names_the_current_bar() -> None:
+    sim = Simulator(SimConfig(), 252.0)
+    for _ in range(5):
+        sim.step(100.0, 101.0, 99.0, 100.0, 0.5)
+    with pytest.raises(ConfigError, match=r"at bar 5\b"):
+        sim.step(100.0, 101.0, 99.0, 100.0, 1.5)
+
+
+# ---- many columns vs one at a time ----------------------------------------------------------------
+
+
+def _split_by_column(trades: np.ndarray, k: int) -> list[np.ndarray]:
+    out = []
+    for j in range(k):
+        rows = trades[trades[:, K.T_COL] == j].copy()
+        rows[:, K.T_COL] = 0.0
+        out.append(rows)
+    return out
+
+
+@pytest.mark.parametrize("k", [5, 63, 64, 80])
+@pytest.mark.parametrize("name", ["stops", "vol-target-whole", "liquidation-prone"])
+def test_many_columns_in_one_call_equal_each_column_alone(goog: Bars, k: int, name: str) -> None:
+    assert K.PARALLEL_MIN_COLUMNS == 64  # k=64, 80 take the parallel path, 5 and 63 the serial one
+    n = 600
+    o, h, lo, c = (a[:n] for a in ohlc(goog))
+    targets = random_targets(n, seed=k, k=k, p_change=0.1)
+    config = CONFIGS[name]
+    many = simulate(o, h, lo, c, targets, config, goog.periods_per_year)
+    per_col = _split_by_column(many.trades, k)
+    for j in range(k):
+        alone = simulate(o, h, lo, c, targets[:, j], config, goog.periods_per_year)
+        assert np.array_equal(many.equity[:, j], alone.equity[:, 0])
+        assert np.array_equal(many.positions[:, j], alone.positions[:, 0])
+        assert np.array_equal(per_col[j], alone.trades, equal_nan=True)
+        assert many.exposed_bars[j] == alone.exposed_bars[0]
+
+
+def test_many_columns_with_per_column_prices_equal_each_column_alone(
+    synthetic_bars: Callable[..., Bars],
+) -> None:
+    k, n = 70, 400
+    bars = [synthetic_bars(n=n, seed=100 + j, timeframe="1h") for j in range(k)]
+    o, h, lo, c = (
+        np.column_stack([b.column(x) for b in bars]) for x in ("open", "high", "low", "close")
+    )
+    targets = random_targets(n, seed=8, k=k, p_change=0.1)
+    config = CONFIGS["stops"]
+    many = simulate(o, h, lo, c, targets, config, 8760.0)
+    per_col = _split_by_column(many.trades, k)
+    for j in range(k):
+        alone = simulate(o[:, j], h[:, j], lo[:, j], c[:, j], targets[:, j], config, 8760.0)
+        assert np.array_equal(many.equity[:, j], alone.equity[:, 0])
+        assert np.array_equal(per_col[j], alone.trades, equal_nan=True)
+
+
+def test_price_columns_must_match_target_columns(goog: Bars) -> None:
+    o, h, lo, c = (np.column_stack([a[:50]] * 2) for a in ohlc(goog))
+    with pytest.raises(ConfigError, match="do not match prices"):
+        simulate(o, h, lo, c, np.zeros((50, 3)), SimConfig(), 252.0)
+
+
+# ---- determinism -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 70])
+def test_same_inputs_twice_give_identical_results(goog: Bars, k: int) -> None:
+    targets = random_targets(len(goog), seed=4, k=k, p_change=0.1)
+    config = CONFIGS["stops-close-whole"]
+    a = simulate(*ohlc(goog), targets, config, goog.periods_per_year)
+    b = simulate(*ohlc(goog), targets.copy(), config, goog.periods_per_year)
+    assert np.array_equal(a.equity, b.equity)
+    assert np.array_equal(a.positions, b.positions)
+    assert np.array_equal(a.trades, b.trades, equal_nan=True)
+    assert np.array_equal(a.exposed_bars, b.exposed_bars)
+
+
+def test_positions_flag_off_returns_same_equity_and_trades(goog: Bars) -> None:
+    targets = random_targets(len(goog), seed=9, k=2)
+    a = simulate(*ohlc(goog), targets, SimConfig(), 252.0)
+    b = simulate(*ohlc(goog), targets, SimConfig(), 252.0, positions=False)
+    assert np.array_equal(a.equity, b.equity)
+    assert np.array_equal(a.trades, b.trades, equal_nan=True)
+
+
+def test_exposed_bars_count_closes_with_a_position(goog: Bars) -> None:
+    targets = random_targets(len(goog), seed=3, k=3, p_change=0.1)
+    out = simulate(*ohlc(goog), targets, CONFIGS["stops"], 252.0)
+    np.testing.assert_array_equal(out.exposed_bars, (out.positions != 0).sum(axis=0))
+
+
+# ---- trades frame ----------------------------------------------------------------------------------
+
+
+def test_trades_frame_names_columns_reasons_and_sides() -> None:
+    o = np.array([100.0, 100.0, 100.0, 94.0, 100.0, 100.0])
+    px = (o, o, o, o)
+    targets = np.column_stack([[1, 1, 1, 1, -1, -1], [0, -1, -1, 1, 1, 1]])
+    out = simulate(*px, targets, SimConfig(stop_loss=0.05, slippage_bps=0.0), 252.0)
+    index = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    frame = trades_frame(out.trades, index, columns=["a", "b"])
+    assert list(frame.columns) == [
+        "column",
+        "entry_time",
+        "exit_time",
+        "entry_bar",
+        "exit_bar",
+        "side",
+        "units",
+        "entry_price",
+        "exit_price",
+        "pnl",
+        "return",
+        "commission",
+        "exit_reason",
+        "max_units",
+    ]
+    assert list(frame.column) == ["a", "a", "b", "b"]
+    assert list(frame.exit_reason) == ["stop_loss", "open", "signal", "open"]
+    assert list(frame.side) == ["long", "short", "short", "long"]
+    assert (frame.entry_time == index[frame.entry_bar]).all()
+    assert (frame.exit_time == index[frame.exit_bar]).all()
