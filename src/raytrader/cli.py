@@ -473,6 +473,9 @@ def sweep_cmd(
     ] = None,
     top: Annotated[int, typer.Option(help="rows to show")] = 10,
     sort: Annotated[str, typer.Option(help="metric to sort by (descending)")] = "sharpe",
+    on_ray: Annotated[
+        bool, typer.Option("--ray", help="split the grid over Ray tasks (local Ray or RAY_ADDRESS)")
+    ] = False,
     commission: CommissionOpt = 0.001,
     slippage_bps: SlippageOpt = 2.0,
     cash: CashOpt = 10_000.0,
@@ -491,9 +494,14 @@ def sweep_cmd(
         commission, slippage_bps, cash, "fractional", "next_open", "all_in", None, None, False
     )
     bars = _load(data, symbol, timeframe)
-    table = sweep(
-        bars, strategy, parse_grid(specs), sim, fixed=_parse_params(param or []), sort_by=sort
-    )
+    fixed = _parse_params(param or [])
+    if on_ray:
+        from raytrader.strategies.runner import RunnerConfig, StrategyRunner
+
+        runner = StrategyRunner(RunnerConfig(sim=sim))
+        table = runner.sweep_sync(bars, strategy, parse_grid(specs), fixed=fixed, sort_by=sort)
+    else:
+        table = sweep(bars, strategy, parse_grid(specs), sim, fixed=fixed, sort_by=sort)
     head = table.head(top)
     if json_out:
         typer.echo(

@@ -169,3 +169,42 @@ def test_runner_is_deterministic(ray_local, goog) -> None:
     assert a.ensemble is not None
     assert b.ensemble is not None
     assert _same(a.ensemble.metrics, b.ensemble.metrics)
+
+
+def test_runner_sweep_over_ray_equals_the_in_process_sweep(ray_local, goog) -> None:
+    from raytrader.backtest import sweep
+
+    grid = {"fast": list(range(5, 30, 3)), "slow": list(range(10, 60, 5))}
+    local = sweep(goog, "ma_cross", grid)
+    remote = StrategyRunner(RunnerConfig(max_concurrency=2)).sweep_sync(
+        goog, "ma_cross", grid, chunks=5
+    )
+    pd.testing.assert_frame_equal(remote, local)
+    assert remote.attrs["skipped"] == local.attrs["skipped"] > 0
+
+
+def test_runner_sweep_names_unknown_parameters(ray_local, goog) -> None:
+    from raytrader.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['fsat'\]"):
+        StrategyRunner().sweep_sync(goog, "ma_cross", {"fsat": [1, 2]})
+
+
+def test_cli_sweep_on_ray(ray_local, capsys: pytest.CaptureFixture[str]) -> None:
+    from raytrader.cli import main
+
+    main(
+        [
+            "sweep",
+            "--data",
+            "goog",
+            "--grid",
+            "fast=5:20:5",
+            "--grid",
+            "slow=10:30:10",
+            "--ray",
+            "--json",
+        ]
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["combinations"] == 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -19,7 +20,7 @@ from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError
 from raytrader.sim import SimConfig, trades_frame
 from raytrader.sim.engine import SimOutput, simulate_rows
-from raytrader.strategies.base import Strategy, get_strategy, parse_params
+from raytrader.strategies.base import Strategy, StrategyParams, get_strategy, parse_params
 
 
 class BacktestResult:
@@ -206,22 +207,27 @@ def _number(v: str) -> int | float | str:
     return v
 
 
-def sweep(
-    bars: Bars,
-    strategy: str,
-    grid: Mapping[str, Sequence[Any]],
-    config: SimConfig | None = None,
-    *,
-    fixed: Mapping[str, Any] | None = None,
-    sort_by: str = "sharpe",
-) -> pd.DataFrame:
-    """Backtest every valid combination of ``grid`` in one kernel call; sorted table of metrics.
+@dataclass(frozen=True)
+class GridPlan:
+    """The valid parameter sets of a grid, in grid order, and how many combinations were invalid."""
 
-    Combinations the parameter model rejects (e.g. ``fast >= slow`` for ``ma_cross``) are skipped and
-    counted in ``table.attrs["skipped"]``.
-    """
-    if sort_by not in METRIC_NAMES:
-        raise ConfigError(f"cannot sort by {sort_by!r}; metrics: {', '.join(METRIC_NAMES)}")
+    strategy: str
+    keys: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    param_sets: tuple[StrategyParams, ...]
+    skipped: int
+
+    def chunk(self, start: int, stop: int) -> GridPlan:
+        return GridPlan(
+            self.strategy, self.keys, self.rows[start:stop], self.param_sets[start:stop], 0
+        )
+
+
+def plan_grid(
+    strategy: str, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | None = None
+) -> GridPlan:
+    """Validate a grid: unknown or doubly given parameters are errors; combinations the parameter
+    model rejects (e.g. ``fast >= slow`` for ``ma_cross``) are skipped and counted."""
     cls = get_strategy(strategy)
     keys = list(grid)
     known = set(cls.Params.model_fields)
@@ -247,12 +253,46 @@ def sweep(
         rows.append(dict(zip(keys, combo, strict=True)))
     if not param_sets:
         raise ConfigError(f"grid for {strategy!r} has no valid parameter combination")
-    targets = cls.target_rows(bars.frame, param_sets)
+    return GridPlan(strategy, tuple(keys), tuple(rows), tuple(param_sets), skipped)
+
+
+def run_grid(bars: Bars, plan: GridPlan, config: SimConfig | None = None) -> pd.DataFrame:
+    """Backtest every parameter set of ``plan`` in one kernel call; unsorted table of metrics."""
+    cls = get_strategy(plan.strategy)
+    targets = cls.target_rows(bars.frame, plan.param_sets)
     _, metrics = run_targets(bars, targets, config, positions=False, rows=True)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(list(plan.rows), columns=list(plan.keys))
     for name in METRIC_NAMES:
         table[name] = metrics[name]
-    table = table.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
-    table = table.reset_index(drop=True)
-    table.attrs["skipped"] = skipped
     return table
+
+
+def sort_table(table: pd.DataFrame, sort_by: str, skipped: int) -> pd.DataFrame:
+    out = table.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["skipped"] = skipped
+    return out
+
+
+def check_sort_key(sort_by: str) -> None:
+    if sort_by not in METRIC_NAMES:
+        raise ConfigError(f"cannot sort by {sort_by!r}; metrics: {', '.join(METRIC_NAMES)}")
+
+
+def sweep(
+    bars: Bars,
+    strategy: str,
+    grid: Mapping[str, Sequence[Any]],
+    config: SimConfig | None = None,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    sort_by: str = "sharpe",
+) -> pd.DataFrame:
+    """Backtest every valid combination of ``grid`` in one kernel call; table sorted by ``sort_by``
+    (descending), invalid combinations counted in ``table.attrs["skipped"]``.
+
+    :meth:`raytrader.strategies.runner.StrategyRunner.sweep` spreads the same work over Ray tasks.
+    """
+    check_sort_key(sort_by)
+    plan = plan_grid(strategy, grid, fixed)
+    return sort_table(run_grid(bars, plan, config), sort_by, plan.skipped)

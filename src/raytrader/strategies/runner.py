@@ -37,7 +37,7 @@ from raytrader.config import StrictConfig
 from raytrader.data.bars import Bars
 from raytrader.errors import RaytraderError
 from raytrader.sim import SimConfig
-from raytrader.strategies.base import Strategy, make_strategy
+from raytrader.strategies.base import Strategy, get_strategy, make_strategy
 from raytrader.strategies.ensemble import EnsembleMethod, combine
 
 
@@ -246,6 +246,56 @@ class StrategyRunner:
         result = RunResult(uuid.uuid4().hex[:12], started, bars.symbol, entries, ensemble, stats)
         self._remember(result)
         return result
+
+    def sweep_sync(
+        self, bars: Bars, strategy: str, grid: Mapping[str, Sequence[Any]], **kw: Any
+    ) -> Any:
+        return asyncio.run(self.sweep(bars, strategy, grid, **kw))
+
+    async def sweep(
+        self,
+        bars: Bars,
+        strategy: str,
+        grid: Mapping[str, Sequence[Any]],
+        *,
+        fixed: Mapping[str, Any] | None = None,
+        sort_by: str = "sharpe",
+        chunks: int | None = None,
+    ) -> Any:
+        """A parameter grid split into ``chunks`` (default: 2 x workers) Ray tasks, each a vectorized
+        sweep of its share; the merged table is sorted by ``sort_by`` (descending) and equals the
+        in-process :func:`raytrader.backtest.engine.sweep` row for row."""
+        import pandas as pd
+
+        from raytrader.backtest.engine import check_sort_key, plan_grid, run_grid, sort_table
+
+        check_sort_key(sort_by)
+        plan = plan_grid(strategy, grid, fixed)
+        ray = ensure_ray(self.address)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(self.config.max_concurrency, cpus))
+        n = len(plan.param_sets)
+        parts = max(1, min(n, chunks or 2 * workers))
+        bounds = [round(i * n / parts) for i in range(parts + 1)]
+        _ship_by_value(get_strategy(strategy))
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_grid)
+        bars_ref = ray.put(bars)
+        sem = asyncio.Semaphore(self.config.max_concurrency)
+
+        async def one(lo: int, hi: int) -> pd.DataFrame:
+            async with sem:
+                ref = remote.remote(bars_ref, plan.chunk(lo, hi), self.config.sim)
+                try:
+                    table: pd.DataFrame = await asyncio.wait_for(ref, timeout=self.config.timeout_s)
+                except TimeoutError:
+                    ray.cancel(ref, force=True)
+                    raise RaytraderError(
+                        f"sweep chunk {lo}..{hi} of {strategy} timed out after {self.config.timeout_s:g} s"
+                    ) from None
+                return table
+
+        tables = await asyncio.gather(*(one(bounds[i], bounds[i + 1]) for i in range(parts)))
+        return sort_table(pd.concat(tables, ignore_index=True), sort_by, plan.skipped)
 
     def _ensemble(self, entries: list[StrategyEntry], bars: Bars) -> StrategyEntry | None:
         cfg = self.config
