@@ -165,7 +165,7 @@ def test_http_errors_raise_clear_error(server: ReplayServer) -> None:
 
 
 def test_override_session_refuses_non_yahoo_hosts(server: ReplayServer) -> None:
-    from raytrader.data.ccxt_source import override_session
+    from raytrader.data.http_override import override_session
 
     session = override_session(server.base_url, rebase_host=is_yahoo_host)
     with pytest.raises(DataSourceError, match=r"refusing to contact https://example\.com"):

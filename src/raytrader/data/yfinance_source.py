@@ -63,7 +63,7 @@ from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, mode
 
 from raytrader.config import StrictConfig
 from raytrader.data.bars import OHLCV, Bars, make_frame
-from raytrader.data.ccxt_source import OverrideSession, check_base_url, override_session
+from raytrader.data.http_override import OverrideSession, check_base_url, override_session
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import DataSourceError
 
