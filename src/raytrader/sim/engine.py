@@ -162,29 +162,29 @@ def trades_frame(
     trades: np.ndarray, index: pd.DatetimeIndex, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """Trade records as a DataFrame with entry/exit timestamps and readable exit reasons."""
-    df = pd.DataFrame(trades, columns=list(K.TRADE_FIELDS))
-    entry = df["entry_bar"].to_numpy(dtype=np.int64)
-    exit_ = df["exit_bar"].to_numpy(dtype=np.int64)
-    col = df["column"].to_numpy(dtype=np.int64)
-    out = pd.DataFrame(
+    t = np.asarray(trades, dtype=np.float64).reshape(-1, K.N_TRADE)
+    entry = t[:, K.T_ENTRY_BAR].astype(np.int64)
+    exit_ = t[:, K.T_EXIT_BAR].astype(np.int64)
+    col = t[:, K.T_COL].astype(np.int64)
+    units = t[:, K.T_UNITS]
+    return pd.DataFrame(
         {
-            "column": [columns[j] for j in col] if columns else col,
+            "column": np.asarray(columns, dtype=object)[col] if columns else col,
             "entry_time": index[entry],
             "exit_time": index[exit_],
             "entry_bar": entry,
             "exit_bar": exit_,
-            "side": np.where(df["units"] > 0, "long", "short"),
-            "units": df["units"],
-            "entry_price": df["entry_price"],
-            "exit_price": df["exit_price"],
-            "pnl": df["pnl"],
-            "return": df["return"],
-            "commission": df["commission"],
-            "exit_reason": [K.REASONS[int(r)] for r in df["reason"]],
-            "max_units": df["max_units"],
+            "side": np.where(units > 0, "long", "short"),
+            "units": units,
+            "entry_price": t[:, K.T_ENTRY_PRICE],
+            "exit_price": t[:, K.T_EXIT_PRICE],
+            "pnl": t[:, K.T_PNL],
+            "return": t[:, K.T_RETURN],
+            "commission": t[:, K.T_COMMISSION],
+            "exit_reason": np.asarray(K.REASONS, dtype=object)[t[:, K.T_REASON].astype(np.int64)],
+            "max_units": t[:, K.T_MAX_UNITS],
         }
     )
-    return out
 
 
 class Simulator:
