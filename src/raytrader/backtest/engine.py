@@ -149,7 +149,7 @@ def run_backtest(
     cfg = config or SimConfig()
     if isinstance(strategy, Strategy):
         targets = strategy_targets(strategy, bars)
-        sname, params = strategy.name, strategy.params.model_dump(mode="json")
+        sname, params = strategy.name, strategy.params_json
     else:
         if len(strategy) != len(bars) or not strategy.index.equals(bars.index):
             raise ConfigError(

@@ -83,7 +83,6 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
     k, n = equity.shape
     out = np.full((k, len(_CURVE_METRICS)), np.nan)
     sq = math.sqrt(ppy)
-    cut = int((n - 1) * 0.05)
     pos = (n - 1) * 0.05
     lo_i = math.floor(pos)
     hi_i = min(lo_i + 1, n - 1)
@@ -128,7 +127,6 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
             if r[i] < 0.0:
                 down += r[i] * r[i]
         down = math.sqrt(down / n) * sq
-        srt = np.sort(r)
         o = out[j]
         o[0] = total
         o[1] = annual
@@ -143,14 +141,22 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
             o[5] = np.nan
         o[6] = max_dd
         o[7] = longest
-        o[8] = srt[lo_i] + (srt[hi_i] - srt[lo_i]) * (pos - lo_i)
-        o[9] = srt[: cut + 1].mean()
+        # the 5% tail needs only a partial order: after partitioning at hi_i, the hi_i smallest
+        # returns sit before it (unordered) and the lo_i-th smallest is their maximum
+        part = np.partition(r, hi_i)
+        if hi_i == lo_i:  # a single return
+            o[8] = part[lo_i]
+            o[9] = part[0]
+        else:
+            lo_v = part[:hi_i].max()
+            o[8] = lo_v + (part[hi_i] - lo_v) * (pos - lo_i)
+            o[9] = part[:hi_i].mean()  # the cut + 1 = hi_i smallest returns
         o[10] = eq[n - 1]
     return out
 
 
-_curve_serial = nb.njit(cache=True)(_curve_metrics_py)
-_curve_parallel = nb.njit(cache=True, parallel=True)(_curve_metrics_py)
+_curve_serial = nb.njit(cache=True)(K.twin(_curve_metrics_py, "serial"))
+_curve_parallel = nb.njit(cache=True, parallel=True)(K.twin(_curve_metrics_py, "parallel"))
 
 
 def _curve_metrics(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
@@ -184,36 +190,42 @@ def compute_metrics(
     return out
 
 
+@nb.njit(cache=True)
+def _trade_stats(trades: np.ndarray, k: int) -> np.ndarray:
+    """Per column: trades (all), closed trades, wins, gross profit, gross loss, total closed P&L."""
+    out = np.zeros((k, 6))
+    for t in range(trades.shape[0]):
+        j = int(trades[t, K.T_COL])
+        out[j, 0] += 1.0
+        if trades[t, K.T_REASON] == K.REASON_OPEN:
+            continue
+        pnl = trades[t, K.T_PNL]
+        out[j, 1] += 1.0
+        if pnl > 0.0:
+            out[j, 2] += 1.0
+            out[j, 3] += pnl
+        elif pnl < 0.0:
+            out[j, 4] -= pnl
+        out[j, 5] += pnl
+    return out
+
+
 def trade_metrics(trades: np.ndarray | None, k: int) -> dict[str, np.ndarray]:
     """Trade counts, win rate, profit factor and expectancy per column."""
-    num = np.zeros(k)
-    win_rate = np.full(k, np.nan)
-    pf = np.full(k, np.nan)
-    expectancy = np.full(k, np.nan)
-    if trades is None or len(trades) == 0:
-        return {
-            "num_trades": num,
-            "win_rate": win_rate,
-            "profit_factor": pf,
-            "expectancy": expectancy,
-        }
-    col = trades[:, K.T_COL].astype(np.int64)
-    num = np.bincount(col, minlength=k).astype(np.float64)
-    closed = trades[:, K.T_REASON] != K.REASON_OPEN
-    pnl = trades[:, K.T_PNL]
-    cc = col[closed]
-    cp = pnl[closed]
-    n_closed = np.bincount(cc, minlength=k).astype(np.float64)
-    wins = np.bincount(cc, weights=(cp > 0).astype(np.float64), minlength=k)
-    gross_win = np.bincount(cc, weights=np.where(cp > 0, cp, 0.0), minlength=k)
-    gross_loss = np.bincount(cc, weights=np.where(cp < 0, -cp, 0.0), minlength=k)
-    total = np.bincount(cc, weights=cp, minlength=k)
+    t = np.empty((0, K.N_TRADE)) if trades is None else np.ascontiguousarray(trades)
+    stats = _trade_stats(t, k)
+    num, closed, wins, gross_win, gross_loss, total = stats.T
     with np.errstate(divide="ignore", invalid="ignore"):
-        has = n_closed > 0
-        win_rate = np.where(has, wins / n_closed, np.nan)
+        has = closed > 0
+        win_rate = np.where(has, wins / closed, np.nan)
         pf = np.where(has, np.where(gross_loss > 0, gross_win / gross_loss, np.inf), np.nan)
-        expectancy = np.where(has, total / n_closed, np.nan)
-    return {"num_trades": num, "win_rate": win_rate, "profit_factor": pf, "expectancy": expectancy}
+        expectancy = np.where(has, total / closed, np.nan)
+    return {
+        "num_trades": num.copy(),
+        "win_rate": win_rate,
+        "profit_factor": pf,
+        "expectancy": expectancy,
+    }
 
 
 def column_metrics(metrics: dict[str, np.ndarray], j: int = 0) -> dict[str, float]:

@@ -99,7 +99,7 @@ class Bars:
     def __len__(self) -> int:
         return len(self.frame)
 
-    @property
+    @cached_property
     def index(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.frame.index)
 

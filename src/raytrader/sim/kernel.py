@@ -31,6 +31,9 @@ another. A trade's P&L includes every commission paid on it.
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -202,7 +205,7 @@ def _order_to_fraction(
     fill(st, trades, col, bar, delta, price, comm, REASON_SIGNAL)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _check_stops(
     st: np.ndarray,
     trades: np.ndarray,
@@ -273,7 +276,7 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
     return float(target * k)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def bar_update(
     st: np.ndarray,
     ring: np.ndarray,
@@ -295,14 +298,18 @@ def bar_update(
         if not math.isnan(pending):
             st[S_PENDING] = np.nan
             _order_to_fraction(st, trades, col, bar, o, pending, params)
-    _check_stops(st, trades, col, bar, o, h, lo, params)
+    # guarded here, not inside: even a call that returns at once costs ~10 ns a bar, because numba
+    # reference-counts the array arguments of every call
+    if st[S_UNITS] != 0.0 and (params[P_SL] > 0.0 or params[P_TP] > 0.0):
+        _check_stops(st, trades, col, bar, o, h, lo, params)
 
     prev = st[S_PREV_CLOSE]
-    if not math.isnan(prev):
+    if params[P_SIZING] != SIZING_FIXED and not math.isnan(prev):  # only these sizings read it
         n = ring.shape[0]
         pos = int(st[S_RING_POS])
         ring[pos] = c / prev - 1.0
-        st[S_RING_POS] = (pos + 1) % n
+        pos += 1
+        st[S_RING_POS] = 0 if pos == n else pos
         st[S_NRET] = min(st[S_NRET] + 1.0, float(n))
     st[S_PREV_CLOSE] = c
 
@@ -408,10 +415,24 @@ def _trade_capacity(targets: np.ndarray) -> np.ndarray:
 # The same bodies compiled twice: threads pay off only for many columns, and waking numba's thread
 # pool costs milliseconds, so narrow inputs (one backtest, one RL env) run single-threaded.
 PARALLEL_MIN_COLUMNS = 64
-_simulate_serial = nb.njit(cache=True)(_simulate_columns)
-_simulate_parallel = nb.njit(cache=True, parallel=True)(_simulate_columns)
-_capacity_serial = nb.njit(cache=True)(_trade_capacity)
-_capacity_parallel = nb.njit(cache=True, parallel=True)(_trade_capacity)
+
+
+def twin(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
+    """A copy of ``fn`` under another name. numba's on-disk cache is keyed by the function's
+    qualified name and signature, not by ``parallel=``, so the serial and parallel compilations of
+    one body must carry different names or they load each other's machine code."""
+    name = f"{fn.__name__}_{suffix}"
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    copy = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+_simulate_serial = nb.njit(cache=True)(twin(_simulate_columns, "serial"))
+_simulate_parallel = nb.njit(cache=True, parallel=True)(twin(_simulate_columns, "parallel"))
+_capacity_serial = nb.njit(cache=True)(twin(_trade_capacity, "serial"))
+_capacity_parallel = nb.njit(cache=True, parallel=True)(twin(_trade_capacity, "parallel"))
 
 
 def simulate_columns(

@@ -78,8 +78,17 @@ class Strategy(ABC):
         held = hold_events(np.asarray(events, dtype=np.float64), bool(self.params.short))
         return pd.Series(held, index=frame.index, name=self.name)
 
+    @property
+    def params_json(self) -> dict[str, Any]:
+        """The parameters as JSON-ready values (computed once: parameters are frozen)."""
+        cached: dict[str, Any] | None = self.__dict__.get("_params_json")
+        if cached is None:
+            cached = self.params.model_dump(mode="json")
+            self.__dict__["_params_json"] = cached
+        return dict(cached)
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+        return {"name": self.name, "params": self.params_json}
 
 
 @nb.njit(cache=True)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from raytrader.sim.kernel import twin
 from raytrader.strategies.base import Strategy, StrategyParams, register
 
 
@@ -46,18 +47,6 @@ class MaCrossParams(StrategyParams):
         return self
 
 
-def _cross_events(fast: np.ndarray, slow: np.ndarray, short: bool) -> np.ndarray:
-    """+1 / -1 (or 0) at crosses, NaN elsewhere; works on 1-D or column-stacked 2-D arrays."""
-    prev_f = np.roll(fast, 1, axis=0)
-    prev_s = np.roll(slow, 1, axis=0)
-    with np.errstate(invalid="ignore"):
-        up = (prev_f < prev_s) & (fast > slow)
-        down = (prev_f > prev_s) & (fast < slow)
-    up[:1] = False
-    down[:1] = False
-    return np.where(up, 1.0, np.where(down, -1.0 if short else 0.0, np.nan))
-
-
 @register
 class MaCross(Strategy):
     name = "ma_cross"
@@ -69,8 +58,9 @@ class MaCross(Strategy):
         import talib
 
         c = _close(frame)
-        ev = _cross_events(talib.SMA(c, self.params.fast), talib.SMA(c, self.params.slow), True)
-        return self._finish(frame, ev)
+        smas = np.vstack((talib.SMA(c, self.params.fast), talib.SMA(c, self.params.slow)))
+        held = _cross_rows_serial(smas, _PAIR_FAST, _PAIR_SLOW, np.array([self.params.short]))
+        return pd.Series(held[0], index=frame.index, name=self.name)
 
     @classmethod
     def target_rows(cls, frame: pd.DataFrame, param_sets: Sequence[StrategyParams]) -> np.ndarray:
@@ -86,14 +76,16 @@ class MaCross(Strategy):
         fast = np.array([where[p.fast] for p in sets], dtype=np.int64)
         slow = np.array([where[p.slow] for p in sets], dtype=np.int64)
         shorts = np.array([p.short for p in sets], dtype=np.bool_)
-        return _cross_rows(smas, fast, slow, shorts)
+        out: np.ndarray = _cross_rows_parallel(smas, fast, slow, shorts)
+        return out
 
 
-@nb.njit(cache=True, parallel=True)
 def _cross_rows(
     smas: np.ndarray, fast: np.ndarray, slow: np.ndarray, shorts: np.ndarray
 ) -> np.ndarray:
-    """Held stop-and-reverse targets of many (fast, slow) pairs; same rule as :func:`_cross_events`."""
+    """Held stop-and-reverse targets of many (fast, slow) pairs, one row each: +1 from a cross up
+    (``fast[t-1] < slow[t-1]`` and ``fast[t] > slow[t]``), -1 (0 without ``short``) from a cross down,
+    flat before the first cross. NaN (warm-up) never crosses."""
     k = fast.shape[0]
     n = smas.shape[1]
     out = np.empty((k, n))
@@ -109,6 +101,12 @@ def _cross_rows(
                 held = -1.0 if shorts[j] else 0.0
             out[j, i] = held
     return out
+
+
+_cross_rows_serial = nb.njit(cache=True)(twin(_cross_rows, "serial"))
+_cross_rows_parallel = nb.njit(cache=True, parallel=True)(twin(_cross_rows, "parallel"))
+_PAIR_FAST = np.array([0], dtype=np.int64)
+_PAIR_SLOW = np.array([1], dtype=np.int64)
 
 
 class RsiParams(StrategyParams):

@@ -127,7 +127,9 @@ class RunResult:
         }
 
 
-def _execute(spec: StrategySpec, bars: Bars, sim: SimConfig, cls: type[Strategy]) -> StrategyEntry:
+def _execute(
+    spec: StrategySpec, bars: Bars, sim: SimConfig, cls: type[Strategy], with_equity: bool = True
+) -> StrategyEntry:
     """Body of one task. ``cls`` travels with the task (cloudpickle), so strategies a user registered
     in the driver work on workers that never imported them."""
     t0 = time.perf_counter()
@@ -141,7 +143,7 @@ def _execute(spec: StrategySpec, bars: Bars, sim: SimConfig, cls: type[Strategy]
             params=strategy.params.model_dump(mode="json"),
             metrics=result.metrics,
             targets=result.targets.to_numpy(),
-            equity=result.equity.to_numpy(),
+            equity=result.equity.to_numpy() if with_equity else None,
             execution_time=time.perf_counter() - t0,
         )
     except RaytraderError as exc:
@@ -178,6 +180,13 @@ class StrategyRunner:
         self.config = config or RunnerConfig()
         self.address = address
         self.history: list[dict[str, Any]] = []
+        self._stored: tuple[Bars, Any] | None = None  # bars already in Ray's object store
+
+    def _bars_ref(self, ray: Any, bars: Bars) -> Any:
+        """Upload ``bars`` once and reuse the reference while the same object is passed again."""
+        if self._stored is None or self._stored[0] is not bars:
+            self._stored = (bars, ray.put(bars))
+        return self._stored[1]
 
     def run_sync(
         self, specs: Sequence[StrategySpec | str | Mapping[str, Any]], bars: Bars
@@ -199,8 +208,10 @@ class StrategyRunner:
         remote = ray.remote(num_cpus=1, max_retries=0)(_execute)
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        bars_ref = ray.put(bars)
+        bars_ref = self._bars_ref(ray, bars)
         sem = asyncio.Semaphore(cfg.max_concurrency)
+        # member equity curves travel back only when inverse-volatility weights need them
+        with_equity = cfg.ensemble == "weighted" and cfg.weights is None
 
         async def one(spec: StrategySpec) -> StrategyEntry:
             try:  # validate before spending a task on it
@@ -211,7 +222,7 @@ class StrategyRunner:
                 )
             _ship_by_value(cls)
             async with sem:
-                ref = remote.remote(spec, bars_ref, cfg.sim, cls)
+                ref = remote.remote(spec, bars_ref, cfg.sim, cls, with_equity)
                 try:
                     entry: StrategyEntry = await asyncio.wait_for(ref, timeout=cfg.timeout_s)
                     return entry
@@ -279,7 +290,7 @@ class StrategyRunner:
         bounds = [round(i * n / parts) for i in range(parts + 1)]
         _ship_by_value(get_strategy(strategy))
         remote = ray.remote(num_cpus=1, max_retries=0)(run_grid)
-        bars_ref = ray.put(bars)
+        bars_ref = self._bars_ref(ray, bars)
         sem = asyncio.Semaphore(self.config.max_concurrency)
 
         async def one(lo: int, hi: int) -> pd.DataFrame:
@@ -299,7 +310,7 @@ class StrategyRunner:
 
     def _ensemble(self, entries: list[StrategyEntry], bars: Bars) -> StrategyEntry | None:
         cfg = self.config
-        ok = [e for e in entries if e.success and e.targets is not None and e.equity is not None]
+        ok = [e for e in entries if e.success and e.targets is not None]
         if not ok or cfg.ensemble is None:
             return None
         t0 = time.perf_counter()
@@ -308,7 +319,7 @@ class StrategyRunner:
             e.label: equity_returns(e.equity.reshape(-1, 1), cfg.sim.initial_cash)[:, 0]
             for e in ok
             if e.equity is not None
-        }
+        }  # present only for inverse-volatility weights
         try:
             combined, weights = combine(
                 targets,
