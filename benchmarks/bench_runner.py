@@ -279,7 +279,7 @@ def run() -> Section:
             ],
             [
                 f"`ray.put(bars)` alone, {large['bars_mib']:.0f} MiB (median of 3, after the runs; "
-                "each `run_sync` does one)",
+                "the runner does one per `Bars` object)",
                 "—",
                 fmt_s(large["put"]),
             ],
@@ -313,9 +313,11 @@ The Ray workers do the same computation as the serial loop (their user CPU time 
 but each task is slower inside a worker than alone, mostly because of system time: the workers
 take {large["worker_faults"]:,.0f} page faults per run (the serial loop
 {large["serial"].faults_median:,.0f}, its memory is reused), as every task maps the bars object
-({large["bars_mib"]:.0f} MiB, put into Ray's shared-memory object store again by every `run_sync`)
-and writes its full `targets` and `equity` arrays into the store for the driver
-(2 × {large["bars"] * 8 / 2**20:.0f} MiB per task, although `ensemble=None` never uses them).
+({large["bars_mib"]:.0f} MiB in Ray's shared-memory object store; the runner uploads it once per
+`Bars` object and reuses it across runs), touches fresh memory for its indicator and simulation
+arrays in a worker process, and writes its `targets` array ({large["bars"] * 8 / 2**20:.0f} MiB,
+part of the result) into the store for the driver; equity curves travel only when
+inverse-volatility weights need them.
 Page faults are expensive on this VM (see section 2). On top of that, 8 tasks of unequal length on
 2 workers leave one worker idle at the end
 (the summed task time / 2 = {fmt_s(busy)} is below the wall time), and Ray's own processes and the
