@@ -99,12 +99,12 @@ def strategy_targets(
     if (
         not isinstance(targets, pd.Series)
         or len(targets) != len(bars)
-        or not targets.index.equals(bars.index)
+        or not (targets.index is frame.index or targets.index.equals(bars.index))
     ):
         raise ConfigError(
             f"strategy {strategy.name!r} must return a Series aligned with the {len(bars)} input bars"
         )
-    return targets.astype(np.float64)
+    return targets if targets.dtype == np.float64 else targets.astype(np.float64)
 
 
 def run_targets(

@@ -142,7 +142,7 @@ class Bars:
             source=self.source,
         )
 
-    @property
+    @cached_property
     def periods_per_year(self) -> float:
         return self.timeframe.periods_per_year(self.calendar)
 
