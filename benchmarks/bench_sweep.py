@@ -58,17 +58,19 @@ def _shared_cache_variants() -> list[str]:
     """
     from raytrader.backtest import metrics
     from raytrader.sim import kernel
+    from raytrader.strategies import rules
 
     pairs = [
-        ("sim.kernel._simulate_columns", "_simulate_serial", "_simulate_parallel", kernel),
-        ("sim.kernel._trade_capacity", "_capacity_serial", "_capacity_parallel", kernel),
-        ("backtest.metrics._curve_metrics_py", "_curve_serial", "_curve_parallel", metrics),
+        ("sim.kernel._simulate_columns", kernel._SIMULATE),
+        ("sim.kernel._trade_capacity", kernel._CAPACITY),
+        ("backtest.metrics._curve_metrics_py", metrics._CURVE),
+        ("strategies.rules._cross_rows", rules._CROSS_ROWS),
     ]
     shared = []
-    for label, serial, parallel, module in pairs:
+    for label, twins in pairs:
         try:
-            a = getattr(module, serial)._cache._cache_file._index_path
-            b = getattr(module, parallel)._cache._cache_file._index_path
+            a = twins.serial._cache._cache_file._index_path
+            b = twins.parallel._cache._cache_file._index_path
         except AttributeError:
             continue
         if a == b:

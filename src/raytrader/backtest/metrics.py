@@ -34,35 +34,6 @@ import numpy as np
 
 from raytrader.sim import kernel as K
 
-METRIC_NAMES = (
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "max_drawdown_duration",
-    "var_95",
-    "cvar_95",
-    "exposure",
-    "num_trades",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "final_equity",
-)
-
-
-def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
-    """Simple returns of an equity matrix (n_bars x n_cols), the first against ``initial_cash``."""
-    eq = np.asarray(equity, dtype=np.float64)
-    prev = np.vstack([np.full((1, eq.shape[1]), initial_cash), eq[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out: np.ndarray = eq / prev - 1.0
-    return out
-
-
 _CURVE_METRICS = (
     "total_return",
     "annual_return",
@@ -76,6 +47,17 @@ _CURVE_METRICS = (
     "cvar_95",
     "final_equity",
 )
+_TRADE_METRICS = ("num_trades", "win_rate", "profit_factor", "expectancy")
+METRIC_NAMES = (*_CURVE_METRICS[:-1], "exposure", *_TRADE_METRICS, "final_equity")
+
+
+def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Simple returns of an equity matrix (n_bars x n_cols), the first against ``initial_cash``."""
+    eq = np.asarray(equity, dtype=np.float64)
+    prev = np.vstack([np.full((1, eq.shape[1]), initial_cash), eq[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: np.ndarray = eq / prev - 1.0
+    return out
 
 
 def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
@@ -155,13 +137,11 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
     return out
 
 
-_curve_serial = nb.njit(cache=True)(K.twin(_curve_metrics_py, "serial"))
-_curve_parallel = nb.njit(cache=True, parallel=True)(K.twin(_curve_metrics_py, "parallel"))
+_CURVE = K.Twins(_curve_metrics_py)
 
 
 def _curve_metrics(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray:
-    fn = _curve_parallel if equity.shape[0] >= K.PARALLEL_MIN_COLUMNS else _curve_serial
-    out: np.ndarray = fn(equity, cash, ppy)
+    out: np.ndarray = _CURVE(equity.shape[0], equity, cash, ppy)
     return out
 
 

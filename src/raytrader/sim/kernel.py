@@ -429,10 +429,20 @@ def twin(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
     return copy
 
 
-_simulate_serial = nb.njit(cache=True)(twin(_simulate_columns, "serial"))
-_simulate_parallel = nb.njit(cache=True, parallel=True)(twin(_simulate_columns, "parallel"))
-_capacity_serial = nb.njit(cache=True)(twin(_trade_capacity, "serial"))
-_capacity_parallel = nb.njit(cache=True, parallel=True)(twin(_trade_capacity, "parallel"))
+class Twins:
+    """One function body compiled serial and parallel; calls pick by the number of columns."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.serial = nb.njit(cache=True)(twin(fn, "serial"))
+        self.parallel = nb.njit(cache=True, parallel=True)(twin(fn, "parallel"))
+
+    def __call__(self, n_columns: int, *args: Any) -> Any:
+        fn = self.parallel if n_columns >= PARALLEL_MIN_COLUMNS else self.serial
+        return fn(*args)
+
+
+_SIMULATE = Twins(_simulate_columns)
+_CAPACITY = Twins(_trade_capacity)
 
 
 def simulate_columns(
@@ -446,16 +456,25 @@ def simulate_columns(
     trade_offsets: np.ndarray,
     positions_out: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    fn = _simulate_parallel if targets.shape[0] >= PARALLEL_MIN_COLUMNS else _simulate_serial
-    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = fn(
-        open_, high, low, close, targets, params, ring_len, trade_offsets, positions_out
+    """See :func:`_simulate_columns` (serial below ``PARALLEL_MIN_COLUMNS`` columns)."""
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = _SIMULATE(
+        targets.shape[0],
+        open_,
+        high,
+        low,
+        close,
+        targets,
+        params,
+        ring_len,
+        trade_offsets,
+        positions_out,
     )
     return out
 
 
 def trade_capacity(targets: np.ndarray) -> np.ndarray:
-    fn = _capacity_parallel if targets.shape[0] >= PARALLEL_MIN_COLUMNS else _capacity_serial
-    out: np.ndarray = fn(targets)
+    """See :func:`_trade_capacity`."""
+    out: np.ndarray = _CAPACITY(targets.shape[0], targets)
     return out
 
 

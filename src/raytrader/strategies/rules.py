@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from raytrader.sim.kernel import twin
+from raytrader.sim.kernel import Twins
 from raytrader.strategies.base import Strategy, StrategyParams, register
 
 
@@ -59,7 +59,7 @@ class MaCross(Strategy):
 
         c = _close(frame)
         smas = np.vstack((talib.SMA(c, self.params.fast), talib.SMA(c, self.params.slow)))
-        held = _cross_rows_serial(smas, _PAIR_FAST, _PAIR_SLOW, np.array([self.params.short]))
+        held = _CROSS_ROWS(1, smas, _PAIR_FAST, _PAIR_SLOW, np.array([self.params.short]))
         return pd.Series(held[0], index=frame.index, name=self.name)
 
     @classmethod
@@ -76,7 +76,7 @@ class MaCross(Strategy):
         fast = np.array([where[p.fast] for p in sets], dtype=np.int64)
         slow = np.array([where[p.slow] for p in sets], dtype=np.int64)
         shorts = np.array([p.short for p in sets], dtype=np.bool_)
-        out: np.ndarray = _cross_rows_parallel(smas, fast, slow, shorts)
+        out: np.ndarray = _CROSS_ROWS(len(sets), smas, fast, slow, shorts)
         return out
 
 
@@ -103,8 +103,7 @@ def _cross_rows(
     return out
 
 
-_cross_rows_serial = nb.njit(cache=True)(twin(_cross_rows, "serial"))
-_cross_rows_parallel = nb.njit(cache=True, parallel=True)(twin(_cross_rows, "parallel"))
+_CROSS_ROWS = Twins(_cross_rows)
 _PAIR_FAST = np.array([0], dtype=np.int64)
 _PAIR_SLOW = np.array([1], dtype=np.int64)
 
