@@ -22,11 +22,11 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,bench]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,bench]'
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools

@@ -48,7 +48,7 @@ def test_round_trip_preserves_values_index_and_calendar(tmp_path: Path) -> None:
     store.append(src)
     got = store.read("AAPL", "1m")
     assert_same_frame(got, src)
-    assert got.index.dtype == pd.DatetimeTZDtype("us", UTC)
+    assert got.index.dtype == pd.DatetimeTZDtype("ns", UTC)  # the Bars convention
     assert got.calendar is Calendar.EQUITY
     assert got.symbol == "AAPL"
     assert got.timeframe == src.timeframe
@@ -344,12 +344,12 @@ def test_store_refuses_sub_microsecond_timestamps(tmp_path: Path) -> None:
     assert not tmp_path.exists() or not list(tmp_path.rglob("*.parquet"))
 
 
-def test_nanosecond_index_round_trips_as_microseconds(tmp_path: Path) -> None:
+def test_nanosecond_index_round_trips_through_microsecond_storage(tmp_path: Path) -> None:
     src = bars(50)
     frame = src.frame.copy()
     frame.index = frame.index.as_unit("ns")
     store = ParquetStore(tmp_path)
     store.append(Bars.from_frame(frame, symbol="SYN", timeframe="1m"))
     got = store.read("SYN", "1m")
-    assert got.index.unit == "us"
+    assert got.index.unit == "ns"
     assert got.index.equals(frame.index)

@@ -2,7 +2,8 @@
 
 A valid bars frame has
 
-* a unique, strictly increasing, timezone-aware **UTC** ``DatetimeIndex`` (bar open times);
+* a unique, strictly increasing, timezone-aware **UTC** ``DatetimeIndex`` (bar open times), stored
+  at nanosecond resolution;
 * float64 columns ``open, high, low, close, volume`` (exactly these, in this order);
 * no NaN or infinite values, strictly positive prices and non-negative volume;
 * ``high >= max(open, close)`` and ``low <= min(open, close)`` on every row.
@@ -85,6 +86,8 @@ class Bars:
             frame, report = repair_frame(frame, symbol=symbol, source=source)
         validate(frame, symbol=symbol, source=source)
         frame = frame.copy()
+        # one index resolution whatever the pandas version (pandas 2 parses to ns, 3 to us)
+        frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
         frame.index.name = "timestamp"
         frame.attrs = {"symbol": symbol, "timeframe": tf.name}
         return cls(

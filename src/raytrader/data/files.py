@@ -18,6 +18,7 @@ from raytrader.data.timeframe import Calendar
 from raytrader.errors import DataSourceError, DataValidationError
 
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "open_time")
+_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 def read_bars_file(
@@ -100,7 +101,18 @@ def parse_timestamps(col: pd.Series, *, source: str, symbol: str, column: str) -
         return pd.DatetimeIndex(col).tz_localize("UTC")
     if pd.api.types.is_numeric_dtype(col.dtype):
         return pd.DatetimeIndex(pd.to_datetime(col, unit="ms", utc=True))
-    parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
+    text = col.astype(str).str.strip()
+    # naive and offset-carrying values are parsed apart: in one call, pandas 2 applies a previous
+    # row's offset to a following naive value
+    has_offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy()
+    parsed = pd.Series(pd.NaT, index=col.index, dtype="datetime64[ns, UTC]")
+    if has_offset.any():
+        parsed[has_offset] = pd.to_datetime(
+            text[has_offset], utc=True, errors="coerce", format="ISO8601"
+        )
+    if (~has_offset).any():
+        naive = pd.to_datetime(text[~has_offset], errors="coerce", format="ISO8601")
+        parsed[~has_offset] = naive.dt.tz_localize("UTC")
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         rows = [f"row {int(i)}: {column}={col.iloc[i]!r}" for i in bad[:5]]
