@@ -1,0 +1,310 @@
+"""The feature consumer: Kafka bars in, ``bar_features_v1`` rows out to Feast (online + offline).
+
+Per poll it takes a micro-batch of messages and, in this order:
+
+1. decodes and validates each message; malformed JSON, a wrong schema version, broken bar rules
+   (NaN prices, high < low, …) or a bar of another timeframe go to ``bars.dlq`` with the reason in
+   the headers, and the consumer keeps going;
+2. applies the ordering rules of :mod:`raytrader.streaming.incremental` per symbol (duplicates are
+   skipped, conflicts and out-of-order bars go to the DLQ), restoring a symbol's state from its
+   persisted history the first time it is seen;
+3. computes the feature rows of the new bars (equal to the batch engine's, bit for bit);
+4. writes them to the sink (Feast online store and offline Parquet source), idempotently keyed by
+   symbol and event time;
+5. persists the symbols' bar histories, then commits the offsets.
+
+Offsets are committed only after the writes succeeded (at-least-once). A crash after 4 replays the
+batch: the bars are new to the history, recomputed identically and rewritten under the same keys. A
+crash after 5 replays bars the history already holds: they are skipped as duplicates. Either way
+every bar ends up exactly once in the stores. Consumers in one group split the partitions, and a
+symbol always maps to one partition (the message key), so each symbol has one writer.
+
+Metrics (Prometheus, on ``metrics_port``): messages consumed, dead-lettered messages by reason,
+consumer lag per partition, feature freshness (Kafka message timestamp → online write) and sink
+write latency histograms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from raytrader.config import StrictConfig
+from raytrader.data.timeframe import Timeframe
+from raytrader.features import get_feature_set
+from raytrader.streaming.history import BarHistory
+from raytrader.streaming.incremental import BarRejected, IncrementalFeatureEngine
+from raytrader.streaming.messages import DLQ_TOPIC, BarMessage, MessageError, decode, topic_for
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerConfig(StrictConfig):
+    bootstrap: str = "127.0.0.1:9092"
+    timeframe: str = "1m"
+    group_id: str = "raytrader-features"
+    feature_set: str = "bar_features_v1"
+    state_dir: str = Field(description="where bar histories are persisted")
+    calendar: str = "crypto"
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    poll_timeout_s: float = Field(default=0.5, gt=0.0)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    auto_offset_reset: str = "earliest"
+
+
+class FeatureSink(Protocol):
+    """Where feature rows go. ``rows``: index = bar open times (UTC), the feature set's columns
+    plus ``warm``; writes must be idempotent per (symbol, bar)."""
+
+    def write(self, symbol: str, timeframe: Timeframe, rows: pd.DataFrame) -> None: ...
+
+
+@dataclass
+class BatchStats:
+    consumed: int = 0
+    new_bars: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: Any | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "raytrader_stream_messages_consumed_total",
+            "Bar messages consumed",
+            ["topic"],
+            registry=r,
+        )
+        self.dlq = Counter(
+            "raytrader_stream_dead_letters_total",
+            "Messages sent to the DLQ",
+            ["reason"],
+            registry=r,
+        )
+        self.bars = Counter(
+            "raytrader_stream_feature_rows_total", "Feature rows written", registry=r
+        )
+        self.lag = Gauge(
+            "raytrader_stream_consumer_lag",
+            "Messages behind the log end",
+            ["partition"],
+            registry=r,
+        )
+        buckets = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+        self.freshness = Histogram(
+            "raytrader_stream_feature_freshness_seconds",
+            "Kafka message timestamp to online-store write",
+            buckets=buckets,
+            registry=r,
+        )
+        self.write_latency = Histogram(
+            "raytrader_stream_sink_write_seconds",
+            "Feature sink write latency per symbol batch",
+            buckets=buckets,
+            registry=r,
+        )
+
+
+def _reason_kind(reason: str) -> str:
+    head = reason.split(":", 1)[0].strip().lower()
+    for kind in (
+        "malformed json",
+        "unsupported schema_version",
+        "out of order",
+        "conflicting duplicate",
+        "wrong timeframe",
+        "empty message",
+    ):
+        if head.startswith(kind):
+            return kind.replace(" ", "_")
+    return "invalid_bar"
+
+
+class FeatureConsumer:
+    """Consumes ``bars.<timeframe>`` and feeds a :class:`FeatureSink`."""
+
+    def __init__(
+        self, config: ConsumerConfig, sink: FeatureSink, *, metrics: ConsumerMetrics | None = None
+    ) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.config = config
+        self.timeframe = Timeframe.parse(config.timeframe)
+        self.topic = topic_for(self.timeframe.name)
+        self.sink = sink
+        self.engine = IncrementalFeatureEngine(get_feature_set(config.feature_set), self.timeframe)
+        self.history = BarHistory(config.state_dir, self.timeframe, config.calendar)
+        self.metrics = metrics or ConsumerMetrics()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": config.bootstrap,
+                "group.id": config.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": config.auto_offset_reset,
+                "enable.partition.eof": False,
+            }
+        )
+        self._dlq = Producer(
+            {"bootstrap.servers": config.bootstrap, "enable.idempotence": True, "acks": "all"}
+        )
+        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+        self._running = True
+        if config.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(config.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
+
+    # -- partition ownership: state is only trusted for partitions we hold -------------------------
+    def _on_revoke(self, consumer: Any, partitions: Any) -> None:
+        self.engine = IncrementalFeatureEngine(self.engine.feature_set, self.timeframe)
+
+    def stop(self) -> None:
+        self._running = False
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._dlq.flush(10)
+
+    def run(self, *, max_messages: int | None = None, idle_timeout_s: float | None = None) -> int:
+        """Consume until stopped, ``max_messages`` processed, or nothing arrives for ``idle_timeout_s``."""
+        total = 0
+        idle_since = time.monotonic()
+        while self._running:
+            msgs = self._consumer.consume(
+                num_messages=self.config.batch_size, timeout=self.config.poll_timeout_s
+            )
+            if not msgs:
+                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            stats = self.process(msgs)
+            self._consumer.commit(asynchronous=False)
+            self._update_lag()
+            total += stats.consumed
+            if max_messages is not None and total >= max_messages:
+                break
+        return total
+
+    def _update_lag(self) -> None:
+        try:
+            for tp in self._consumer.assignment():
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=True)
+                pos = self._consumer.position([tp])[0].offset
+                if pos >= 0:
+                    self.metrics.lag.labels(str(tp.partition)).set(max(high - pos, 0))
+        except Exception:  # lag is best-effort telemetry; never fail the pipeline over it
+            log.debug("lag update failed", exc_info=True)
+
+    def _dead_letter(self, msg: Any, reason: str, stats: BatchStats) -> None:
+        kind = _reason_kind(reason)
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("dlq.reason", reason.encode()),
+            ("source.topic", str(msg.topic()).encode()),
+            ("source.partition", str(msg.partition()).encode()),
+            ("source.offset", str(msg.offset()).encode()),
+        ]
+        self._dlq.produce(DLQ_TOPIC, key=msg.key(), value=msg.value(), headers=headers)
+        self._dlq.poll(0)
+        self.metrics.dlq.labels(kind).inc()
+        stats.dead_letters += 1
+        stats.reasons[kind] += 1
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason
+        )
+
+    def process(self, msgs: list[Any]) -> BatchStats:
+        """One micro-batch (see the module docstring for the order of effects)."""
+        stats = BatchStats()
+        by_symbol: dict[str, list[tuple[int, np.ndarray, float]]] = defaultdict(list)
+        for msg in msgs:
+            if msg.error() is not None:
+                log.error("kafka error: %s", msg.error())
+                continue
+            stats.consumed += 1
+            self.metrics.consumed.labels(msg.topic()).inc()
+            try:
+                bar = decode(msg.value())
+                if bar.timeframe != self.timeframe.name:
+                    raise MessageError(f"wrong timeframe: {bar.timeframe} bar on {self.topic}")
+                self._restore(bar.symbol)
+                open_ns = int(pd.Timestamp(bar.open_time).value)
+                values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
+                pending = by_symbol[bar.symbol]
+                kind = self._classify(bar, open_ns, values, pending)
+            except (MessageError, BarRejected) as exc:
+                self._dead_letter(msg, exc.reason, stats)
+                continue
+            if kind == "duplicate":
+                stats.duplicates += 1
+                continue
+            ts_type, ts_ms = msg.timestamp()
+            pending.append((open_ns, values, ts_ms / 1000.0 if ts_type else time.time()))
+        for symbol, items in by_symbol.items():
+            if not items:
+                continue
+            times = np.array([t for t, _, _ in items], dtype=np.int64)
+            values = np.vstack([v for _, v, _ in items])
+            rows = self.engine.update(symbol, times, values)
+            t0 = time.time()
+            self.sink.write(symbol, self.timeframe, rows)
+            done = time.time()
+            self.metrics.write_latency.observe(done - t0)
+            for _, _, produced_at in items:
+                self.metrics.freshness.observe(max(done - produced_at, 0.0))
+            self.metrics.bars.inc(len(rows))
+            stats.new_bars += len(rows)
+        for symbol, items in by_symbol.items():
+            if items:
+                self.history.save(self.engine.bars(symbol, self.config.calendar))
+        self._dlq.flush(10)
+        return stats
+
+    def _restore(self, symbol: str) -> None:
+        if self.engine.has(symbol):
+            return
+        bars = self.history.load(symbol)
+        if bars is not None:
+            self.engine.restore(symbol, bars)
+
+    def _classify(
+        self,
+        bar: BarMessage,
+        open_ns: int,
+        values: np.ndarray,
+        pending: list[tuple[int, np.ndarray, float]],
+    ) -> str:
+        """Ordering rules against this batch's earlier bars of the symbol, then its history."""
+        if pending:
+            if open_ns > pending[-1][0]:
+                return "new"
+            for t, v, _ in pending:
+                if t == open_ns:
+                    if np.array_equal(v, values):
+                        return "duplicate"
+                    raise BarRejected(
+                        f"conflicting duplicate: {bar.symbol} bar at {bar.open_time.isoformat()} "
+                        "already seen with other values"
+                    )
+            newest = self.engine.last_open_time(bar.symbol)
+            if newest is None or open_ns > newest.value:
+                raise BarRejected(
+                    f"out of order: {bar.symbol} bar at {bar.open_time.isoformat()} is older than "
+                    "the newest seen in this batch"
+                )
+        return self.engine.classify(bar.symbol, open_ns, values)
+
+
+__all__ = ["BatchStats", "ConsumerConfig", "FeatureConsumer", "FeatureSink"]
