@@ -47,7 +47,7 @@ bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchm
 	$(BIN)/python -m benchmarks.run
 
 lint: $(VENV)/.installed ## ruff and mypy
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks pipelines
 	$(BIN)/mypy
 
 constraints: $(VENV)/.installed-bench ## re-pin requirements/constraints.txt from the current .venv

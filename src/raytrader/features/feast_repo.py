@@ -1,0 +1,609 @@
+"""The Feast feature repo (``pipelines/feature_repo``) from Python: rows, offline files, store, serving.
+
+Feast is imported inside the functions, so importing raytrader stays light.
+
+**Rows.** :func:`feature_rows` turns bars and their :func:`~raytrader.features.compute_features`
+output into the push/offline schema (:data:`ROW_COLUMNS`): ``symbol``, ``event_timestamp``,
+``created``, ``bar_open_time``, the 70 features of ``bar_features_v1`` and ``warm``. The
+``event_timestamp`` of a row is the bar's **close** time, ``bar open time + timeframe``: that is when
+the row becomes known. Feast's point-in-time join returns, for an entity row at time t, the latest
+row with ``event_timestamp <= t``, so stamping rows by bar open time would leak each bar into
+training rows inside it. ``created`` is when the row was computed (Feast's tie-break between rows
+of one ``event_timestamp``).
+
+**Offline files.** :func:`append_offline` keeps one Parquet file per symbol under
+``<data dir>/bar_features_v1/`` (the feature view's ``FileSource``), keyed by
+``(symbol, event_timestamp)``: appending a key again replaces the stored row, never duplicates it.
+Each write goes to a hidden temporary file that is fsynced and renamed into place, under an
+exclusive lock per symbol file, so readers see the old or the new file, never half of one.
+
+**Profiles and settings.** ``store("redis")`` loads ``feature_store.yaml`` (Redis online store, the
+local stack), ``store("sqlite")`` loads ``feature_store.sqlite.yaml`` (SQLite online store: tests and
+the embedded no-stack mode); both share the definitions, the SQL (sqlite) registry and the file
+offline store under the data dir. The yaml files name two variables, filled from the arguments of
+:func:`store`, else the environment, else a default:
+
+* ``RAYTRADER_FEAST_DATA``: the data dir (``registry.db``, ``online.db`` of the sqlite profile, the
+  offline Parquet files); default ``~/.cache/raytrader/feast``; created by :func:`store`.
+* ``RAYTRADER_REDIS_CONNECTION``: Feast's ``host:port[,db=N][,password=...][,ssl=true]``;
+  default ``localhost:6379``; a ``redis://`` / ``rediss://`` URL is converted. A caller that knows
+  the connection passes it: ``store("redis", redis=...)`` (the stack's Redis, once
+  ``raytrader.stack`` lands).
+
+``RAYTRADER_FEAST_REPO`` overrides the feature repo directory (default: ``pipelines/feature_repo``
+in the source tree). Feast itself expands the yaml with :func:`os.path.expandvars`, which leaves an
+unset variable in place literally, so the bare ``feast`` CLI needs both variables exported (with
+``RAYTRADER_FEAST_DATA`` unset it fails with ``sqlite3.OperationalError: unable to open database
+file``, the registry URL being ``sqlite:///${RAYTRADER_FEAST_DATA}/registry.db``); or run
+``python -m raytrader.features.feast_repo [--profile sqlite] <feast args>``, which fills in the
+defaults (and :func:`feast_env` gives the environment for a subprocess).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote, unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from raytrader.data.bars import Bars
+from raytrader.errors import ConfigError, StoreError
+from raytrader.features.bar_features_v1 import BAR_FEATURES_V1
+from raytrader.features.engine import WARM_COLUMN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureStore,
+        FeatureView,
+        FileSource,
+        PushSource,
+    )
+    from feast.data_source import PushMode
+
+# ---- names shared with pipelines/feature_repo/definitions.py ----------------------------------------
+
+ENTITY = "symbol"
+FEATURE_VIEW = BAR_FEATURES_V1.name
+PUSH_SOURCE = f"{FEATURE_VIEW}_push"
+FEATURE_SERVICE = "ensemble_v1"
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED = "created"
+BAR_OPEN_TIME = "bar_open_time"
+FEATURE_NAMES: tuple[str, ...] = tuple(BAR_FEATURES_V1.names)
+#: the push / offline schema, in this order
+ROW_COLUMNS: tuple[str, ...] = (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    CREATED,
+    BAR_OPEN_TIME,
+    *FEATURE_NAMES,
+    WARM_COLUMN,
+)
+#: the columns a feature service returns (everything the view serves but the entity key)
+SERVED_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, WARM_COLUMN, BAR_OPEN_TIME)
+KEY = (ENTITY, EVENT_TIMESTAMP)
+
+# ---- repo location, profiles, settings --------------------------------------------------------------
+
+REPO_ENV = "RAYTRADER_FEAST_REPO"
+DATA_ENV = "RAYTRADER_FEAST_DATA"
+REDIS_ENV = "RAYTRADER_REDIS_CONNECTION"
+DEFAULT_REDIS_CONNECTION = "localhost:6379"
+#: pipelines/feature_repo in the source tree (src/raytrader/features/ -> repo root)
+DEFAULT_REPO_DIR = Path(__file__).resolve().parents[3] / "pipelines" / "feature_repo"
+#: profile name -> yaml file in the repo dir
+PROFILES: dict[str, str] = {
+    "redis": "feature_store.yaml",
+    "sqlite": "feature_store.sqlite.yaml",
+}
+
+
+def repo_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The feature repo: ``explicit``, else ``$RAYTRADER_FEAST_REPO``, else :data:`DEFAULT_REPO_DIR`."""
+    value = explicit if explicit is not None else os.environ.get(REPO_ENV) or DEFAULT_REPO_DIR
+    return Path(value).expanduser().resolve()
+
+
+#: the feature repo as resolved at import time (see :func:`repo_dir`)
+REPO_DIR = repo_dir()
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The data dir: ``explicit``, else ``$RAYTRADER_FEAST_DATA``, else ``~/.cache/raytrader/feast``."""
+    value = explicit if explicit is not None else os.environ.get(DATA_ENV)
+    if not value:
+        return Path.home() / ".cache" / "raytrader" / "feast"
+    return Path(value).expanduser().resolve()
+
+
+def offline_dir(data: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of the offline Parquet files (the feature view's batch source)."""
+    return data_dir(data) / FEATURE_VIEW
+
+
+def redis_connection(explicit: str | None = None) -> str:
+    """Feast's Redis connection string: ``explicit``, else ``$RAYTRADER_REDIS_CONNECTION``, else
+    ``localhost:6379``. A ``redis://`` / ``rediss://`` URL is converted to Feast's
+    ``host:port,db=N,username=..,password=..,ssl=true`` form."""
+    value = explicit if explicit is not None else os.environ.get(REDIS_ENV)
+    value = (value or DEFAULT_REDIS_CONNECTION).strip()
+    if "://" not in value:
+        return value
+    url = urlsplit(value)
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ConfigError(f"Redis connection {value!r}: expected redis://host:port[/db]")
+    parts = [f"{url.hostname}:{url.port or 6379}"]
+    db = url.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise ConfigError(f"Redis connection {value!r}: database {db!r} is not a number")
+        parts.append(f"db={db}")
+    for key, raw in (("username", url.username), ("password", url.password)):
+        if raw:
+            text = unquote(raw)
+            if "," in text:
+                raise ConfigError(f"Redis connection: a {key} with ',' cannot be passed to Feast")
+            parts.append(f"{key}={text}")
+    if url.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def feast_env(
+    *,
+    data: str | os.PathLike[str] | None = None,
+    redis: str | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """``base`` (default ``os.environ``) with both yaml variables set (see the module docstring)."""
+    env = dict(os.environ if base is None else base)
+    env[DATA_ENV] = str(data_dir(data))
+    env[REDIS_ENV] = redis_connection(redis)
+    return env
+
+
+_VAR_RE = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
+
+
+def expand_vars(text: str, env: Mapping[str, str]) -> str:
+    """:func:`os.path.expandvars` over ``env``: ``$VAR``/``${VAR}`` replaced, unset ones left alone
+    (what Feast does with ``feature_store.yaml``)."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1).removeprefix("{").removesuffix("}")
+        return env.get(name, m.group(0))
+
+    return _VAR_RE.sub(sub, text)
+
+
+def yaml_file(profile: str | os.PathLike[str] = "redis", repo: Path | None = None) -> Path:
+    """The yaml of a profile name (:data:`PROFILES`), or ``profile`` itself if it is a path."""
+    if isinstance(profile, str) and profile in PROFILES:
+        return (repo or repo_dir()) / PROFILES[profile]
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(
+            f"unknown Feast profile {str(profile)!r}: use one of {sorted(PROFILES)} or a yaml path"
+        )
+    return path.expanduser().resolve()
+
+
+# ---- definitions ------------------------------------------------------------------------------------
+
+
+class Definitions(NamedTuple):
+    """The Feast objects of the repo, as ``definitions.build(data_dir)`` returns them."""
+
+    entity: Entity
+    batch_source: FileSource
+    push_source: PushSource
+    feature_view: FeatureView
+    feature_service: FeatureService
+
+
+def definitions(
+    data: str | os.PathLike[str] | None = None, *, repo: str | os.PathLike[str] | None = None
+) -> Definitions:
+    """Load ``<repo>/definitions.py`` and build its objects for the data dir ``data``."""
+    path = repo_dir(repo) / "definitions.py"
+    if not path.is_file():
+        raise ConfigError(f"no Feast definitions at {path} (set {REPO_ENV}?)")
+    spec = importlib.util.spec_from_file_location("_raytrader_feast_definitions", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ConfigError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = module.build(data_dir(data))
+    if not isinstance(built, Definitions):
+        raise ConfigError(f"{path}: build() must return raytrader's Definitions")
+    return built
+
+
+# ---- rows -------------------------------------------------------------------------------------------
+
+
+def _utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _utc(value: datetime | pd.Timestamp | str, what: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ConfigError(f"{what} {value!r} is timezone-naive; pass a timezone-aware (UTC) time")
+    return ts.tz_convert("UTC")
+
+
+def feature_rows(
+    bars: Bars,
+    features: pd.DataFrame,
+    *,
+    created: datetime | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Push/offline rows (:data:`ROW_COLUMNS`, one per bar) for ``bars`` and their features.
+
+    ``features`` is ``compute_features(bars)`` (same index; the bar_features_v1 columns and
+    ``warm``). ``event_timestamp`` is the bar close (open + timeframe), ``bar_open_time`` the open,
+    ``created`` the given time or now (UTC). Rows before warm-up are kept (``warm`` is False and
+    the unwarmed features are NaN).
+    """
+    if not features.index.equals(bars.index):
+        raise ConfigError(
+            f"features ({len(features)} rows) are not indexed like the bars of {bars.symbol} "
+            f"({len(bars)} bars); pass compute_features(bars)"
+        )
+    missing = [c for c in (*FEATURE_NAMES, WARM_COLUMN) if c not in features.columns]
+    if missing:
+        raise ConfigError(f"features lack {len(missing)} bar_features_v1 column(s): {missing[:5]}")
+    stamp = _utc_now() if created is None else _utc(created, "created")
+    opens = bars.index.tz_convert("UTC").as_unit("ns")
+    n = len(bars)
+    out: dict[str, Any] = {
+        ENTITY: np.full(n, bars.symbol, dtype=object),
+        EVENT_TIMESTAMP: opens + bars.timeframe.delta,
+        CREATED: stamp,
+        BAR_OPEN_TIME: opens,
+    }
+    for name in FEATURE_NAMES:
+        out[name] = features[name].to_numpy(dtype=np.float64)
+    out[WARM_COLUMN] = features[WARM_COLUMN].to_numpy(dtype=bool)
+    return check_rows(pd.DataFrame(out, index=pd.RangeIndex(n)))
+
+
+# ---- offline Parquet files --------------------------------------------------------------------------
+
+
+def _arrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field(ENTITY, pa.string(), nullable=False),
+            pa.field(EVENT_TIMESTAMP, ts, nullable=False),
+            pa.field(CREATED, ts, nullable=False),
+            pa.field(BAR_OPEN_TIME, ts, nullable=False),
+            *(pa.field(name, pa.float64()) for name in FEATURE_NAMES),
+            pa.field(WARM_COLUMN, pa.bool_(), nullable=False),
+        ]
+    )
+
+
+def check_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` in :data:`ROW_COLUMNS` order with canonical dtypes; raises ConfigError otherwise."""
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    extra = [c for c in rows.columns if c not in ROW_COLUMNS]
+    if missing or extra:
+        raise ConfigError(
+            f"feature rows must have exactly the columns of feature_rows(); missing {missing[:5]}, "
+            f"unexpected {extra[:5]}"
+        )
+    out = rows.loc[:, list(ROW_COLUMNS)].reset_index(drop=True)
+    for col in (EVENT_TIMESTAMP, CREATED, BAR_OPEN_TIME):
+        values = out[col]
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            raise ConfigError(f"column {col!r} must be timezone-aware UTC, got {values.dtype}")
+        out[col] = values.dt.tz_convert("UTC").dt.as_unit("ns")
+    if out[ENTITY].isna().any() or out[EVENT_TIMESTAMP].isna().any():
+        raise ConfigError(f"{ENTITY!r} and {EVENT_TIMESTAMP!r} must not be null")
+    return out
+
+
+def offline_file(symbol: str, data: str | os.PathLike[str] | None = None) -> Path:
+    """The Parquet file of ``symbol`` (percent-encoded: ``BTC/USDT`` -> ``BTC%2FUSDT.parquet``)."""
+    if not symbol:
+        raise ConfigError("symbol must be a non-empty string")
+    name = quote(symbol, safe="")
+    if name[0] in "._":  # Parquet readers skip hidden files: encode a leading '.' or '_' too
+        name = f"%{ord(name[0]):02X}{name[1:]}"
+    return offline_dir(data) / f"{name}.parquet"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    # hidden, so the Parquet reader (pyarrow ignores '.'/'_' prefixes) never sees it
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Merge ``rows`` into the per-symbol offline files; returns the files written.
+
+    Keyed by ``(symbol, event_timestamp)``: a key already stored is replaced by the new row (the
+    last one wins within ``rows`` too), never duplicated. Files stay sorted by event time.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    new = check_rows(rows)
+    schema = _arrow_schema()
+    directory = offline_dir(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for symbol, group in new.groupby(ENTITY, sort=True):
+        final = offline_file(str(symbol), data)
+        with _locked(final):
+            merged = group
+            if final.exists():
+                stored = pq.read_table(final).to_pandas()
+                merged = pd.concat([check_rows(stored), group], ignore_index=True)
+            merged = (
+                merged.drop_duplicates(list(KEY), keep="last")
+                .sort_values(EVENT_TIMESTAMP, kind="stable")
+                .reset_index(drop=True)
+            )
+            try:
+                table = pa.Table.from_pandas(merged, schema=schema, preserve_index=False)
+            except (pa.ArrowException, ValueError) as exc:
+                raise StoreError(f"cannot convert feature rows of {symbol}: {exc}") from exc
+            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), 0o644)
+                    pq.write_table(table, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            except (OSError, pa.ArrowException) as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise StoreError(
+                    f"cannot write feature rows of {symbol} to {final}: {exc}"
+                ) from exc
+        _fsync_dir(directory)
+        written.append(final)
+    return written
+
+
+def read_offline(
+    symbol: str | None = None, data: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """The stored offline rows (of one symbol, or all), sorted by symbol and event time."""
+    import pyarrow.parquet as pq
+
+    files = (
+        [offline_file(symbol, data)]
+        if symbol is not None
+        else sorted(offline_dir(data).glob("[!._]*.parquet"))
+    )
+    frames = [check_rows(pq.read_table(f).to_pandas()) for f in files if f.exists()]
+    if not frames:
+        return check_rows(pd.DataFrame({c: pd.Series(dtype=_empty_dtype(c)) for c in ROW_COLUMNS}))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(list(KEY), kind="stable").reset_index(drop=True)
+
+
+def _empty_dtype(col: str) -> Any:
+    if col in (EVENT_TIMESTAMP, CREATED, BAR_OPEN_TIME):
+        return pd.DatetimeTZDtype("ns", "UTC")
+    if col == ENTITY:
+        return object
+    return bool if col == WARM_COLUMN else np.float64
+
+
+# ---- the store --------------------------------------------------------------------------------------
+
+# the data dir each store was built for (apply() needs it for the FileSource path)
+_DATA_DIRS: weakref.WeakKeyDictionary[FeatureStore, Path] = weakref.WeakKeyDictionary()
+
+
+def store(
+    profile: str | os.PathLike[str] = "redis",
+    *,
+    repo: str | os.PathLike[str] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    redis: str | None = None,
+) -> FeatureStore:
+    """A :class:`feast.FeatureStore` for a profile (``"redis"``, ``"sqlite"``) or a yaml path.
+
+    ``data`` (data dir) and ``redis`` (Feast connection string or ``redis://`` URL, e.g. the
+    local stack's Redis) override ``$RAYTRADER_FEAST_DATA`` / ``$RAYTRADER_REDIS_CONNECTION``; the
+    environment is not modified. The data dir is created. Building the store connects to nothing.
+    """
+    import yaml  # type: ignore[import-untyped]
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+    from pydantic import ValidationError
+
+    root = repo_dir(repo)
+    path = yaml_file(profile, root)
+    if not path.is_file():
+        raise ConfigError(f"no Feast config at {path}")
+    env = feast_env(data=data, redis=redis)
+    raw = yaml.safe_load(expand_vars(path.read_text(), env))
+    unexpanded = sorted(set(re.findall(r"\$\{\w+\}", yaml.safe_dump(raw))))
+    if unexpanded:
+        raise ConfigError(f"{path}: unset variable(s) {unexpanded}")
+    directory = Path(env[DATA_ENV])
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        config = RepoConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid Feast config {path}: {exc}") from exc
+    config.repo_path = root
+    fs = FeatureStore(repo_path=str(root), config=config)
+    _DATA_DIRS[fs] = directory
+    return fs
+
+
+def store_data_dir(fs: FeatureStore) -> Path:
+    """The data dir ``fs`` was built for (:func:`data_dir` for a store not made by :func:`store`)."""
+    return _DATA_DIRS.get(fs) or data_dir()
+
+
+def apply(fs: FeatureStore, *, repo: str | os.PathLike[str] | None = None) -> Definitions:
+    """Register the repo's objects (built for the store's data dir) in ``fs``; returns them.
+
+    Like ``feast apply`` but additive: objects removed from definitions.py are not deleted.
+    """
+    defs = definitions(store_data_dir(fs), repo=repo)
+    offline_dir(store_data_dir(fs)).mkdir(parents=True, exist_ok=True)
+    fs.apply(list(defs))
+    return defs
+
+
+def materialize(
+    fs: FeatureStore, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+) -> None:
+    """Load the latest row per symbol with ``start <= event_timestamp < end`` into the online store."""
+    t0, t1 = _utc(start, "start"), _utc(end, "end")
+    if t1 <= t0:
+        raise ConfigError(f"materialize: end {t1} must be after start {t0}")
+    fs.materialize(
+        start_date=t0.to_pydatetime(), end_date=t1.to_pydatetime(), feature_views=[FEATURE_VIEW]
+    )
+
+
+_PUSH_MODES = ("online", "offline", "online_and_offline")
+
+
+def push(fs: FeatureStore, rows: pd.DataFrame, *, to: PushMode | str = "online") -> None:
+    """Push feature rows (the live path): ``to`` is ``"online"``, ``"offline"``,
+    ``"online_and_offline"`` or a :class:`feast.data_source.PushMode`.
+
+    The offline leg goes through :func:`append_offline` (idempotent, atomic, one file per symbol)
+    rather than Feast's file-store ``offline_write_batch``, which appends duplicates in place to a
+    single file; the online leg is Feast's push to the online store. Note that the Redis store
+    ignores a row whose ``event_timestamp`` is not newer than the stored one (a correction of the
+    latest bar must be materialized or rewritten by the caller), while SQLite always overwrites.
+    """
+    from feast.data_source import PushMode
+
+    mode = to.name.lower() if isinstance(to, PushMode) else str(to).lower()
+    if mode not in _PUSH_MODES:
+        raise ConfigError(f"push: unknown mode {to!r}; use one of {list(_PUSH_MODES)}")
+    frame = check_rows(rows)
+    if mode in ("offline", "online_and_offline"):
+        append_offline(frame, store_data_dir(fs))
+    if mode in ("online", "online_and_offline"):
+        fs.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+
+
+def online_features(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
+    """The latest ``ensemble_v1`` row of each symbol from the online store, indexed by symbol.
+
+    Columns: the features, ``warm``, ``bar_open_time`` and ``event_timestamp`` (the bar close);
+    a symbol with nothing stored has nulls.
+    """
+    service = fs.get_feature_service(FEATURE_SERVICE)
+    response = fs.get_online_features(features=service, entity_rows=[{ENTITY: s} for s in symbols])
+    data = response.to_dict(include_event_timestamps=True)
+    # "<feature>__ts" holds the row's event time in epoch seconds, 0 where nothing is stored
+    seconds = pd.Series(data[f"{WARM_COLUMN}__ts"], dtype="int64")
+    frame = pd.DataFrame({c: data[c] for c in (ENTITY, *SERVED_COLUMNS)})
+    frame[WARM_COLUMN] = frame[WARM_COLUMN].astype("boolean")
+    frame[BAR_OPEN_TIME] = pd.to_datetime(frame[BAR_OPEN_TIME], utc=True)
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(seconds.where(seconds > 0), unit="s", utc=True)
+    return frame.set_index(ENTITY)
+
+
+def training_frame(fs: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time join of ``ensemble_v1`` onto ``entity_df`` (``symbol``, ``event_timestamp``
+    timezone-aware, plus any label columns), in the order of ``entity_df``.
+
+    Each row gets the latest feature row of its symbol with ``event_timestamp`` (bar close) ``<=``
+    the entity time and within the view's TTL; none -> nulls.
+    """
+    for col in (ENTITY, EVENT_TIMESTAMP):
+        if col not in entity_df.columns:
+            raise ConfigError(f"entity_df needs a {col!r} column")
+    clash = [c for c in SERVED_COLUMNS if c in entity_df.columns]
+    if clash:
+        raise ConfigError(f"entity_df already has feature column(s) {clash[:5]}")
+    ts = entity_df[EVENT_TIMESTAMP]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        raise ConfigError(f"entity_df[{EVENT_TIMESTAMP!r}] must be timezone-aware, got {ts.dtype}")
+    frame = entity_df.reset_index(drop=True)
+    frame[EVENT_TIMESTAMP] = ts.dt.tz_convert("UTC").dt.as_unit("ns").reset_index(drop=True)
+    # Feast's file offline store keeps one result row per (symbol, event_timestamp) and drops
+    # the other entity rows with the same key, whatever their other columns; so join the unique
+    # keys only and merge the features back onto every entity row, in order
+    keys = frame[[ENTITY, EVENT_TIMESTAMP]].drop_duplicates(ignore_index=True)
+    service = fs.get_feature_service(FEATURE_SERVICE)
+    joined = fs.get_historical_features(entity_df=keys, features=service).to_df()
+    joined[EVENT_TIMESTAMP] = joined[EVENT_TIMESTAMP].dt.tz_convert("UTC").dt.as_unit("ns")
+    joined = joined.loc[:, [ENTITY, EVENT_TIMESTAMP, *SERVED_COLUMNS]]
+    joined[BAR_OPEN_TIME] = pd.to_datetime(joined[BAR_OPEN_TIME], utc=True).dt.as_unit("ns")
+    joined[WARM_COLUMN] = joined[WARM_COLUMN].astype("boolean")
+    out = frame.merge(joined, on=[ENTITY, EVENT_TIMESTAMP], how="left", validate="many_to_one")
+    if len(out) != len(frame):  # pragma: no cover - guarded by validate= above
+        raise StoreError("historical retrieval changed the number of entity rows")
+    return out
+
+
+# ---- `python -m raytrader.features.feast_repo`: the feast CLI with raytrader's defaults -------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``[--profile redis|sqlite] <feast CLI args>``: run ``feast -c <repo> -f <profile yaml>``
+    with ``RAYTRADER_FEAST_DATA`` / ``RAYTRADER_REDIS_CONNECTION`` defaulted (data dir created)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    profile = "redis"
+    if args[:1] == ["--profile"] and len(args) >= 2:
+        profile, args = args[1], args[2:]
+    root = repo_dir()
+    env = feast_env()
+    os.environ.update({DATA_ENV: env[DATA_ENV], REDIS_ENV: env[REDIS_ENV]})
+    offline_dir(env[DATA_ENV]).mkdir(parents=True, exist_ok=True)
+    from feast.cli.cli import cli
+
+    try:
+        cli.main(
+            args=["-c", str(root), "-f", str(yaml_file(profile, root)), *args], prog_name="feast"
+        )
+    except SystemExit as exc:  # click's standalone mode always exits
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
