@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import Field
 
 from raytrader.config import StrictConfig
+from raytrader.data.bars import Bars, make_frame
 from raytrader.data.timeframe import Timeframe
 from raytrader.features import get_feature_set
 from raytrader.streaming.history import BarHistory
@@ -57,13 +58,18 @@ class ConsumerConfig(StrictConfig):
     poll_timeout_s: float = Field(default=0.5, gt=0.0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     auto_offset_reset: str = "earliest"
+    # static membership: a restarted consumer with the same id takes its partitions back at once
+    # instead of waiting for the dead member's session to time out
+    instance_id: str | None = None
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
 
 
 class FeatureSink(Protocol):
-    """Where feature rows go. ``rows``: index = bar open times (UTC), the feature set's columns
-    plus ``warm``; writes must be idempotent per (symbol, bar)."""
+    """Where feature rows go: ``bars`` are the new bars of one symbol, ``rows`` their features
+    (same index: bar open times; the feature set's columns plus ``warm``). Writes must be idempotent
+    per (symbol, bar)."""
 
-    def write(self, symbol: str, timeframe: Timeframe, rows: pd.DataFrame) -> None: ...
+    def write(self, bars: Bars, rows: pd.DataFrame) -> None: ...
 
 
 @dataclass
@@ -154,19 +160,25 @@ class FeatureConsumer:
                 "enable.auto.commit": False,
                 "auto.offset.reset": config.auto_offset_reset,
                 "enable.partition.eof": False,
+                "session.timeout.ms": config.session_timeout_ms,
+                **({"group.instance.id": config.instance_id} if config.instance_id else {}),
             }
         )
         self._dlq = Producer(
             {"bootstrap.servers": config.bootstrap, "enable.idempotence": True, "acks": "all"}
         )
-        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._running = True
+        self._assigned = False
         if config.metrics_port:
             from prometheus_client import start_http_server
 
             start_http_server(config.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
 
     # -- partition ownership: state is only trusted for partitions we hold -------------------------
+    def _on_assign(self, consumer: Any, partitions: Any) -> None:
+        self._assigned = True
+
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
         self.engine = IncrementalFeatureEngine(self.engine.feature_set, self.timeframe)
 
@@ -186,7 +198,9 @@ class FeatureConsumer:
                 num_messages=self.config.batch_size, timeout=self.config.poll_timeout_s
             )
             if not msgs:
-                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                if not self._assigned:  # still joining the group: idle time does not count yet
+                    idle_since = time.monotonic()
+                elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     break
                 continue
             idle_since = time.monotonic()
@@ -258,8 +272,14 @@ class FeatureConsumer:
             times = np.array([t for t, _, _ in items], dtype=np.int64)
             values = np.vstack([v for _, v, _ in items])
             rows = self.engine.update(symbol, times, values)
+            new_bars = Bars.from_frame(
+                make_frame(rows.index, *(values[:, j] for j in range(5))),
+                symbol=symbol,
+                timeframe=self.timeframe,
+                calendar=self.config.calendar,
+            )
             t0 = time.time()
-            self.sink.write(symbol, self.timeframe, rows)
+            self.sink.write(new_bars, rows)
             done = time.time()
             self.metrics.write_latency.observe(done - t0)
             for _, _, produced_at in items:

@@ -1,0 +1,173 @@
+"""``raytrader stream …``: replay bars into Kafka, poll an exchange, run the feature consumer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+stream_app = typer.Typer(
+    help="Kafka bar streams and the streaming feature consumer.", no_args_is_help=True
+)
+
+
+def _bootstrap(value: str | None) -> str:
+    if value:
+        return value
+    env = os.environ.get("RAYTRADER_KAFKA_BOOTSTRAP")
+    if env:
+        return env
+    from raytrader.stack.config import StackConfig
+
+    return StackConfig.from_env().kafka_bootstrap
+
+
+BootstrapOpt = Annotated[
+    str | None, typer.Option(help="Kafka bootstrap servers (default: the local stack's)")
+]
+
+
+@stream_app.command("replay")
+def replay_cmd(
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="comma-separated datasets or files")
+    ] = "goog",
+    speed: Annotated[
+        str, typer.Option(help="max | <k>x (market time k-fold faster) | <n>/s")
+    ] = "max",
+    symbols: Annotated[
+        str | None,
+        typer.Option(help="synthetic data: one seeded series per symbol, e.g. AAA,BBB"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="send at most this many bars per symbol")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay bundled, synthetic or file bars into ``bars.<timeframe>`` keyed by symbol."""
+    from raytrader.data.sources import load_bars
+    from raytrader.errors import ConfigError
+    from raytrader.streaming.producer import BarProducer, bar_messages, interleave, parse_speed
+
+    sets = []
+    for name in [d.strip() for d in data.split(",") if d.strip()]:
+        if symbols and name.startswith("synthetic"):
+            base = name if ":" in name else name + ":"
+            for i, sym in enumerate(s.strip() for s in symbols.split(",") if s.strip()):
+                sep = "," if not base.endswith(":") else ""
+                sets.append(load_bars(f"{base}{sep}symbol={sym},seed={1000 + i}"))
+        else:
+            sets.append(load_bars(name))
+    if limit is not None:
+        sets = [b.head(limit) for b in sets]
+    tfs = {b.timeframe.name for b in sets}
+    if len(tfs) != 1:
+        raise ConfigError(f"replay one timeframe at a time; got {sorted(tfs)}")
+    interval = parse_speed(speed, sets[0].timeframe.seconds)
+    producer = BarProducer(_bootstrap(bootstrap))
+    stream = interleave([bar_messages(b, b.source or b.symbol) for b in sets])
+    n = producer.replay(stream, interval_s=interval)
+    summary = {"sent": n, "symbols": [b.symbol for b in sets], "topic": f"bars.{tfs.pop()}"}
+    typer.echo(
+        json.dumps(summary)
+        if json_out
+        else f"sent {n} bars of {summary['symbols']} to {summary['topic']}"
+    )
+
+
+@stream_app.command("live")
+def live_cmd(
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id")] = "binance",
+    symbol: Annotated[str, typer.Option(help="market symbol, e.g. BTC/USDT")] = "BTC/USDT",
+    timeframe: Annotated[str, typer.Option(help="candle timeframe")] = "1m",
+    since_minutes: Annotated[int, typer.Option(help="start this many minutes back")] = 60,
+    max_polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
+    api_url: Annotated[str | None, typer.Option(help="exchange API base URL override")] = None,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Poll an exchange (ccxt) for closed candles and produce them to ``bars.<timeframe>``."""
+    from datetime import UTC, datetime, timedelta
+
+    from raytrader.data.ccxt_source import CcxtConfig, poll_closed_candles
+    from raytrader.streaming.producer import BarProducer, bar_messages
+
+    cfg = CcxtConfig(
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        since=datetime.now(UTC) - timedelta(minutes=since_minutes),
+        api_urls_override=api_url,
+    )
+    producer = BarProducer(_bootstrap(bootstrap))
+    sent = 0
+    for bars in poll_closed_candles(cfg, max_polls=max_polls):
+        for msg in bar_messages(bars, f"ccxt:{exchange}"):
+            producer.send(msg)
+            sent += 1
+        producer.flush()
+        typer.echo(f"sent {sent} closed {timeframe} candles of {symbol}")
+
+
+@stream_app.command("features")
+def features_cmd(
+    timeframe: Annotated[str, typer.Option(help="which bars.<timeframe> topic to consume")] = "1m",
+    group: Annotated[str, typer.Option(help="consumer group id")] = "raytrader-features",
+    state_dir: Annotated[
+        Path | None, typer.Option(help="bar history state (default: under the stack dir)")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus /metrics on this port")
+    ] = 9401,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="exit after this many idle seconds")
+    ] = None,
+    calendar: Annotated[str, typer.Option(help="market calendar of the symbols")] = "crypto",
+    instance_id: Annotated[
+        str | None, typer.Option(help="static group membership id (fast takeover after a restart)")
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            help="Feast online store (default: $RAYTRADER_REDIS_CONNECTION or the stack's)"
+        ),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Consume bars, compute bar_features_v1 incrementally, write them to Feast (online + offline)."""
+    from raytrader.streaming.consumer import ConsumerConfig, FeatureConsumer
+    from raytrader.streaming.sinks import default_sink
+
+    if state_dir is None:
+        from raytrader.stack.config import StackConfig
+
+        state_dir = Path(StackConfig.from_env().state_dir) / "stream"
+    redis_conn = redis or os.environ.get("RAYTRADER_REDIS_CONNECTION")
+    if redis_conn is None:
+        from raytrader.stack.config import StackConfig
+
+        redis_conn = StackConfig.from_env().redis_connection
+    cfg = ConsumerConfig(
+        bootstrap=_bootstrap(bootstrap),
+        timeframe=timeframe,
+        group_id=group,
+        state_dir=str(state_dir),
+        metrics_port=metrics_port or None,
+        calendar=calendar,
+        instance_id=instance_id,
+    )
+    consumer = FeatureConsumer(cfg, default_sink(redis_conn))
+    try:
+        n = consumer.run(idle_timeout_s=idle_exit)
+    except KeyboardInterrupt:
+        n = -1
+    finally:
+        consumer.close()
+    typer.echo(f"consumed {n} messages" if n >= 0 else "stopped")
+
+
+if __name__ == "__main__":
+    stream_app()

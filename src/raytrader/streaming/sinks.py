@@ -1,0 +1,33 @@
+"""Feature sinks for the streaming consumer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from raytrader.data.bars import Bars
+
+
+class FeastSink:
+    """Writes feature rows to the Feast online store (push) and the offline Parquet source.
+
+    Both legs are idempotent per (symbol, event time): the online store keeps the latest row per
+    symbol, and the offline files are rewritten by key (:func:`raytrader.features.feast_repo.
+    append_offline`).
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def write(self, bars: Bars, rows: pd.DataFrame) -> None:
+        from raytrader.features.feast_repo import feature_rows, push
+
+        push(self.fs, feature_rows(bars, rows), to="online_and_offline")
+
+
+def default_sink(redis: str) -> FeastSink:
+    """The project's Feast repo with its Redis online store at ``redis``."""
+    from raytrader.features.feast_repo import store
+
+    return FeastSink(store("redis", redis=redis))
