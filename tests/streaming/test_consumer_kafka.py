@@ -30,7 +30,10 @@ class MemorySink:
     def __init__(self) -> None:
         self.rows: dict[str, pd.DataFrame] = {}
 
-    def write(self, bars: Bars, rows: pd.DataFrame) -> None:
+    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
+        return None
+
+    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
         old = self.rows.get(bars.symbol)
         merged = rows if old is None else pd.concat([old, rows])
         self.rows[bars.symbol] = merged[~merged.index.duplicated(keep="last")].sort_index()

@@ -65,11 +65,14 @@ class ConsumerConfig(StrictConfig):
 
 
 class FeatureSink(Protocol):
-    """Where feature rows go: ``bars`` are the new bars of one symbol, ``rows`` their features
-    (same index: bar open times; the feature set's columns plus ``warm``). Writes must be idempotent
-    per (symbol, bar)."""
+    """Where feature rows go. ``bars`` are the new bars of one symbol, ``rows`` their features (same
+    index: bar open times; the feature set's columns plus ``warm``). Both writes must be idempotent
+    per (symbol, bar). The online leg is written first, so freshness does not wait for the offline
+    rewrite; both happen before the offsets are committed."""
 
-    def write(self, bars: Bars, rows: pd.DataFrame) -> None: ...
+    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None: ...
+
+    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None: ...
 
 
 @dataclass
@@ -79,6 +82,7 @@ class BatchStats:
     duplicates: int = 0
     dead_letters: int = 0
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    freshness: list[float] = field(default_factory=list)  # seconds, message timestamp -> online
 
 
 class ConsumerMetrics:
@@ -266,6 +270,7 @@ class FeatureConsumer:
                 continue
             ts_type, ts_ms = msg.timestamp()
             pending.append((open_ns, values, ts_ms / 1000.0 if ts_type else time.time()))
+        written: list[tuple[Bars, pd.DataFrame]] = []
         for symbol, items in by_symbol.items():
             if not items:
                 continue
@@ -279,13 +284,18 @@ class FeatureConsumer:
                 calendar=self.config.calendar,
             )
             t0 = time.time()
-            self.sink.write(new_bars, rows)
+            self.sink.write_online(new_bars, rows)
             done = time.time()
             self.metrics.write_latency.observe(done - t0)
             for _, _, produced_at in items:
-                self.metrics.freshness.observe(max(done - produced_at, 0.0))
+                fresh = max(done - produced_at, 0.0)
+                self.metrics.freshness.observe(fresh)
+                stats.freshness.append(fresh)
             self.metrics.bars.inc(len(rows))
             stats.new_bars += len(rows)
+            written.append((new_bars, rows))
+        for new_bars, rows in written:
+            self.sink.write_offline(new_bars, rows)
         for symbol, items in by_symbol.items():
             if items:
                 self.history.save(self.engine.bars(symbol, self.config.calendar))

@@ -20,10 +20,25 @@ class FeastSink:
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
-    def write(self, bars: Bars, rows: pd.DataFrame) -> None:
+    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
         from raytrader.features.feast_repo import feature_rows, push
 
-        push(self.fs, feature_rows(bars, rows), to="online_and_offline")
+        push(self.fs, feature_rows(bars, rows), to="online")
+
+    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
+        from raytrader.features.feast_repo import append_offline, feature_rows, store_data_dir
+
+        append_offline(feature_rows(bars, rows), store_data_dir(self.fs))
+
+
+class NullSink:
+    """Discards rows (benchmarks of the consumer's own work)."""
+
+    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
+        return None
+
+    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
+        return None
 
 
 def default_sink(redis: str) -> FeastSink:
