@@ -5,7 +5,8 @@
                                                # leaves RESULTS.md alone unless --output is given
     python -m benchmarks.run --list            # section names
 
-Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (Ray).
+Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (Ray), stream
+(Kafka → features → Feast; needs `raytrader stack up`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_backtest, bench_features, bench_runner, bench_sweep
+from benchmarks import bench_backtest, bench_features, bench_runner, bench_stream, bench_sweep
 from benchmarks.common import (
     Section,
     load_average,
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_sweep.NAME: bench_sweep.run,
     bench_features.NAME: bench_features.run,
     bench_runner.NAME: bench_runner.run,
+    bench_stream.NAME: bench_stream.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

@@ -174,6 +174,7 @@ class FeatureConsumer:
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._running = True
         self._assigned = False
+        self.totals = BatchStats()  # accumulated over run()
         if config.metrics_port:
             from prometheus_client import start_http_server
 
@@ -210,11 +211,22 @@ class FeatureConsumer:
             idle_since = time.monotonic()
             stats = self.process(msgs)
             self._consumer.commit(asynchronous=False)
+            self._accumulate(stats)
             self._update_lag()
             total += stats.consumed
             if max_messages is not None and total >= max_messages:
                 break
         return total
+
+    def _accumulate(self, stats: BatchStats) -> None:
+        t = self.totals
+        t.consumed += stats.consumed
+        t.new_bars += stats.new_bars
+        t.duplicates += stats.duplicates
+        t.dead_letters += stats.dead_letters
+        for k, v in stats.reasons.items():
+            t.reasons[k] += v
+        t.freshness.extend(stats.freshness)
 
     def _update_lag(self) -> None:
         try:
