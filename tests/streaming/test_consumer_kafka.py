@@ -30,13 +30,17 @@ class MemorySink:
     def __init__(self) -> None:
         self.rows: dict[str, pd.DataFrame] = {}
 
-    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
+    def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         return None
 
-    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
-        old = self.rows.get(bars.symbol)
-        merged = rows if old is None else pd.concat([old, rows])
-        self.rows[bars.symbol] = merged[~merged.index.duplicated(keep="last")].sort_index()
+    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
+        return None
+
+    def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        for bars, rows in items:
+            old = self.rows.get(bars.symbol)
+            merged = rows if old is None else pd.concat([old, rows])
+            self.rows[bars.symbol] = merged[~merged.index.duplicated(keep="last")].sort_index()
 
 
 def exact(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -202,6 +206,16 @@ def test_consumer_killed_ten_times_still_stores_every_bar_exactly_once(
     assert final.returncode == 0, final.stderr[-2000:]
 
     offline = read_offline(data=data)
+    # physically, too: the Parquet files of the source hold each (symbol, event time) once
+    import pyarrow.parquet as pq
+
+    raw = pd.concat(
+        [
+            pq.read_table(f).to_pandas()
+            for f in sorted((data / "bar_features_v1").glob("[!._]*.parquet"))
+        ]
+    )
+    assert not raw.duplicated(["symbol", "event_timestamp"]).any()
     online = online_features(fs, [b.symbol for b in symbols])
     for bars in symbols:
         want = compute_features(bars)

@@ -47,6 +47,7 @@ import os
 import re
 import sys
 import tempfile
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -361,11 +362,8 @@ def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = Non
     Keyed by ``(symbol, event_timestamp)``: a key already stored is replaced by the new row (the
     last one wins within ``rows`` too), never duplicated. Files stay sorted by event time.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     new = check_rows(rows)
-    schema = _arrow_schema()
     directory = offline_dir(data)
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -373,54 +371,125 @@ def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = Non
         final = offline_file(str(symbol), data)
         with _locked(final):
             merged = group
-            if final.exists():
-                stored = pq.read_table(final).to_pandas()
-                merged = pd.concat([check_rows(stored), group], ignore_index=True)
+            stored = [f for f in _symbol_files(str(symbol), data) if f != final]
+            if final.exists() or stored:
+                merged = pd.concat([read_offline(str(symbol), data), group], ignore_index=True)
             merged = (
                 merged.drop_duplicates(list(KEY), keep="last")
                 .sort_values(EVENT_TIMESTAMP, kind="stable")
                 .reset_index(drop=True)
             )
-            try:
-                table = pa.Table.from_pandas(merged, schema=schema, preserve_index=False)
-            except (pa.ArrowException, ValueError) as exc:
-                raise StoreError(f"cannot convert feature rows of {symbol}: {exc}") from exc
-            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    os.fchmod(fh.fileno(), 0o644)
-                    pq.write_table(table, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, final)
-            except (OSError, pa.ArrowException) as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise StoreError(
-                    f"cannot write feature rows of {symbol} to {final}: {exc}"
-                ) from exc
+            _write_parquet(merged, final, str(symbol))
+            for part in stored:  # folded into the file just written
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
         _fsync_dir(directory)
         written.append(final)
     return written
 
 
+def _symbol_files(symbol: str, data: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The compacted file of ``symbol`` and its appended parts (see :func:`append_offline_part`)."""
+    main = offline_file(symbol, data)
+    parts = sorted(main.parent.glob(f"{main.stem}.part-*.parquet"))
+    return ([main] if main.exists() else []) + parts
+
+
 def read_offline(
     symbol: str | None = None, data: str | os.PathLike[str] | None = None
 ) -> pd.DataFrame:
-    """The stored offline rows (of one symbol, or all), sorted by symbol and event time."""
+    """The stored offline rows (of one symbol, or all), sorted by symbol and event time; a key
+    stored twice (a part replayed after a crash) counts once, the latest ``created`` wins."""
     import pyarrow.parquet as pq
 
     files = (
-        [offline_file(symbol, data)]
+        _symbol_files(symbol, data)
         if symbol is not None
         else sorted(offline_dir(data).glob("[!._]*.parquet"))
     )
     frames = [check_rows(pq.read_table(f).to_pandas()) for f in files if f.exists()]
     if not frames:
         return check_rows(pd.DataFrame({c: pd.Series(dtype=_empty_dtype(c)) for c in ROW_COLUMNS}))
-    out = pd.concat(frames, ignore_index=True)
-    return out.sort_values(list(KEY), kind="stable").reset_index(drop=True)
+    out = pd.concat(frames, ignore_index=True).sort_values([*KEY, CREATED], kind="stable")
+    out = out.drop_duplicates(list(KEY), keep="last")
+    return out.reset_index(drop=True)
+
+
+def _write_parquet(frame: pd.DataFrame, final: Path, what: str) -> None:
+    """Atomically write ``frame`` (offline row schema) to ``final``: temp file, fsync, rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False)
+    except (pa.ArrowException, ValueError) as exc:
+        raise StoreError(f"cannot convert feature rows of {what}: {exc}") from exc
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except (OSError, pa.ArrowException) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(f"cannot write feature rows of {what} to {final}: {exc}") from exc
+
+
+def append_offline_part(
+    rows: pd.DataFrame, data: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Append ``rows`` as new part files (one per symbol): O(rows), for the streaming consumer.
+
+    Readers (:func:`read_offline`, Feast's point-in-time join via ``created``) count a key once;
+    :func:`compact_offline` folds the parts into the symbol's file.
+    """
+    new = check_rows(rows)
+    directory = offline_dir(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for symbol, group in new.groupby(ENTITY, sort=True):
+        main = offline_file(str(symbol), data)
+        stamp = group[EVENT_TIMESTAMP]
+        part = main.with_name(
+            f"{main.stem}.part-{stamp.min().value:019d}-{stamp.max().value:019d}-"
+            f"{uuid.uuid4().hex[:8]}.parquet"
+        )
+        ordered = group.drop_duplicates(list(KEY), keep="last").sort_values(EVENT_TIMESTAMP)
+        _write_parquet(ordered.reset_index(drop=True), part, str(symbol))
+        written.append(part)
+    _fsync_dir(directory)
+    return written
+
+
+def compact_offline(
+    symbol: str,
+    data: str | os.PathLike[str] | None = None,
+    *,
+    drop_after: pd.Timestamp | None = None,
+) -> Path | None:
+    """Fold ``symbol``'s parts into its file (one row per key, latest ``created`` wins), dropping
+    rows whose bar opened after ``drop_after`` (rows written ahead of a crash that the replay will
+    rewrite). The new file is in place before the parts are removed, so a crash in between leaves
+    duplicates that readers already count once."""
+    files = _symbol_files(symbol, data)
+    if not files:
+        return None
+    main = offline_file(symbol, data)
+    with _locked(main):
+        rows = read_offline(symbol, data)
+        if drop_after is not None:
+            rows = rows[rows[BAR_OPEN_TIME] <= drop_after]
+        _write_parquet(rows.reset_index(drop=True), main, symbol)
+        for f in files:
+            if f != main:
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+        _fsync_dir(main.parent)
+    return main
 
 
 def _empty_dtype(col: str) -> Any:

@@ -65,14 +65,17 @@ class ConsumerConfig(StrictConfig):
 
 
 class FeatureSink(Protocol):
-    """Where feature rows go. ``bars`` are the new bars of one symbol, ``rows`` their features (same
-    index: bar open times; the feature set's columns plus ``warm``). Both writes must be idempotent
-    per (symbol, bar). The online leg is written first, so freshness does not wait for the offline
-    rewrite; both happen before the offsets are committed."""
+    """Where feature rows go. Each item is (the new bars of one symbol, their feature rows: same
+    index of bar open times, the feature set's columns plus ``warm``). Writes must be idempotent per
+    (symbol, bar). The online leg is written first, so freshness does not wait for the offline
+    write; both happen before the offsets are committed. ``reconcile`` runs when a symbol's state is
+    restored: rows for bars after ``last_bar`` were written ahead of a crash and will be rewritten."""
 
-    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None: ...
+    def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None: ...
 
-    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None: ...
+    def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None: ...
+
+    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None: ...
 
 
 @dataclass
@@ -282,7 +285,7 @@ class FeatureConsumer:
                 continue
             ts_type, ts_ms = msg.timestamp()
             pending.append((open_ns, values, ts_ms / 1000.0 if ts_type else time.time()))
-        written: list[tuple[Bars, pd.DataFrame]] = []
+        written: list[tuple[Bars, pd.DataFrame, list[tuple[int, np.ndarray, float]]]] = []
         for symbol, items in by_symbol.items():
             if not items:
                 continue
@@ -290,27 +293,27 @@ class FeatureConsumer:
             values = np.vstack([v for _, v, _ in items])
             rows = self.engine.update(symbol, times, values)
             new_bars = Bars.from_frame(
-                make_frame(rows.index, *(values[:, j] for j in range(5))),
+                make_frame(pd.DatetimeIndex(rows.index), *(values[:, j] for j in range(5))),
                 symbol=symbol,
                 timeframe=self.timeframe,
                 calendar=self.config.calendar,
             )
+            written.append((new_bars, rows, items))
+        if written:
             t0 = time.time()
-            self.sink.write_online(new_bars, rows)
+            self.sink.write_online([(b, r) for b, r, _ in written])
             done = time.time()
             self.metrics.write_latency.observe(done - t0)
-            for _, _, produced_at in items:
-                fresh = max(done - produced_at, 0.0)
-                self.metrics.freshness.observe(fresh)
-                stats.freshness.append(fresh)
-            self.metrics.bars.inc(len(rows))
-            stats.new_bars += len(rows)
-            written.append((new_bars, rows))
-        for new_bars, rows in written:
-            self.sink.write_offline(new_bars, rows)
-        for symbol, items in by_symbol.items():
-            if items:
-                self.history.save(self.engine.bars(symbol, self.config.calendar))
+            for _, rows, items in written:
+                for _, _, produced_at in items:
+                    fresh = max(done - produced_at, 0.0)
+                    self.metrics.freshness.observe(fresh)
+                    stats.freshness.append(fresh)
+                self.metrics.bars.inc(len(rows))
+                stats.new_bars += len(rows)
+            self.sink.write_offline([(b, r) for b, r, _ in written])
+            for new_bars, _, _ in written:
+                self.history.append(new_bars)
         self._dlq.flush(10)
         return stats
 
@@ -320,6 +323,7 @@ class FeatureConsumer:
         bars = self.history.load(symbol)
         if bars is not None:
             self.engine.restore(symbol, bars)
+        self.sink.reconcile(symbol, bars.index[-1] if bars is not None else None)
 
     def _classify(
         self,

@@ -1,12 +1,16 @@
 """The persisted bar history of each symbol: the state a feature consumer restores after a restart.
 
-One Parquet file per (symbol, timeframe) under ``<state_dir>/bars/``, rewritten atomically (temp
-file + rename) after each micro-batch, so a crash leaves either the old or the new history.
+Per (symbol, timeframe) under ``<state_dir>/bars/``: new bars are appended as part files (O(batch),
+written atomically: temp file + rename) and folded into one file once ``max_parts`` accumulate. A
+crash leaves whole parts only; a bar present in two files (a crash between folding and deleting)
+counts once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,31 +26,64 @@ class BarHistory:
         state_dir: str | Path,
         timeframe: str | Timeframe,
         calendar: Calendar | str = Calendar.CRYPTO,
+        max_parts: int = 32,
     ) -> None:
         self.root = Path(state_dir) / "bars"
         self.timeframe = Timeframe.parse(timeframe)
         self.calendar = Calendar(calendar)
+        self.max_parts = max_parts
 
     def path(self, symbol: str) -> Path:
         return self.root / f"{quote(symbol, safe='')}.{self.timeframe.name}.parquet"
 
-    def load(self, symbol: str) -> Bars | None:
-        p = self.path(symbol)
-        if not p.exists():
+    def _parts(self, symbol: str) -> list[Path]:
+        main = self.path(symbol)
+        return sorted(main.parent.glob(f"{main.stem}.part-*.parquet"))
+
+    def _read(self, symbol: str) -> pd.DataFrame | None:
+        files = [p for p in [self.path(symbol), *self._parts(symbol)] if p.exists()]
+        if not files:
             return None
-        frame = pd.read_parquet(p)
+        frame = pd.concat([pd.read_parquet(f) for f in files])
         frame.index = pd.DatetimeIndex(frame.index)
+        frame = frame[~frame.index.duplicated(keep="first")].sort_index()
+        return frame[list(OHLCV)]
+
+    def load(self, symbol: str) -> Bars | None:
+        frame = self._read(symbol)
+        if frame is None:
+            return None
         return Bars.from_frame(
-            frame[list(OHLCV)],
+            frame,
             symbol=symbol,
             timeframe=self.timeframe,
             calendar=self.calendar,
-            source=str(p),
+            source=str(self.path(symbol)),
         )
 
-    def save(self, bars: Bars) -> None:
-        p = self.path(bars.symbol)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        bars.frame.to_parquet(tmp)
-        tmp.replace(p)
+    def _write(self, frame: pd.DataFrame, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        frame.to_parquet(tmp)
+        tmp.replace(final)
+
+    def append(self, bars: Bars) -> None:
+        """Persist ``bars`` (new bars of one symbol, newer than anything stored)."""
+        main = self.path(bars.symbol)
+        first, last = bars.index[0].value, bars.index[-1].value
+        part = main.with_name(
+            f"{main.stem}.part-{first:019d}-{last:019d}-{uuid.uuid4().hex[:8]}.parquet"
+        )
+        self._write(bars.frame, part)
+        if len(self._parts(bars.symbol)) >= self.max_parts:
+            self.compact(bars.symbol)
+
+    def compact(self, symbol: str) -> None:
+        parts = self._parts(symbol)
+        frame = self._read(symbol)
+        if frame is None:
+            return
+        self._write(frame, self.path(symbol))
+        for p in parts:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()

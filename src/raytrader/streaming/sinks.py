@@ -20,24 +20,38 @@ class FeastSink:
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
-    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
-        from raytrader.features.feast_repo import feature_rows, push
+    def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        from raytrader.features.feast_repo import push
 
-        push(self.fs, feature_rows(bars, rows), to="online")
+        push(self.fs, self._rows(items), to="online")
 
-    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
-        from raytrader.features.feast_repo import append_offline, feature_rows, store_data_dir
+    def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        from raytrader.features.feast_repo import append_offline_part, store_data_dir
 
-        append_offline(feature_rows(bars, rows), store_data_dir(self.fs))
+        append_offline_part(self._rows(items), store_data_dir(self.fs))
+
+    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
+        from raytrader.features.feast_repo import compact_offline, store_data_dir
+
+        cutoff = last_bar if last_bar is not None else pd.Timestamp.min.tz_localize("UTC")
+        compact_offline(symbol, store_data_dir(self.fs), drop_after=cutoff)
+
+    def _rows(self, items: list[tuple[Bars, pd.DataFrame]]) -> pd.DataFrame:
+        from raytrader.features.feast_repo import feature_rows
+
+        return pd.concat([feature_rows(b, r) for b, r in items], ignore_index=True)
 
 
 class NullSink:
     """Discards rows (benchmarks of the consumer's own work)."""
 
-    def write_online(self, bars: Bars, rows: pd.DataFrame) -> None:
+    def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         return None
 
-    def write_offline(self, bars: Bars, rows: pd.DataFrame) -> None:
+    def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        return None
+
+    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
         return None
 
 
