@@ -10,20 +10,22 @@ from raytrader.data.bars import Bars
 
 
 class FeastSink:
-    """Writes feature rows to the Feast online store (push) and the offline Parquet source.
+    """Writes feature rows to the Feast online store (push of each symbol's newest row) and the
+    offline Parquet source (every row, as append-only parts compacted per symbol on restore).
 
-    Both legs are idempotent per (symbol, event time): the online store keeps the latest row per
-    symbol, and the offline files are rewritten by key (:func:`raytrader.features.feast_repo.
-    append_offline`).
+    Both legs are idempotent per (symbol, event time).
     """
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
     def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        """The online store serves the latest row of each symbol, so only that row is pushed
+        (Feast's Python writer costs a protobuf per feature per row)."""
         from raytrader.features.feast_repo import push
 
-        push(self.fs, self._rows(items), to="online")
+        latest = [(b.head_mask(_last_only(len(b))), r.iloc[-1:]) for b, r in items]
+        push(self.fs, self._rows(latest), to="online")
 
     def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         from raytrader.features.feast_repo import append_offline_part, store_data_dir
@@ -40,6 +42,14 @@ class FeastSink:
         from raytrader.features.feast_repo import feature_rows
 
         return pd.concat([feature_rows(b, r) for b, r in items], ignore_index=True)
+
+
+def _last_only(n: int) -> Any:
+    import numpy as np
+
+    mask = np.zeros(n, dtype=bool)
+    mask[-1] = True
+    return mask
 
 
 class NullSink:
