@@ -11,6 +11,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export NUMBA_CACHE_DIR ?= $(HOME)/.cache/raytrader/numba
 
 .PHONY: help venv demo test test-unit test-integration bench lint constraints clean
+.PHONY: stack-up stack-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,7 +22,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+$(VENV)/.debian: scripts/install-debian-deps.sh | $(BIN)/python
+	bash scripts/install-debian-deps.sh
+	touch $@
+
+$(VENV)/.installed: $(BIN)/python $(VENV)/.debian pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack]'
 	touch $@
 
@@ -49,6 +54,12 @@ bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchm
 lint: $(VENV)/.installed ## ruff and mypy
 	$(BIN)/ruff check src tests benchmarks pipelines
 	$(BIN)/mypy
+
+stack-up: $(VENV)/.installed ## start the local stack on 127.0.0.1 (Kafka, Postgres, Redis, MLflow, Ray, Feast)
+	$(BIN)/raytrader stack up
+
+stack-down: $(VENV)/.installed ## stop the local stack (state kept; `raytrader stack down --purge` resets it)
+	$(BIN)/raytrader stack down
 
 constraints: $(VENV)/.installed-bench ## re-pin requirements/constraints.txt from the current .venv
 	{ head -2 $(CONSTRAINTS); $(PIP) freeze --exclude-editable; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)

@@ -591,6 +591,122 @@ def demo_cmd(
     con.print(f"report: {run_dir}")
 
 
+# --------------------------------------------------------------------------------------------- stack
+stack_app = typer.Typer(
+    help="The local stack on 127.0.0.1: Kafka, PostgreSQL, Redis, MLflow, Ray head, Feast.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+
+
+def _stream_app() -> Any:
+    from raytrader.streaming.cli import stream_app
+
+    return stream_app
+
+
+app.add_typer(_stream_app(), name="stream")
+
+StackOnlyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        help="service (repeatable): postgres, redis, kafka, mlflow, ray, feast; default: all",
+    ),
+]
+
+
+def _print_stack(statuses: list[Any], title: str, elapsed: float | None = None) -> None:
+    from rich.table import Table
+
+    t = Table(title=title if elapsed is None else f"{title} ({elapsed:.1f} s)")
+    for c in ("service", "state", "pid", "address", "detail"):
+        t.add_column(c)
+    for st in statuses:
+        state = st.state
+        if st.changed and st.state == "healthy":
+            state += f" (started, {st.seconds:.1f} s)" if st.seconds is not None else " (started)"
+        t.add_row(st.name, state, str(st.pid or "-"), st.address, st.detail)
+    _console().print(t)
+
+
+@stack_app.command("up")
+def stack_up_cmd(only: StackOnlyOpt = None, json_out: JsonOpt = False) -> None:
+    """Start the stack (or --only some services, with their dependencies); idempotent."""
+    import time
+
+    from raytrader.stack import Stack
+
+    t0 = time.monotonic()
+    statuses = Stack().up(only)
+    if json_out:
+        typer.echo(json.dumps([st.to_dict() for st in statuses]))
+        return
+    _print_stack(statuses, "stack up", time.monotonic() - t0)
+    typer.echo('clients: eval "$(raytrader stack env)"  (Ray address, token, MLflow URI, ...)')
+
+
+@stack_app.command("down")
+def stack_down_cmd(
+    only: StackOnlyOpt = None,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="also delete the state dir (databases, topics, runs)")
+    ] = False,
+) -> None:
+    """Stop the stack's processes (and with --purge delete its state: a reset)."""
+    import time
+
+    from raytrader.errors import ConfigError
+    from raytrader.stack import Stack
+
+    if purge and only:
+        raise ConfigError("--purge resets the whole stack; it cannot be combined with --only")
+    t0 = time.monotonic()
+    stack = Stack()
+    statuses = stack.purge() if purge else stack.down(only)
+    _print_stack(statuses, "stack down", time.monotonic() - t0)
+    if purge:
+        typer.echo(f"deleted {stack.config.state_dir}")
+
+
+@stack_app.command("status")
+def stack_status_cmd(json_out: JsonOpt = False) -> None:
+    """Show each service's state; exit code 1 unless every service that is run is healthy."""
+    from raytrader.stack import Stack
+
+    statuses = Stack().status()
+    if json_out:
+        typer.echo(json.dumps([st.to_dict() for st in statuses]))
+    else:
+        _print_stack(statuses, "stack status")
+    if any(st.state not in ("healthy", "skipped") for st in statuses):
+        sys.exit(1)  # not typer.Exit: main() runs click non-standalone, which swallows its code
+
+
+@stack_app.command("logs")
+def stack_logs_cmd(
+    service: Annotated[str, typer.Argument(help="postgres, redis, kafka, mlflow, ray, feast")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines")] = 100,
+) -> None:
+    """Print the last lines of a service's log (<state>/logs/SERVICE.log)."""
+    from raytrader.stack import Stack
+
+    stack = Stack()
+    for line in stack.logs(service, lines):
+        typer.echo(line)
+
+
+@stack_app.command("env")
+def stack_env_cmd() -> None:
+    """Print `export` lines for clients of the stack: eval "$(raytrader stack env)"."""
+    import shlex
+
+    from raytrader.stack import StackConfig
+
+    for key, value in StackConfig.from_env().client_env().items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps user errors to one stderr line and exit code 2."""
@@ -600,7 +716,10 @@ def main(argv: list[str] | None = None) -> None:
     from raytrader.errors import RaytraderError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # non-standalone click returns the code of a typer.Exit instead of raising it
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except (RaytraderError, ValidationError) as exc:
         if _STATE["debug"]:
             raise

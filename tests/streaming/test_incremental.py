@@ -40,7 +40,7 @@ def test_restore_from_persisted_history_continues_exactly(tmp_path) -> None:
     first = IncrementalFeatureEngine(BAR_FEATURES_V1, "1d")
     head = first.update("GOOG", times[:1000], values[:1000])
     store = BarHistory(tmp_path, "1d", "equity")
-    store.save(first.bars("GOOG", "equity"))
+    store.append(first.bars("GOOG", "equity"))
     second = IncrementalFeatureEngine(BAR_FEATURES_V1, "1d")
     restored = store.load("GOOG")
     assert restored is not None

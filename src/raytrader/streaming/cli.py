@@ -146,10 +146,15 @@ def features_cmd(
 
         state_dir = Path(StackConfig.from_env().state_dir) / "stream"
     redis_conn = redis or os.environ.get("RAYTRADER_REDIS_CONNECTION")
-    if redis_conn is None:
+    feast_data = os.environ.get("RAYTRADER_FEAST_DATA")
+    if redis_conn is None or feast_data is None:
         from raytrader.stack.config import StackConfig
 
-        redis_conn = StackConfig.from_env().redis_connection
+        stack = StackConfig.from_env()
+        redis_conn = redis_conn or stack.redis_connection
+        feast_data = feast_data or str(
+            Path(stack.state_dir) / "feast"
+        )  # what the stack's server reads
     cfg = ConsumerConfig(
         bootstrap=_bootstrap(bootstrap),
         timeframe=timeframe,
@@ -159,7 +164,7 @@ def features_cmd(
         calendar=calendar,
         instance_id=instance_id,
     )
-    consumer = FeatureConsumer(cfg, default_sink(redis_conn))
+    consumer = FeatureConsumer(cfg, default_sink(redis_conn, feast_data))
     try:
         n = consumer.run(idle_timeout_s=idle_exit)
     except KeyboardInterrupt:

@@ -65,8 +65,8 @@ class NullSink:
         return None
 
 
-def default_sink(redis: str) -> FeastSink:
-    """The project's Feast repo with its Redis online store at ``redis``."""
+def default_sink(redis: str, data: str | None = None) -> FeastSink:
+    """The project's Feast repo with its Redis online store at ``redis`` and data dir ``data``."""
     from raytrader.features.feast_repo import store
 
-    return FeastSink(store("redis", redis=redis))
+    return FeastSink(store("redis", redis=redis, data=data))

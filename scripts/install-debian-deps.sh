@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local stack and its tests need, only those that are missing:
+# Java 17 (Kafka), Maven (resolves the Kafka jars), PostgreSQL (MLflow's backend store), Redis
+# (Feast's online store) and kcat (an independent Kafka client used by the tests).
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: missing Debian packages: ${missing[*]}; install them as root: apt-get install -y ${missing[*]}" >&2
+  exit 2
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# the package scripts may start system services on the default ports; the stack runs its own
+for svc in redis-server postgresql; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done
