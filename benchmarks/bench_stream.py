@@ -115,8 +115,9 @@ def _throughput(kafka: str, redis: str) -> tuple[list[list[str]], list[Verdict]]
             if start is None:
                 start = time.perf_counter()
             consumer._accumulate(consumer.process(msgs))
-            consumer._consumer.commit(asynchronous=False)
+            consumer.maybe_flush()
             total += len(msgs)
+        consumer.flush()
         elapsed = time.perf_counter() - (start or time.perf_counter())
         consumer.close()
         return elapsed, consumer.totals.new_bars
@@ -213,7 +214,7 @@ def _freshness(kafka: str, redis: str) -> tuple[dict[str, float], Verdict]:
         msgs = consumer._consumer.consume(num_messages=cfg.batch_size, timeout=cfg.poll_timeout_s)
         if msgs:
             consumer._accumulate(consumer.process(msgs))
-            consumer._consumer.commit(asynchronous=False)
+            consumer.maybe_flush()
     sender.join()
     consumer.close()
     f = consumer.totals.freshness

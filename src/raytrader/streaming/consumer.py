@@ -9,9 +9,9 @@ Per poll it takes a micro-batch of messages and, in this order:
    skipped, conflicts and out-of-order bars go to the DLQ), restoring a symbol's state from its
    persisted history the first time it is seen;
 3. computes the feature rows of the new bars (equal to the batch engine's, bit for bit);
-4. writes them to the sink (Feast online store and offline Parquet source), idempotently keyed by
-   symbol and event time;
-5. persists the symbols' bar histories, then commits the offsets.
+4. writes each symbol's newest row to the Feast online store (every poll);
+5. at most every ``flush_interval_s`` (or ``flush_bars``): appends the rows to the offline Parquet
+   source (idempotent per symbol and event time), persists the bar histories, then commits the offsets.
 
 Offsets are committed only after the writes succeeded (at-least-once). A crash after 4 replays the
 batch: the bars are new to the history, recomputed identically and rewritten under the same keys. A
@@ -62,6 +62,10 @@ class ConsumerConfig(StrictConfig):
     # instead of waiting for the dead member's session to time out
     instance_id: str | None = None
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # the online store is written every poll; offline rows, bar histories and offsets go together
+    # at most this often (or once flush_bars accumulate), so polling never waits on disk
+    flush_interval_s: float = Field(default=1.0, ge=0.0)
+    flush_bars: int = Field(default=20_000, ge=1)
 
 
 class FeatureSink(Protocol):
@@ -178,6 +182,10 @@ class FeatureConsumer:
         self._running = True
         self._assigned = False
         self.totals = BatchStats()  # accumulated over run()
+        self._pending: list[tuple[Bars, pd.DataFrame]] = []
+        self._pending_bars = 0
+        self._uncommitted = False
+        self._last_flush = time.monotonic()
         if config.metrics_port:
             from prometheus_client import start_http_server
 
@@ -188,12 +196,14 @@ class FeatureConsumer:
         self._assigned = True
 
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
+        self.flush()  # commit what we processed before another member takes the partitions
         self.engine = IncrementalFeatureEngine(self.engine.feature_set, self.timeframe)
 
     def stop(self) -> None:
         self._running = False
 
     def close(self) -> None:
+        self.flush()
         self._consumer.close()
         self._dlq.flush(10)
 
@@ -213,13 +223,44 @@ class FeatureConsumer:
                 continue
             idle_since = time.monotonic()
             stats = self.process(msgs)
-            self._consumer.commit(asynchronous=False)
             self._accumulate(stats)
+            self.maybe_flush()
             self._update_lag()
             total += stats.consumed
             if max_messages is not None and total >= max_messages:
                 break
+        self.flush()
         return total
+
+    def maybe_flush(self) -> None:
+        due = time.monotonic() - self._last_flush >= self.config.flush_interval_s
+        if due or self._pending_bars >= self.config.flush_bars:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending rows offline and bars to the histories (one part per symbol), make the
+        dead letters durable, then commit the offsets of everything processed so far."""
+        if self._pending:
+            by_symbol: dict[str, list[tuple[Bars, pd.DataFrame]]] = defaultdict(list)
+            for bars, rows in self._pending:
+                by_symbol[bars.symbol].append((bars, rows))
+            items = []
+            for symbol, parts in by_symbol.items():
+                frame = pd.concat([b.frame for b, _ in parts])
+                bars = Bars.from_frame(
+                    frame, symbol=symbol, timeframe=self.timeframe, calendar=self.config.calendar
+                )
+                items.append((bars, pd.concat([r for _, r in parts])))
+            self.sink.write_offline(items)
+            for bars, _ in items:
+                self.history.append(bars)
+            self._pending.clear()
+            self._pending_bars = 0
+        self._dlq.flush(10)
+        if self._uncommitted:
+            self._consumer.commit(asynchronous=False)
+            self._uncommitted = False
+        self._last_flush = time.monotonic()
 
     def _accumulate(self, stats: BatchStats) -> None:
         t = self.totals
@@ -311,10 +352,10 @@ class FeatureConsumer:
                     stats.freshness.append(fresh)
                 self.metrics.bars.inc(len(rows))
                 stats.new_bars += len(rows)
-            self.sink.write_offline([(b, r) for b, r, _ in written])
-            for new_bars, _, _ in written:
-                self.history.append(new_bars)
-        self._dlq.flush(10)
+            self._pending.extend((b, r) for b, r, _ in written)
+            self._pending_bars += stats.new_bars
+        self._dlq.poll(0)
+        self._uncommitted = self._uncommitted or stats.consumed > 0
         return stats
 
     def _restore(self, symbol: str) -> None:
