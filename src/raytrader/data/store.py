@@ -34,11 +34,9 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from raytrader.data.atomic import fsync_dir, write_parquet_atomic
 from raytrader.data.bars import OHLCV, Bars, make_frame
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import ConfigError, StoreError
@@ -170,34 +169,15 @@ class ParquetStore:
         table = self._to_table(bars, ns // 1000)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".part-", suffix=".tmp")
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {directory}: {exc}") from exc
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if hasattr(os, "fchmod"):  # mkstemp creates 0600; parts are meant to be shared
-                    os.fchmod(fh.fileno(), 0o644)
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except (OSError, pa.ArrowException) as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise StoreError(f"cannot write {key} to {final}: {exc}") from exc
+        write_parquet_atomic(table, final, what=str(key), prefix=".part-")
         self._fsync_dir(directory)
         return final
 
     @staticmethod
     def _fsync_dir(directory: Path) -> None:
-        # make the rename itself durable; not every platform can open a directory
-        with contextlib.suppress(OSError):
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        fsync_dir(directory)
 
     @staticmethod
     def _to_table(bars: Bars, us: npt.NDArray[np.int64]) -> pa.Table:

@@ -46,7 +46,6 @@ import importlib.util
 import os
 import re
 import sys
-import tempfile
 import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,6 +57,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from raytrader.data.atomic import fsync_dir, write_parquet_atomic
 from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError, StoreError
 from raytrader.features.bar_features_v1 import BAR_FEATURES_V1
@@ -348,12 +348,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    fsync_dir(directory)
 
 
 def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -418,25 +413,12 @@ def read_offline(
 def _write_parquet(frame: pd.DataFrame, final: Path, what: str) -> None:
     """Atomically write ``frame`` (offline row schema) to ``final``: temp file, fsync, rename."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
         table = pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False)
     except (pa.ArrowException, ValueError) as exc:
         raise StoreError(f"cannot convert feature rows of {what}: {exc}") from exc
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except (OSError, pa.ArrowException) as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StoreError(f"cannot write feature rows of {what} to {final}: {exc}") from exc
+    write_parquet_atomic(table, final, what=f"feature rows of {what}")
 
 
 def append_offline_part(
