@@ -318,12 +318,13 @@ SizingOpt = Annotated[
 StopOpt = Annotated[float | None, typer.Option(help="stop-loss as a fraction of the entry price")]
 TakeOpt = Annotated[float | None, typer.Option(help="take-profit as a fraction of the entry price")]
 LongOnlyOpt = Annotated[bool, typer.Option("--long-only", help="clip short targets to flat")]
+StrategyOpt = Annotated[str, typer.Option(help="registered strategy name")]
 
 
 @app.command("backtest")
 def backtest_cmd(
     data: DataOpt = "goog",
-    strategy: Annotated[str, typer.Option(help="registered strategy name")] = "ma_cross",
+    strategy: StrategyOpt = "ma_cross",
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="strategy parameter name=value (repeatable)"),
@@ -463,7 +464,7 @@ def _print_run(result: Any) -> None:
 @app.command("sweep")
 def sweep_cmd(
     data: DataOpt = "goog",
-    strategy: Annotated[str, typer.Option(help="registered strategy name")] = "ma_cross",
+    strategy: StrategyOpt = "ma_cross",
     grid: Annotated[
         list[str] | None,
         typer.Option("--grid", "-g", help="name=start:stop[:step] or name=a,b,c (repeatable)"),

@@ -172,12 +172,8 @@ class ParquetStore:
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {directory}: {exc}") from exc
         write_parquet_atomic(table, final, what=str(key), prefix=".part-")
-        self._fsync_dir(directory)
-        return final
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
         fsync_dir(directory)
+        return final
 
     @staticmethod
     def _to_table(bars: Bars, us: npt.NDArray[np.int64]) -> pa.Table:

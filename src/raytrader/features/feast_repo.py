@@ -347,10 +347,6 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fsync_dir(directory)
-
-
 def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = None) -> list[Path]:
     """Merge ``rows`` into the per-symbol offline files; returns the files written.
 
@@ -378,7 +374,7 @@ def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = Non
             for part in stored:  # folded into the file just written
                 with contextlib.suppress(FileNotFoundError):
                     part.unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
         written.append(final)
     return written
 
@@ -443,7 +439,7 @@ def append_offline_part(
         ordered = group.drop_duplicates(list(KEY), keep="last").sort_values(EVENT_TIMESTAMP)
         _write_parquet(ordered.reset_index(drop=True), part, str(symbol))
         written.append(part)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return written
 
 
@@ -470,7 +466,7 @@ def compact_offline(
             if f != main:
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()
-        _fsync_dir(main.parent)
+        fsync_dir(main.parent)
     return main
 
 
