@@ -273,6 +273,29 @@ def test_push_updates_online_and_offline(
         fr.push(fs, last, to="sideways")
 
 
+def test_online_records_equal_feasts_own_conversion(goog_store, goog_rows: pd.DataFrame) -> None:
+    """push() hands records straight to the online store; they must be the ones Feast's push
+    builds (NaN -> null, warm, bar_open_time as a Unix timestamp, naive UTC datetimes)."""
+    import pyarrow as pa
+    from feast.utils import _convert_arrow_to_proto  # Feast's own conversion, to pin parity
+
+    rows = goog_rows.iloc[[0, 1, 30, 59, 60, 61, len(goog_rows) - 1]].reset_index(drop=True)
+    assert rows[list(BAR_FEATURES_V1.names)].isna().to_numpy().any()  # warm-up NaNs included
+    assert set(rows[WARM_COLUMN]) == {True, False}
+    view = goog_store.get_feature_view(fr.FEATURE_VIEW)
+    keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    theirs = _convert_arrow_to_proto(pa.Table.from_pandas(rows), view, keys)
+    assert fr.online_records(rows) == theirs
+
+
+def test_latest_rows_is_the_last_row_of_each_symbol(goog: Bars, goog_rows: pd.DataFrame) -> None:
+    feats = compute_features(goog)
+    head = goog.head(300)
+    got = fr.latest_rows([(goog, feats), (head, feats.iloc[:300])], created=CREATED_AT)
+    want = pd.concat([goog_rows.iloc[[-1]], goog_rows.iloc[[299]]], ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
 # ---- historical (point-in-time) ---------------------------------------------------------------------
 
 

@@ -33,6 +33,9 @@ class MemorySink:
     def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         return None
 
+    def offline_writer(self) -> MemorySink:
+        return self
+
     def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
         return None
 
@@ -82,7 +85,11 @@ def test_streamed_features_equal_batch_features_for_every_bar(stack, tmp_path: P
     )
     sink = MemorySink()
     cfg = ConsumerConfig(
-        bootstrap=bootstrap, timeframe="1d", group_id="t-exact", state_dir=str(tmp_path)
+        bootstrap=bootstrap,
+        timeframe="1d",
+        group_id="t-exact",
+        state_dir=str(tmp_path),
+        writer="thread",  # the in-memory sink lives in this process
     )
     consume_all(cfg, sink)
     exact(sink.rows["GOOG"], compute_features(goog))
@@ -111,7 +118,11 @@ def test_invalid_messages_go_to_the_dlq_and_the_consumer_keeps_going(stack, tmp_
     producer.flush()
     sink = MemorySink()
     cfg = ConsumerConfig(
-        bootstrap=bootstrap, timeframe="4h", group_id="t-dlq", state_dir=str(tmp_path)
+        bootstrap=bootstrap,
+        timeframe="4h",
+        group_id="t-dlq",
+        state_dir=str(tmp_path),
+        writer="thread",
     )
     consume_all(cfg, sink)
     assert len(sink.rows["DLQT"]) == 3

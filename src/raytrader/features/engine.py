@@ -9,6 +9,7 @@ ratio divides by zero) and a boolean ``warm`` column that is ``True`` from the f
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from raytrader.features.spec import FeatureSet, FeatureSpec
 WARM_COLUMN = "warm"
 
 
+@cache  # building talib.abstract.Function is slow; streaming calls this per micro-batch
 def _output_index(fn: str, output: str | None) -> tuple[int, int]:
     # TA-Lib builds abstract.Function at import time; its stubs don't declare it
     from talib.abstract import Function  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ defaults (and :func:`feast_env` gives the environment for a subprocess).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import re
@@ -95,6 +96,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     WARM_COLUMN,
 )
 #: the columns a feature service returns (everything the view serves but the entity key)
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 SERVED_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, WARM_COLUMN, BAR_OPEN_TIME)
 KEY = (ENTITY, EVENT_TIMESTAMP)
 
@@ -272,21 +274,74 @@ def feature_rows(
     stamp = _utc_now() if created is None else _utc(created, "created")
     opens = bars.index.tz_convert("UTC").as_unit("ns")
     n = len(bars)
-    out: dict[str, Any] = {
-        ENTITY: np.full(n, bars.symbol, dtype=object),
-        EVENT_TIMESTAMP: opens + bars.timeframe.delta,
-        CREATED: stamp,
-        BAR_OPEN_TIME: opens,
-    }
-    for name in FEATURE_NAMES:
-        out[name] = features[name].to_numpy(dtype=np.float64)
-    out[WARM_COLUMN] = features[WARM_COLUMN].to_numpy(dtype=bool)
-    return check_rows(pd.DataFrame(out, index=pd.RangeIndex(n)))
+    block = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64, order="F")
+    for j, name in enumerate(FEATURE_NAMES):
+        block[:, j] = features[name].to_numpy(dtype=np.float64)
+    return _rows_frame(
+        np.full(n, bars.symbol, dtype=object),
+        opens,
+        opens + bars.timeframe.delta,
+        block,
+        features[WARM_COLUMN].to_numpy(dtype=bool),
+        stamp,
+    )
+
+
+def latest_rows(
+    items: Sequence[tuple[Bars, pd.DataFrame]], *, created: datetime | pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """The row of the newest bar of each ``(bars, features)`` pair, as one frame: what the online
+    store needs per streaming micro-batch, without building every row first."""
+    stamp = _utc_now() if created is None else _utc(created, "created")
+    n = len(items)
+    block = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    warm = np.empty(n, dtype=bool)
+    opens = np.empty(n, dtype=np.int64)
+    events = np.empty(n, dtype=np.int64)
+    symbols = np.empty(n, dtype=object)
+    for i, (bars, features) in enumerate(items):
+        if len(bars) == 0 or not features.index.equals(bars.index):
+            raise ConfigError(f"latest_rows: features of {bars.symbol} not indexed like its bars")
+        last = features.iloc[-1]
+        block[i] = last[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+        warm[i] = bool(last[WARM_COLUMN])
+        opens[i] = bars.index[-1].value
+        events[i] = opens[i] + bars.timeframe.delta.value
+        symbols[i] = bars.symbol
+    return _rows_frame(
+        symbols,
+        pd.DatetimeIndex(opens.astype("datetime64[ns]")).tz_localize("UTC"),
+        pd.DatetimeIndex(events.astype("datetime64[ns]")).tz_localize("UTC"),
+        block,
+        warm,
+        stamp,
+    )
+
+
+def _rows_frame(
+    symbols: np.ndarray,
+    opens: pd.DatetimeIndex,
+    events: pd.DatetimeIndex,
+    block: np.ndarray,
+    warm: np.ndarray,
+    stamp: pd.Timestamp,
+) -> pd.DataFrame:
+    """Rows in :data:`ROW_COLUMNS` order and canonical dtypes around one feature block."""
+    n = len(symbols)
+    out = pd.DataFrame(block, columns=list(FEATURE_NAMES), copy=False)
+    out.insert(0, ENTITY, symbols)
+    out.insert(1, EVENT_TIMESTAMP, events)
+    created = np.full(n, stamp.tz_convert("UTC").value, dtype=np.int64).astype("datetime64[ns]")
+    out.insert(2, CREATED, pd.DatetimeIndex(created).tz_localize("UTC"))
+    out.insert(3, BAR_OPEN_TIME, opens)
+    out[WARM_COLUMN] = warm
+    return out
 
 
 # ---- offline Parquet files --------------------------------------------------------------------------
 
 
+@functools.cache
 def _arrow_schema() -> pa.Schema:
     import pyarrow as pa
 
@@ -312,12 +367,18 @@ def check_rows(rows: pd.DataFrame) -> pd.DataFrame:
             f"feature rows must have exactly the columns of feature_rows(); missing {missing[:5]}, "
             f"unexpected {extra[:5]}"
         )
-    out = rows.loc[:, list(ROW_COLUMNS)].reset_index(drop=True)
+    if tuple(rows.columns) == ROW_COLUMNS and isinstance(rows.index, pd.RangeIndex):
+        out = rows  # already in order: only the dtypes need checking (the streaming hot path)
+    else:
+        out = rows.loc[:, list(ROW_COLUMNS)].reset_index(drop=True)
     for col in (EVENT_TIMESTAMP, CREATED, BAR_OPEN_TIME):
         values = out[col]
         if not isinstance(values.dtype, pd.DatetimeTZDtype):
             raise ConfigError(f"column {col!r} must be timezone-aware UTC, got {values.dtype}")
-        out[col] = values.dt.tz_convert("UTC").dt.as_unit("ns")
+        if values.dtype != _UTC_NS:
+            if out is rows:
+                out = rows.copy(deep=False)
+            out[col] = values.dt.tz_convert("UTC").dt.as_unit("ns")
     if out[ENTITY].isna().any() or out[EVENT_TIMESTAMP].isna().any():
         raise ConfigError(f"{ENTITY!r} and {EVENT_TIMESTAMP!r} must not be null")
     return out
@@ -406,12 +467,30 @@ def read_offline(
     return out.reset_index(drop=True)
 
 
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Offline rows to Arrow column by column (4x cheaper than ``Table.from_pandas``, which the
+    streaming writer would otherwise spend most of its time in); NaN features become nulls, as
+    ``from_pandas`` makes them."""
+    import pyarrow as pa
+
+    schema = _arrow_schema()
+    arrays = []
+    for f in schema:
+        col = frame[f.name]
+        if pa.types.is_timestamp(f.type):
+            micros = col.dt.tz_convert("UTC").dt.as_unit("us").array.asi8
+            arrays.append(pa.array(micros, pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(col.to_numpy(), f.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def _write_parquet(frame: pd.DataFrame, final: Path, what: str) -> None:
     """Atomically write ``frame`` (offline row schema) to ``final``: temp file, fsync, rename."""
     import pyarrow as pa
 
     try:
-        table = pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False)
+        table = _to_arrow(frame)
     except (pa.ArrowException, ValueError) as exc:
         raise StoreError(f"cannot convert feature rows of {what}: {exc}") from exc
     write_parquet_atomic(table, final, what=f"feature rows of {what}")
@@ -436,8 +515,9 @@ def append_offline_part(
             f"{main.stem}.part-{stamp.min().value:019d}-{stamp.max().value:019d}-"
             f"{uuid.uuid4().hex[:8]}.parquet"
         )
-        ordered = group.drop_duplicates(list(KEY), keep="last").sort_values(EVENT_TIMESTAMP)
-        _write_parquet(ordered.reset_index(drop=True), part, str(symbol))
+        if not np.all(np.diff(stamp.array.asi8) > 0):  # the consumer's rows already are
+            group = group.drop_duplicates(list(KEY), keep="last").sort_values(EVENT_TIMESTAMP)
+        _write_parquet(group.reset_index(drop=True), part, str(symbol))
         written.append(part)
     fsync_dir(directory)
     return written
@@ -572,8 +652,60 @@ def push(fs: FeatureStore, rows: pd.DataFrame, *, to: PushMode | str = "online")
     frame = check_rows(rows)
     if mode in ("offline", "online_and_offline"):
         append_offline(frame, store_data_dir(fs))
-    if mode in ("online", "online_and_offline"):
-        fs.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    if mode in ("online", "online_and_offline") and len(frame):
+        store, view = _online_target(fs)
+        store.online_write_batch(fs.config, view, online_records(frame), progress=None)
+
+
+_ONLINE: weakref.WeakKeyDictionary[FeatureStore, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _online_target(fs: FeatureStore) -> tuple[Any, Any]:
+    """The online store (Feast's own class for the configured type) and the feature view the push
+    source feeds, resolved once per FeatureStore."""
+    hit = _ONLINE.get(fs)
+    if hit is None:
+        from feast.infra.online_stores.helpers import get_online_store_from_config
+
+        hit = (
+            get_online_store_from_config(fs.config.online_store),
+            fs.get_feature_view(FEATURE_VIEW),
+        )
+        _ONLINE[fs] = hit
+    return hit
+
+
+def online_records(rows: pd.DataFrame) -> list[tuple[Any, dict[str, Any], datetime, datetime]]:
+    """``rows`` (:func:`check_rows` order) as the records Feast's ``OnlineStore.online_write_batch``
+    takes — the same ones ``FeatureStore.push`` builds (a test compares them with Feast's own
+    conversion): a NaN feature is a null value, ``warm`` a bool, ``bar_open_time`` a Unix
+    timestamp in seconds, event and created times naive UTC datetimes.
+
+    ``push`` hands these straight to the online store instead of calling
+    ``FeatureStore.push``, whose generic per-cell conversion and per-call registry look-ups (in
+    Feast 0.67 it re-lists the feature services, uncached, on every push for its precompute
+    hook) cost about 20 ms per streaming micro-batch against under 2 ms for this."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    n = len(rows)
+    block = rows[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    warm = rows[WARM_COLUMN].to_numpy(dtype=bool).tolist()
+    opens = (rows[BAR_OPEN_TIME].array.asi8 // 1_000_000_000).tolist()
+    events = pd.DatetimeIndex(rows[EVENT_TIMESTAMP]).tz_convert(None).to_pydatetime()
+    created = pd.DatetimeIndex(rows[CREATED]).tz_convert(None).to_pydatetime()
+    symbols = rows[ENTITY].tolist()
+    out = []
+    for i in range(n):
+        values = {
+            name: Value(double_val=x) if x == x else Value()  # x != x: NaN -> null
+            for name, x in zip(FEATURE_NAMES, block[i].tolist(), strict=True)
+        }
+        values[WARM_COLUMN] = Value(bool_val=warm[i])
+        values[BAR_OPEN_TIME] = Value(unix_timestamp_val=opens[i])
+        key = EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=symbols[i])])
+        out.append((key, values, events[i], created[i]))
+    return out
 
 
 def online_features(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:

@@ -3,19 +3,19 @@
 Per (symbol, timeframe) under ``<state_dir>/bars/``: new bars are appended as part files (O(batch),
 written atomically: temp file + rename) and folded into one file once ``max_parts`` accumulate. A
 crash leaves whole parts only; a bar present in two files (a crash between folding and deleting)
-counts once.
+counts once. Writes are durable (fsync of the file and the directory) before the consumer commits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 
+from raytrader.data.atomic import fsync_dir, write_parquet_atomic
 from raytrader.data.bars import OHLCV, Bars
 from raytrader.data.timeframe import Calendar, Timeframe
 
@@ -62,10 +62,11 @@ class BarHistory:
         )
 
     def _write(self, frame: pd.DataFrame, final: Path) -> None:
+        import pyarrow as pa
+
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp)
-        tmp.replace(final)
+        write_parquet_atomic(pa.Table.from_pandas(frame), final, what="bar history")
+        fsync_dir(final.parent)
 
     def append(self, bars: Bars) -> None:
         """Persist ``bars`` (new bars of one symbol, newer than anything stored)."""

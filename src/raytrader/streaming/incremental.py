@@ -121,11 +121,14 @@ class IncrementalFeatureEngine:
         h.append(np.asarray(open_ns, dtype=np.int64), np.asarray(values, dtype=np.float64))
         cols = {c: h.values[: h.size, j] for j, c in enumerate(OHLCV)}
         arrays = compute_arrays(self.feature_set, cols)
-        idx = pd.DatetimeIndex(h.times[start : h.size].astype("datetime64[ns]")).tz_localize("UTC")
-        out = pd.DataFrame({k: v[start:] for k, v in arrays.items()}, index=idx)
-        warm = np.arange(start, h.size) >= self.feature_set.warmup
-        out[WARM_COLUMN] = warm
-        out.index.name = "timestamp"
+        idx = pd.DatetimeIndex(
+            h.times[start : h.size].astype("datetime64[ns]"), name="timestamp"
+        ).tz_localize("UTC")
+        block = np.empty((h.size - start, len(arrays)), dtype=np.float64, order="F")
+        for j, values in enumerate(arrays.values()):
+            block[:, j] = values[start:]
+        out = pd.DataFrame(block, index=idx, columns=list(arrays), copy=False)
+        out[WARM_COLUMN] = np.arange(start, h.size) >= self.feature_set.warmup
         return out
 
     def bars(self, symbol: str, calendar: Calendar | str = Calendar.CRYPTO) -> Bars:

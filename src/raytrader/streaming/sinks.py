@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -9,47 +10,51 @@ import pandas as pd
 from raytrader.data.bars import Bars
 
 
+class ParquetOfflineWriter:
+    """The offline leg: rows appended as per-symbol part files of the Feast offline source under
+    ``data`` (idempotent per symbol and event time; see :func:`append_offline_part`). Holds only a
+    path, so it pickles to the consumer's writer process."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = Path(data)
+
+    def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        from raytrader.features.feast_repo import append_offline_part, feature_rows
+
+        rows = pd.concat([feature_rows(b, r) for b, r in items], ignore_index=True)
+        append_offline_part(rows, self.data)
+
+
 class FeastSink:
-    """Writes feature rows to the Feast online store (push of each symbol's newest row) and the
-    offline Parquet source (every row, as append-only parts compacted per symbol on restore).
+    """Writes feature rows to the Feast online store (each symbol's newest row) and the offline
+    Parquet source (every row, as append-only parts compacted per symbol on restore).
 
     Both legs are idempotent per (symbol, event time).
     """
 
     def __init__(self, fs: Any) -> None:
+        from raytrader.features.feast_repo import store_data_dir
+
         self.fs = fs
+        self.offline = ParquetOfflineWriter(store_data_dir(fs))
 
     def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
-        """The online store serves the latest row of each symbol, so only that row is pushed
-        (Feast's Python writer costs a protobuf per feature per row)."""
-        from raytrader.features.feast_repo import push
+        """The online store serves the latest row of each symbol, so only that row is written."""
+        from raytrader.features.feast_repo import latest_rows, push
 
-        latest = [(b.head_mask(_last_only(len(b))), r.iloc[-1:]) for b, r in items]
-        push(self.fs, self._rows(latest), to="online")
+        push(self.fs, latest_rows(items), to="online")
+
+    def offline_writer(self) -> ParquetOfflineWriter:
+        return self.offline
 
     def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
-        from raytrader.features.feast_repo import append_offline_part, store_data_dir
-
-        append_offline_part(self._rows(items), store_data_dir(self.fs))
+        self.offline.write_offline(items)
 
     def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
-        from raytrader.features.feast_repo import compact_offline, store_data_dir
+        from raytrader.features.feast_repo import compact_offline
 
         cutoff = last_bar if last_bar is not None else pd.Timestamp.min.tz_localize("UTC")
-        compact_offline(symbol, store_data_dir(self.fs), drop_after=cutoff)
-
-    def _rows(self, items: list[tuple[Bars, pd.DataFrame]]) -> pd.DataFrame:
-        from raytrader.features.feast_repo import feature_rows
-
-        return pd.concat([feature_rows(b, r) for b, r in items], ignore_index=True)
-
-
-def _last_only(n: int) -> Any:
-    import numpy as np
-
-    mask = np.zeros(n, dtype=bool)
-    mask[-1] = True
-    return mask
+        compact_offline(symbol, self.offline.data, drop_after=cutoff)
 
 
 class NullSink:
@@ -60,6 +65,9 @@ class NullSink:
 
     def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         return None
+
+    def offline_writer(self) -> NullSink:
+        return self
 
     def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
         return None
