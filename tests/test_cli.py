@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from raytrader.cli import main
+from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -239,11 +240,24 @@ def test_run_strategies_json_includes_ensemble_and_stats(
     assert payload["stats"]["successes"] == 3
 
 
+def test_unknown_option_is_a_usage_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "demo", "--no-such-option")
+    assert code == 2
+    assert "No such option: --no-such-option" in err
+    assert "Traceback" not in err + out
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_writes_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path))
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--stack", "off")
     assert code == 0
+    assert "embedded mode" in out
+    assert "Feast online (sqlite): GOOG bar 2013-03-01" in out
+    assert (tmp_path / "mlflow.db").is_file()  # the embedded MLflow store
+    assert list((tmp_path / "mlartifacts").rglob("run.json"))
     assert "ensemble" in out
     assert "report:" in out
     runs = list(tmp_path.glob("demo-*"))
@@ -254,3 +268,38 @@ def test_demo_writes_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert summary["ensemble"]["success"] is True
     assert (runs[0] / "ensemble" / "equity_drawdown.png").is_file()
     assert (tmp_path / "history.jsonl").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_demo_uses_the_stack_when_it_is_up(stack, tmp_path: Path) -> None:  # noqa: F811
+    """With every stack service answering, the demo runs on the stack's Ray head, records the run
+    on its MLflow server and serves the features from its Redis-backed Feast store."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    cfg = stack.config
+    env = {**os.environ, **cfg.to_env()}
+    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "raytrader.cli", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "using the local stack" in proc.stdout
+    assert "Feast online (redis): GOOG bar 2013-03-01" in proc.stdout
+    assert f"at {cfg.mlflow_uri}" in proc.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=cfg.mlflow_uri)
+    exp = client.get_experiment_by_name("raytrader-demo")
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id], max_results=1)
+    assert run.data.params["symbol"] == "GOOG"
+    assert "ensemble.sharpe" in run.data.metrics
+    assert "run.json" in [a.path for a in client.list_artifacts(run.info.run_id)]

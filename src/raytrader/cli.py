@@ -8,6 +8,7 @@ commands, so commands that don't need Ray never start it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -532,21 +533,52 @@ def sweep_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- demo
+def _running_stack() -> Any | None:
+    """The local stack's config when every service answers, else None (quick: pid files first)."""
+    from raytrader.errors import RaytraderError
+    from raytrader.stack.config import StackConfig
+    from raytrader.stack.manager import Stack
+
+    try:
+        cfg = StackConfig.from_env()
+        statuses = Stack(cfg).status()
+    except RaytraderError:
+        return None
+    return cfg if statuses and all(st.healthy for st in statuses) else None
+
+
 @app.command("demo")
 def demo_cmd(
     data: DataOpt = "goog",
     out: Annotated[Path, typer.Option(help="folder for the run's report")] = Path("runs"),
     max_concurrency: Annotated[int, typer.Option(help="tasks running at once")] = 4,
+    stack: Annotated[
+        str, typer.Option(help="auto: use the local stack when it is up; off: embedded only")
+    ] = "auto",
 ) -> None:
-    """The main job on embedded defaults: bundled data, features, strategies in parallel on a local
-    Ray, an ensemble, a benchmark comparison, a Rich table and a report folder."""
+    """The main job: bundled data, features to Feast, strategies in parallel on Ray, an ensemble,
+    a Rich table, a report folder and an MLflow run.
+
+    With the local stack up (`raytrader stack up`) it uses the stack's Ray head, MLflow server and
+    Feast (Redis online store); otherwise local Ray, an SQLite MLflow store and an SQLite Feast
+    online store under --out."""
     from datetime import UTC, datetime
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from raytrader.errors import ConfigError
+
+    if stack not in ("auto", "off"):
+        raise ConfigError(f"--stack must be auto or off, got {stack!r}")
     con = _console()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = out / f"demo-{stamp}"
+    stack_cfg = _running_stack() if stack == "auto" else None
+    if stack_cfg is not None:
+        os.environ.update(stack_cfg.client_env())  # Ray address + token, MLflow URI, Feast
+        con.print(f"using the local stack (state {stack_cfg.state_dir})")
+    else:
+        con.print("embedded mode: local Ray, SQLite MLflow and SQLite Feast under " + str(out))
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con
     ) as prog:
@@ -557,7 +589,9 @@ def demo_cmd(
         from raytrader.features.engine import compute_features
 
         feats = compute_features(bars, BAR_FEATURES_V1)
-        prog.update(step, description="starting Ray and running strategies in parallel")
+        prog.update(step, description="writing the features to Feast (offline + online)")
+        online = _demo_feast(bars, feats, stack_cfg, out)
+        prog.update(step, description="running strategies in parallel on Ray")
         from raytrader.strategies.runner import RunnerConfig, StrategyRunner
 
         cfg = RunnerConfig(max_concurrency=max_concurrency, history_path=str(out / "history.jsonl"))
@@ -582,14 +616,60 @@ def demo_cmd(
                 bars, pd.Series(result.ensemble.targets, index=bars.index), cfg.sim, name="ensemble"
             )
             write_report(ens, run_dir / "ensemble")
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(result.summary(), indent=2))
+        prog.update(step, description="recording the run in MLflow")
+        uri, mlflow_run = _demo_mlflow(result, bars, data, run_dir, out)
         prog.update(step, description="done")
     con.print(
         f"{bars.symbol} {bars.timeframe}: {len(bars)} bars, {len(BAR_FEATURES_V1.features)} features "
         f"({int(feats['warm'].sum())} warm rows)"
     )
+    con.print(online)
     _print_run(result)
     con.print(f"report: {run_dir}")
+    con.print(f"MLflow: run {mlflow_run} at {uri}")
+
+
+def _demo_feast(bars: Any, feats: Any, stack_cfg: Any | None, out: Path) -> str:
+    """Offline rows + the latest row online; reads it back. Returns a line for the console."""
+    from raytrader.features import WARM_COLUMN
+    from raytrader.features import feast_repo as fr
+
+    if stack_cfg is not None:
+        fs = fr.store("redis", redis=stack_cfg.redis_connection, data=stack_cfg.feast_data)
+    else:
+        fs = fr.store("sqlite", data=(out / "feast").resolve())
+    fr.apply(fs)
+    rows = fr.feature_rows(bars, feats)
+    fr.append_offline(rows, fr.store_data_dir(fs))
+    fr.push(fs, rows.tail(1), to="online")
+    served = fr.online_features(fs, [bars.symbol]).iloc[0]
+    return (
+        f"Feast online ({fs.config.online_store.type}): {bars.symbol} bar "
+        f"{served[fr.BAR_OPEN_TIME].isoformat()}, rsi_14 {served['rsi_14']:.2f}, "
+        f"warm {bool(served[WARM_COLUMN])}"
+    )
+
+
+def _demo_mlflow(result: Any, bars: Any, data: str, run_dir: Path, out: Path) -> tuple[str, str]:
+    from raytrader.tracking import log_run
+
+    metrics: dict[str, float] = {}
+    entries = list(result.entries) + ([result.ensemble] if result.ensemble else [])
+    for e in entries:
+        for key in ("total_return", "sharpe", "max_drawdown"):
+            if key in e.metrics:
+                metrics[f"{e.label}.{key}"] = float(e.metrics[key])
+    return log_run(
+        experiment="raytrader-demo",
+        run_name=run_dir.name,
+        params={"data": data, "symbol": bars.symbol, "bars": len(bars), "strategies": len(entries)},
+        metrics=metrics,
+        tags={"raytrader.run_id": str(result.run_id)},
+        artifacts=run_dir,
+        root=out,
+    )
 
 
 # --------------------------------------------------------------------------------------------- stack
@@ -736,13 +816,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(1)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors (typer vendors click's exceptions)
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(int(getattr(exc, "exit_code", 2)))
 
 
 if __name__ == "__main__":
