@@ -87,6 +87,10 @@ def live_cmd(
     since_minutes: Annotated[int, typer.Option(help="start this many minutes back")] = 60,
     max_polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
     api_url: Annotated[str | None, typer.Option(help="exchange API base URL override")] = None,
+    market_type: Annotated[
+        list[str] | None,
+        typer.Option(help="market types ccxt loads, e.g. spot (repeatable; default: all)"),
+    ] = None,
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Poll an exchange (ccxt) for closed candles and produce them to ``bars.<timeframe>``."""
@@ -101,6 +105,7 @@ def live_cmd(
         timeframe=timeframe,
         since=datetime.now(UTC) - timedelta(minutes=since_minutes),
         api_urls_override=api_url,
+        market_types=tuple(market_type) if market_type else None,
     )
     producer = BarProducer(_bootstrap(bootstrap))
     sent = 0

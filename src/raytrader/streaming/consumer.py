@@ -136,8 +136,24 @@ class _FlushJob:
             self.history.append(bars)
 
 
-def _writer_ready() -> None:
-    """Runs first on a writer process, so its imports are paid before the first flush."""
+def _writer_init() -> None:
+    """Writer process start-up: exit as soon as the consumer process is gone (a SIGKILLed consumer
+    must not leave its writer behind; an interrupted flush was never committed, and every file it
+    writes is atomic), and pay the imports before the first flush."""
+    import os
+    import threading
+    from multiprocessing import parent_process
+    from multiprocessing.connection import wait
+
+    parent = parent_process()
+    if parent is not None:
+        sentinel = parent.sentinel
+
+        def watch() -> None:
+            wait([sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, name="raytrader-parent-watch", daemon=True).start()
     import pyarrow.parquet  # noqa: F401
 
 
@@ -257,8 +273,10 @@ class FeatureConsumer:
         self._writer: Executor
         if config.writer == "process":
             # spawn, not fork: the parent already runs librdkafka's threads
-            self._writer = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            self._writer.submit(_writer_ready)
+            self._writer = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_writer_init
+            )
+            self._writer.submit(int)  # start it now: the first flush should not wait for imports
         else:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="raytrader-flush")
         self._inflight: tuple[Future[None], list[Any]] | None = None  # (write, offsets to commit)
