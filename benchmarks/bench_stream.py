@@ -258,9 +258,9 @@ def _reads(redis: str, feast_url: str) -> tuple[list[list[str]], list[Verdict]]:
         r.raise_for_status()
 
     out, verdicts = [], []
-    for label, fn in (
-        ("Feast SDK `get_online_features` (ensemble_v1, 1 symbol)", sdk),
-        ("Feast feature server HTTP `/get-online-features`", http),
+    for short, label, fn in (
+        ("SDK", "Feast SDK `get_online_features` (ensemble_v1, 1 symbol)", sdk),
+        ("HTTP", "Feast feature server HTTP `/get-online-features`", http),
     ):
         try:
             for _ in range(50):
@@ -285,7 +285,7 @@ def _reads(redis: str, feast_url: str) -> tuple[list[list[str]], list[Verdict]]:
         )
         verdicts.append(
             Verdict(
-                f"5. online read p99, {label.split(' ')[1]}",
+                f"5. online read p99, {short}",
                 f"<= {READ_TARGET_S * 1000:.0f} ms",
                 fmt_s(p99),
                 p99 <= READ_TARGET_S,
