@@ -127,6 +127,38 @@ def test_simulator_bad_target_error_names_the_current_bar() -> None:
         sim.step(100.0, 101.0, 99.0, 100.0, 1.5)
 
 
+NEXT_OPEN_CONFIGS = [n for n, c in CONFIGS.items() if c.fill == "next_open"]
+
+
+@pytest.mark.parametrize("name", NEXT_OPEN_CONFIGS)
+def test_advance_then_decide_equals_step_with_targets(goog: Bars, name: str) -> None:
+    """The RL env's order of calls (observe the close, then act) is the backtest's, exactly."""
+    o, h, lo, c = ohlc(goog)
+    targets = random_targets(len(c), seed=11, k=3)
+    config = CONFIGS[name]
+    batch = simulate(o, h, lo, c, targets, config, goog.periods_per_year)
+    sim = Simulator(config, goog.periods_per_year, n_columns=3)
+    equity = np.empty_like(batch.equity)
+    for i in range(len(c)):
+        equity[i] = sim.advance(o[i], h[i], lo[i], c[i])
+        sim.decide(targets[i])
+    assert np.array_equal(batch.equity, equity)
+    assert np.array_equal(batch.trades, sim.trades(include_open=True), equal_nan=True)
+
+
+def test_decide_needs_next_open_fills_and_an_advanced_bar() -> None:
+    with pytest.raises(ConfigError, match="advance a bar first"):
+        Simulator(SimConfig(), 252.0).decide(1.0)
+    sim = Simulator(SimConfig(fill="close"), 252.0)
+    sim.advance(100.0, 101.0, 99.0, 100.0)
+    with pytest.raises(ConfigError, match="fill='next_open'"):
+        sim.decide(1.0)
+    sim = Simulator(SimConfig(), 252.0)
+    sim.advance(100.0, 101.0, 99.0, 100.0)
+    with pytest.raises(ConfigError, match=r"at bar 0 \(column 0\) is outside"):
+        sim.decide(2.0)
+
+
 # ---- many columns vs one at a time ----------------------------------------------------------------
 
 

@@ -240,7 +240,7 @@ class Simulator:
             np.broadcast_to(np.asarray(x, dtype=np.float64), (k,)).copy()
             for x in (open_, high, low, close, targets)
         )
-        check_targets(t.reshape(1, -1), index=pd.Index([f"bar {self.bar}"]))
+        self._check(t)
         # each bar writes at most two trade records per column (a reversal, then a stop)
         free = self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT]
         if (free < 3).any():
@@ -261,6 +261,42 @@ class Simulator:
         self._last_close = c
         self.bar += 1
         return self._equity.copy()
+
+    def advance(
+        self,
+        open_: np.ndarray | float,
+        high: np.ndarray | float,
+        low: np.ndarray | float,
+        close: np.ndarray | float,
+    ) -> np.ndarray:
+        """:meth:`step` with no new decision (NaN targets): fills, stops and the close mark of one
+        bar. Follow it with :meth:`decide` to act on that close."""
+        return self.step(open_, high, low, close, np.nan)
+
+    def decide(self, targets: np.ndarray | float) -> None:
+        """Targets decided at the close of the bar last advanced; they fill at the next bar's open.
+
+        ``advance(bar)`` then ``decide(targets)`` gives the same orders, trades and equity as
+        ``step(bar, targets)`` (the RL environment observes the close before it acts). Only in
+        ``next_open`` fill mode: a ``close`` fill would have to happen inside the bar.
+        """
+        if self.config.fill != "next_open":
+            raise ConfigError(
+                "decide() needs fill='next_open'; with 'close' pass targets to step()"
+            )
+        if self.bar == 0:
+            raise ConfigError("decide() acts on the close of the last bar: advance a bar first")
+        t = np.broadcast_to(np.asarray(targets, dtype=np.float64), (self.n_columns,)).copy()
+        self._check(t, self.bar - 1)
+        K.decide_columns(
+            self.states, self.rings, self.trades_buf, self.bar - 1, self._last_close, t, self.params
+        )
+
+    def _check(self, t: np.ndarray, bar: int | None = None) -> None:
+        if not (np.isnan(t) | ((t >= -1.0) & (t <= 1.0))).all():  # cheap path: no pandas per bar
+            check_targets(
+                t.reshape(1, -1), index=pd.Index([f"bar {self.bar if bar is None else bar}"])
+            )
 
     @property
     def units(self) -> np.ndarray:

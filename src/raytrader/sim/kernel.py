@@ -277,6 +277,35 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
 
 
 @nb.njit(cache=True, inline="always")
+def decide(
+    st: np.ndarray,
+    ring: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    c: float,
+    target: float,
+    params: np.ndarray,
+) -> None:
+    """Step 3's decision at a bar's close: ``target`` (NaN keeps the previous one) becomes the
+    desired position; an order is placed only when it changes (``close`` mode fills it at ``c``,
+    ``next_open`` mode leaves it pending for the next open)."""
+    t = target
+    if math.isnan(t):
+        t = st[S_DESIRED]
+    if params[P_LONG_ONLY] != 0.0 and t < 0.0:
+        t = 0.0
+    if t != st[S_DESIRED]:
+        frac = _sizing_fraction(t, st, ring, params)
+        if not math.isnan(frac):
+            st[S_DESIRED] = t
+            if params[P_FILL] == FILL_CLOSE:
+                _order_to_fraction(st, trades, col, bar, c, frac, params)
+            else:
+                st[S_PENDING] = frac
+
+
+@nb.njit(cache=True, inline="always")
 def bar_update(
     st: np.ndarray,
     ring: np.ndarray,
@@ -312,20 +341,7 @@ def bar_update(
         st[S_RING_POS] = 0 if pos == n else pos
         st[S_NRET] = min(st[S_NRET] + 1.0, float(n))
     st[S_PREV_CLOSE] = c
-
-    t = target
-    if math.isnan(t):
-        t = st[S_DESIRED]
-    if params[P_LONG_ONLY] != 0.0 and t < 0.0:
-        t = 0.0
-    if t != st[S_DESIRED]:
-        frac = _sizing_fraction(t, st, ring, params)
-        if not math.isnan(frac):
-            st[S_DESIRED] = t
-            if params[P_FILL] == FILL_CLOSE:
-                _order_to_fraction(st, trades, col, bar, c, frac, params)
-            else:
-                st[S_PENDING] = frac
+    decide(st, ring, trades, col, bar, c, target, params)
 
     units = st[S_UNITS]
     equity: float = st[S_CASH] + units * c
@@ -507,3 +523,24 @@ def step_columns(
             targets[j],
             params,
         )
+
+
+@nb.njit(cache=True)
+def decide_columns(
+    states: np.ndarray,
+    rings: np.ndarray,
+    trades: np.ndarray,
+    bar: int,
+    close: np.ndarray,
+    targets: np.ndarray,
+    params: np.ndarray,
+) -> None:
+    """The decision of every column at the close of ``bar``, after the bar was advanced with NaN
+    targets (``next_open`` mode only, where a decision places no fill; the RL environment uses this
+    to act on the close it observed). Gives the same orders, trades and equity as passing the
+    targets to :func:`step_columns` for that bar: there the decision comes after the sizing window
+    is updated, and the close marking and liquidation that follow it do not read it (a liquidated
+    account ignores later decisions either way)."""
+    for j in range(states.shape[0]):
+        if states[j, S_BUST] == 0.0:
+            decide(states[j], rings[j], trades, j, bar, close[j], targets[j], params)

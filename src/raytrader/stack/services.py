@@ -24,10 +24,11 @@ the Ray head and the Feast feature server.
   Health: ``GET /api/version`` on the dashboard with the token. ``down`` stops exactly the
   processes of this Ray (never ``ray stop``, which kills every Ray on the machine).
 * **Feast** — ``feast -c <feature_repo> apply`` then ``feast -c <feature_repo> serve -h 127.0.0.1
-  -p 6566 --no-access-log --max-requests 0`` (no periodic worker recycling); skipped ("feature repo not found") while ``<feature_repo>/feature_store.yaml`` does not
-  exist. Feast runs with the stack's client environment, which ``feature_store.yaml`` uses as
-  ``${VAR}``: ``RAYTRADER_REDIS_CONNECTION`` (the stack's Redis) and ``RAYTRADER_FEAST_DATA``
-  (registry and offline files: ``<state>/feast`` unless ``feast_data_dir`` is set).
+  -p 6566 --no-access-log --max-requests 0`` (no periodic worker recycling); skipped ("feature
+  repo not found") while ``<feature_repo>/feature_store.yaml`` does not exist. Feast runs with
+  the stack's client environment, which ``feature_store.yaml`` uses as ``${VAR}``:
+  ``RAYTRADER_REDIS_CONNECTION`` (the stack's Redis) and ``RAYTRADER_FEAST_DATA`` (registry and
+  offline files: ``<state>/feast`` unless ``feast_data_dir`` is set).
 """
 
 from __future__ import annotations
