@@ -27,11 +27,11 @@ $(VENV)/.debian: scripts/install-debian-deps.sh | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: $(BIN)/python $(VENV)/.debian pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,bench]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train,bench]'
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools

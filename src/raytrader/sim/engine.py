@@ -292,6 +292,46 @@ class Simulator:
             self.states, self.rings, self.trades_buf, self.bar - 1, self._last_close, t, self.params
         )
 
+    def restart(
+        self,
+        columns: np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+    ) -> None:
+        """Start the listed columns over (initial cash, no position, empty sizing window, their
+        trade records dropped) and advance them by one bar with these prices (one per listed
+        column), as the first bar of a new episode; the other columns are untouched. Call it
+        after :meth:`advance` for the bar, before :meth:`decide`."""
+        cols = np.asarray(columns, dtype=np.int64)
+        if cols.size == 0:
+            return
+        if self.bar == 0:
+            raise ConfigError("restart() replaces a bar already advanced: advance one first")
+        for j in cols:
+            K.init_state(self.states[j], self.params, j * self._cap, (j + 1) * self._cap)
+            self.rings[j] = 0.0
+        prices = [np.asarray(x, dtype=np.float64).reshape(-1) for x in (open_, high, low, close)]
+        nan = np.full(cols.size, np.nan)
+        o, h, lo, c = prices
+        K.step_selected(
+            self.states,
+            self.rings,
+            self.trades_buf,
+            self.bar - 1,
+            cols,
+            o,
+            h,
+            lo,
+            c,
+            nan,
+            self.params,
+            self._equity,
+        )
+        self._last_close = self._last_close.copy()
+        self._last_close[cols] = prices[3]
+
     def _check(self, t: np.ndarray, bar: int | None = None) -> None:
         if not (np.isnan(t) | ((t >= -1.0) & (t <= 1.0))).all():  # cheap path: no pandas per bar
             check_targets(

@@ -544,3 +544,37 @@ def decide_columns(
     for j in range(states.shape[0]):
         if states[j, S_BUST] == 0.0:
             decide(states[j], rings[j], trades, j, bar, close[j], targets[j], params)
+
+
+@nb.njit(cache=True)
+def step_selected(
+    states: np.ndarray,
+    rings: np.ndarray,
+    trades: np.ndarray,
+    bar: int,
+    columns: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    params: np.ndarray,
+    equity_out: np.ndarray,
+) -> None:
+    """:func:`step_columns` for the listed columns only (prices and targets per listed column);
+    the vectorized environment starts new episodes in some columns while others run on."""
+    for i in range(columns.shape[0]):
+        j = columns[i]
+        equity_out[j] = bar_update(
+            states[j],
+            rings[j],
+            trades,
+            j,
+            bar,
+            open_[i],
+            high[i],
+            low[i],
+            close[i],
+            targets[i],
+            params,
+        )
