@@ -1,0 +1,1 @@
+"""Training on Ray: data, RL agents, supervised models and hyperparameter search."""
