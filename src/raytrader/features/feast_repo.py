@@ -577,7 +577,7 @@ def store(
     local stack's Redis) override ``$RAYTRADER_FEAST_DATA`` / ``$RAYTRADER_REDIS_CONNECTION``; the
     environment is not modified. The data dir is created. Building the store connects to nothing.
     """
-    import yaml  # type: ignore[import-untyped]
+    import yaml
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
     from pydantic import ValidationError

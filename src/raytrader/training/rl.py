@@ -1,0 +1,331 @@
+"""RL agents on the trading environment with RLlib (new API stack, torch): PPO and the DQN family.
+
+``train_rl(config)`` trains on the training split of ``config.data``, checkpoints every
+``checkpoint_every`` iterations under ``<output_dir>/checkpoints/`` and, when started again with
+the same output directory, resumes from the newest complete checkpoint (a killed run loses at most
+``checkpoint_every - 1`` iterations). ``evaluate`` replays the greedy policy over the held-out
+later split as one episode and backtests its targets on the kernel, side by side with buy-and-hold
+and ``ma_cross`` on the same bars and costs.
+
+DQN ("Rainbow" parts RLlib 2.60 supports on its new API stack with torch): double Q, dueling heads,
+n-step returns, prioritized replay and a distributional head (``num_atoms > 1``). Noisy nets exist
+only in RLlib's old TensorFlow stack and are not offered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from raytrader.config import StrictConfig
+from raytrader.envs import EnvConfig, Market, TradingEnv
+from raytrader.errors import ConfigError
+
+ENV_NAME = "raytrader-trading"
+
+
+class DQNOptions(StrictConfig):
+    double_q: bool = True
+    dueling: bool = True
+    n_step: int = Field(default=3, ge=1, le=50)
+    prioritized_replay: bool = True
+    #: > 1: a distributional (C51) head over [v_min, v_max]
+    num_atoms: int = Field(default=1, ge=1, le=201)
+    v_min: float = -1.0
+    v_max: float = 1.0
+    target_network_update_freq: int = Field(default=500, ge=1)
+    replay_capacity: int = Field(default=50_000, ge=100)
+    epsilon_timesteps: int = Field(default=10_000, ge=1)
+
+
+class RLConfig(StrictConfig):
+    """One RL training run (the ``train_rl`` pipeline's config file)."""
+
+    algo: Literal["ppo", "dqn"] = "ppo"
+    data: str = Field(
+        default="goog", description="load_bars spec: bundled name, synthetic:..., path"
+    )
+    train_fraction: float = Field(default=0.7, gt=0.0, lt=1.0)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    iterations: int = Field(default=20, ge=1)
+    checkpoint_every: int = Field(default=5, ge=1)
+    num_env_runners: int = Field(default=0, ge=0, le=64)
+    seed: int = 0
+    lr: float = Field(default=3e-4, gt=0.0)
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    train_batch_size: int = Field(default=2048, ge=32)
+    hidden: tuple[int, ...] = (64, 64)
+    # PPO
+    minibatch_size: int = Field(default=256, ge=8)
+    num_epochs: int = Field(default=4, ge=1)
+    entropy_coeff: float = Field(default=0.0, ge=0.0)
+    dqn: DQNOptions = Field(default_factory=DQNOptions)
+    output_dir: str = "runs/rl"
+
+    @model_validator(mode="after")
+    def _check(self) -> RLConfig:
+        if self.algo == "dqn" and self.env.action == "continuous":
+            raise ValueError("dqn needs a discrete action space: env.action 'discrete' or 'grid'")
+        if self.algo == "ppo" and self.minibatch_size > self.train_batch_size:
+            raise ValueError("minibatch_size must not exceed train_batch_size")
+        return self
+
+
+def load_market(config: RLConfig) -> tuple[Market, Market]:
+    """(train, test) splits of ``config.data``; features computed once on the whole series."""
+    from raytrader.data.sources import load_bars
+
+    return Market.from_bars(load_bars(config.data)).split(config.train_fraction)
+
+
+def make_env(env_config: dict[str, Any]) -> TradingEnv:
+    """RLlib's env creator: every env runner rebuilds the training env from the run's config."""
+    config = RLConfig.model_validate(env_config["raytrader"])
+    train, _ = load_market(config)
+    return TradingEnv(train, config.env)
+
+
+def algorithm_config(config: RLConfig) -> Any:
+    """The RLlib ``AlgorithmConfig`` of a run (new API stack, torch, seeded)."""
+    from ray.rllib.algorithms.dqn import DQNConfig as _DQN
+    from ray.rllib.algorithms.ppo import PPOConfig as _PPO
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    # RLlib's config classes are unannotated; treat them as Any rather than ignore each call
+    ppo_config: Any = _PPO
+    dqn_config: Any = _DQN
+
+    model = DefaultModelConfig(fcnet_hiddens=list(config.hidden), fcnet_activation="tanh")
+    env_config = {"raytrader": config.model_dump(mode="json")}
+    if config.algo == "ppo":
+        algo: Any = ppo_config().training(
+            lr=config.lr,
+            gamma=config.gamma,
+            train_batch_size_per_learner=config.train_batch_size,
+            minibatch_size=config.minibatch_size,
+            num_epochs=config.num_epochs,
+            entropy_coeff=config.entropy_coeff,
+        )
+    else:
+        d = config.dqn
+        buffer: dict[str, Any] = {
+            "type": "PrioritizedEpisodeReplayBuffer"
+            if d.prioritized_replay
+            else "EpisodeReplayBuffer",
+            "capacity": d.replay_capacity,
+        }
+        if d.prioritized_replay:
+            buffer.update(alpha=0.6, beta=0.4)
+        algo = dqn_config().training(
+            lr=config.lr,
+            gamma=config.gamma,
+            train_batch_size_per_learner=min(config.train_batch_size, 512),
+            double_q=d.double_q,
+            dueling=d.dueling,
+            n_step=d.n_step,
+            num_atoms=d.num_atoms,
+            v_min=d.v_min,
+            v_max=d.v_max,
+            noisy=False,
+            target_network_update_freq=d.target_network_update_freq,
+            replay_buffer_config=buffer,
+            epsilon=[(0, 1.0), (d.epsilon_timesteps, 0.02)],
+        )
+    return (
+        algo.environment(ENV_NAME, env_config=env_config)
+        .framework("torch")
+        .env_runners(num_env_runners=config.num_env_runners)
+        .rl_module(model_config=model)
+        .debugging(seed=config.seed)
+    )
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    resumed_from: int | None
+    checkpoint: str | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _latest_checkpoint(root: Path) -> tuple[Path, int] | None:
+    """The newest complete checkpoint (its ``DONE`` marker is written after RLlib's save)."""
+    best: tuple[Path, int] | None = None
+    for d in root.glob("iter_*"):
+        if (d / "DONE").is_file():
+            n = int(d.name.split("_", 1)[1])
+            if best is None or n > best[1]:
+                best = (d, n)
+    return best
+
+
+def train_rl(
+    config: RLConfig, *, on_iteration: Callable[[int, dict[str, float]], None] | None = None
+) -> TrainResult:
+    """Train (or resume) a run; see the module docstring."""
+    from ray.tune.registry import register_env
+
+    from raytrader.strategies.runner import ensure_ray
+
+    ensure_ray()
+    register_env(ENV_NAME, make_env)
+    out = Path(config.output_dir)
+    ckpts = out / "checkpoints"
+    ckpts.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    # a resumed run may train longer, checkpoint differently or use more runners; nothing else
+    free = {"iterations", "checkpoint_every", "num_env_runners"}
+    if saved.exists():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
+        now = {k: v for k, v in config.model_dump(mode="json").items() if k not in free}
+        if before != now:
+            changed = sorted(k for k in now if before.get(k) != now[k])
+            raise ConfigError(
+                f"{out} holds a run with another config ({', '.join(changed)} differ); "
+                "use a new output_dir or delete it"
+            )
+    saved.write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    algo = algorithm_config(config).build_algo()
+    resumed: int | None = None
+    latest = _latest_checkpoint(ckpts)
+    if latest is not None:
+        algo.restore_from_path(str((latest[0] / "algo").resolve()))
+        resumed = latest[1]
+    result = TrainResult(iterations=int(algo.iteration), resumed_from=resumed, checkpoint=None)
+    try:
+        while algo.iteration < config.iterations:
+            raw = algo.train()
+            runners = raw.get("env_runners", {})
+            row = {
+                "iteration": float(algo.iteration),
+                "episode_return_mean": float(runners.get("episode_return_mean", np.nan)),
+                "env_steps": float(runners.get("num_env_steps_sampled_lifetime", np.nan)),
+            }
+            result.history.append(row)
+            if on_iteration is not None:
+                on_iteration(int(algo.iteration), row)
+            if algo.iteration % config.checkpoint_every == 0 or algo.iteration == config.iterations:
+                result.checkpoint = str(_save(algo, ckpts))
+        result.iterations = int(algo.iteration)
+        if result.checkpoint is None and latest is not None:
+            result.checkpoint = str(latest[0])
+        return result
+    finally:
+        algo.stop()
+
+
+def _save(algo: Any, root: Path) -> Path:
+    target = root / f"iter_{int(algo.iteration):06d}"
+    if target.exists():
+        shutil.rmtree(target)
+    algo.save_to_path(str((target / "algo").resolve()))
+    (target / "DONE").write_text(str(algo.iteration))
+    os.sync()
+    return target
+
+
+def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
+    """obs -> the policy's most likely action, from a checkpoint saved by :func:`train_rl`."""
+    import gymnasium as gym
+    import torch
+    from ray.rllib.core.rl_module import RLModule
+
+    path = Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    module = RLModule.from_checkpoint(str(path.resolve()))
+
+    def act(obs: np.ndarray) -> Any:
+        with torch.no_grad():
+            out = module.forward_inference({"obs": torch.as_tensor(obs[None], dtype=torch.float32)})
+        if "actions" in out:
+            return out["actions"][0].numpy()
+        logits = out["action_dist_inputs"][0].numpy()
+        if isinstance(module.action_space, gym.spaces.Box):
+            return np.clip(logits[:1], -1.0, 1.0)  # continuous: the Gaussian's mean
+        return int(np.argmax(logits))
+
+    return act
+
+
+def evaluate(
+    config: RLConfig, policy: Callable[[np.ndarray], Any], market: Market | None = None
+) -> dict[str, dict[str, float]]:
+    """Backtest metrics on the held-out split: the policy, buy-and-hold and ma_cross(10, 50)."""
+    from raytrader.backtest.engine import run_targets
+    from raytrader.strategies.base import make_strategy
+
+    train, test = load_market(config)
+    test = market or test
+    env_cfg = config.env.model_copy(
+        update={
+            "episode_length": test.n_usable - 1,
+            "random_start": False,
+            "scenarios": (),
+            "scenario_probability": 0.0,
+            "cost_randomization": None,
+        }
+    )
+    env = TradingEnv(test, env_cfg, normalizer=TradingEnv(train, config.env).normalizer)
+    obs, _ = env.reset(seed=config.seed)
+    targets = []
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(policy(obs))
+        targets.append(info["target"])
+        done = term or trunc
+    mask = np.zeros(len(test.bars), dtype=bool)
+    mask[test.first : test.first + len(targets) + 1] = True
+    bars = test.bars.head_mask(mask)
+    sim = config.env.sim
+    # ma_cross on the whole series, then the window: its averages are warm from the first bar
+    cross = make_strategy("ma_cross", {"fast": 10, "slow": 50}).target_positions(test.bars.frame)
+    rows = {
+        "policy": np.array([*targets, np.nan]),
+        "buy_and_hold": np.ones(len(bars)),
+        "ma_cross": cross.to_numpy(dtype=np.float64)[mask],
+    }
+    out: dict[str, dict[str, float]] = {}
+    for name, tg in rows.items():
+        _, metrics = run_targets(bars, np.asarray(tg, dtype=np.float64), sim)
+        out[name] = {k: float(v[0]) for k, v in metrics.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m raytrader.training.rl --config run.yaml [--evaluate]``: train (resuming from
+    the run's newest checkpoint), one JSON line per iteration, then the evaluation table."""
+    import argparse
+    import sys
+
+    from raytrader.training.configfile import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m raytrader.training.rl")
+    parser.add_argument("--config", required=True, help="RLConfig as YAML or JSON")
+    parser.add_argument("--evaluate", action="store_true", help="evaluate on the held-out split")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, RLConfig)
+        result = train_rl(config, on_iteration=lambda i, row: print(json.dumps(row), flush=True))
+        summary: dict[str, Any] = {
+            "iterations": result.iterations,
+            "resumed_from": result.resumed_from,
+            "checkpoint": result.checkpoint,
+        }
+        if args.evaluate and result.checkpoint is not None:
+            summary["evaluation"] = evaluate(config, greedy_policy(result.checkpoint))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
