@@ -28,7 +28,9 @@ def resolve_uri(tracking_uri: str | None, root: str | os.PathLike[str]) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(root)
 
 
-def _experiment(client: Any, name: str, root: Path, uri: str) -> str:
+def experiment_id(client: Any, name: str, root: Path, uri: str) -> str:
+    """The id of experiment ``name``, created if missing (with an artifact root under ``root``
+    for the embedded SQLite store)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -65,7 +67,7 @@ def log_run(
         root_path.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
     try:
-        exp = _experiment(client, experiment, root_path, uri)
+        exp = experiment_id(client, experiment, root_path, uri)
         run = client.create_run(exp, run_name=run_name, tags=dict(tags or {}))
     except MlflowException as exc:
         raise ConfigError(f"MLflow at {uri}: {exc.message}") from exc
@@ -88,4 +90,4 @@ def log_run(
     return uri, run_id
 
 
-__all__ = ["embedded_uri", "log_run", "resolve_uri"]
+__all__ = ["embedded_uri", "experiment_id", "log_run", "resolve_uri"]

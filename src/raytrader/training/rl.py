@@ -328,4 +328,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the imported module's main, not this __main__ copy: Ray pickles functions by reference
+    # to their module, and by value (pydantic classes included, which fails) when in __main__
+    from raytrader.training.rl import main as _main
+
+    raise SystemExit(_main())
