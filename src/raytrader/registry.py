@@ -1,0 +1,281 @@
+"""Every model as an MLflow pyfunc with one interface, registered and promoted by alias.
+
+Interface. Input: a frame of bars in time order, one symbol — the ``bar_features_v1`` columns
+and ``warm`` (what the online store serves), plus ``open, high, low, close, volume`` for models that read
+prices (rule strategies), plus optional account columns ``exposure``, ``unrealized``,
+``time_in_position`` (RL policies; 0 = flat when absent). Output: one row per input row with
+``target`` (position in [-1, 1], decided at that bar's close) and ``confidence`` in [0, 1].
+
+* rule strategy + parameters: targets over the given window (the window must cover the
+  strategy's look-back); confidence 1 where a position is held, else 0;
+* supervised pipeline: :class:`~raytrader.models.supervised.model.TrainedModel`'s targets and
+  confidence;
+* RL policy: the policy's most likely action from the observation the environment would build
+  (features normalized with the training statistics, then the account columns); confidence is
+  that action's probability.
+
+Every version carries tags: ``raytrader.kind``, ``raytrader.feature_service`` (``ensemble_v1``)
+and the data range it was trained on. Promotion moves an alias (``challenger``, ``champion``);
+registry stages are not used (deprecated in MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raytrader.errors import ConfigError
+
+FEATURE_SERVICE = "ensemble_v1"
+ACCOUNT_COLUMNS = ("exposure", "unrealized", "time_in_position")
+OHLCV = ("open", "high", "low", "close", "volume")
+ALIASES = ("challenger", "champion")
+
+try:  # mlflow is an optional dependency of the library (the stack/train extras carry it)
+    from mlflow.pyfunc.model import PythonModel as _PythonModel
+except ImportError:  # pragma: no cover
+    _PythonModel = object  # type: ignore[assignment,misc]  # only when mlflow is absent
+
+
+def _output(target: np.ndarray, confidence: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "target": np.clip(np.nan_to_num(np.asarray(target, dtype=np.float64)), -1.0, 1.0),
+            "confidence": np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0),
+        },
+        index=index,
+    )
+
+
+def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
+    """The input's bar times as UTC (serving may send them as strings, or not at all: then a
+    stand-in range, since each row is predicted from its own features)."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
+        return index.tz_convert("UTC")
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(index, utc=True))
+    except (ValueError, TypeError):
+        return pd.date_range("1970-01-01", periods=len(index), freq="s", tz="UTC")
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{what} input lacks {len(missing)} column(s): {missing[:5]}")
+
+
+class RuleStrategyModel(_PythonModel):
+    """A registered rule strategy with fixed parameters."""
+
+    def __init__(self, strategy: str, params: dict[str, Any]) -> None:
+        from raytrader.strategies.base import make_strategy
+
+        make_strategy(strategy, params)  # validate now, not at serving time
+        self.strategy = strategy
+        self.params = dict(params)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        from raytrader.strategies.base import make_strategy
+
+        _require(model_input, OHLCV, f"rule strategy {self.strategy!r}")
+        frame = model_input.loc[:, list(OHLCV)].astype(np.float64)
+        targets = make_strategy(self.strategy, self.params).target_positions(frame)
+        t = targets.to_numpy(dtype=np.float64)
+        return _output(t, (np.nan_to_num(t) != 0).astype(np.float64), model_input.index)
+
+
+class SupervisedModel(_PythonModel):
+    """A trained supervised pipeline (pickled with its config as an artifact)."""
+
+    def load_context(self, context: Any) -> None:
+        with open(context.artifacts["model"], "rb") as fh:
+            self.model = _cloudpickle().load(fh)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        names = [*self.model.config.feature_names, "warm"]
+        _require(model_input, names, "supervised model")
+        x = model_input.loc[:, names]
+        x.index = _utc_index(model_input.index)  # rows are independent; the index only aligns
+        return _output(self.model.predict_targets(x), self.model.confidence(x), model_input.index)
+
+
+class RLPolicyModel(_PythonModel):
+    """An RLlib policy (RLModule checkpoint) with the normalizer and env config it trained on."""
+
+    def load_context(self, context: Any) -> None:
+        from ray.rllib.core.rl_module import RLModule
+
+        from raytrader.envs import EnvConfig, FeatureNormalizer
+
+        self.module = RLModule.from_checkpoint(context.artifacts["policy"])
+        meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        self.normalizer = FeatureNormalizer.from_dict(meta["normalizer"])
+        self.env = EnvConfig.model_validate(meta["env"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        import torch
+
+        from raytrader.envs.trading import OBS_BOUND
+
+        names = list(self.normalizer.names)
+        _require(model_input, names, "RL policy")
+        z = self.normalizer.transform(model_input.loc[:, names].to_numpy(dtype=np.float64))
+        acct = np.column_stack(
+            [
+                model_input[c].to_numpy(dtype=np.float64)
+                if c in model_input.columns
+                else np.zeros(len(model_input))
+                for c in ACCOUNT_COLUMNS
+            ]
+        )
+        obs = np.clip(np.concatenate([z, np.nan_to_num(acct)], axis=1), -OBS_BOUND, OBS_BOUND)
+        with torch.no_grad():
+            out = self.module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
+        logits = out["action_dist_inputs"].numpy()
+        if self.env.action == "continuous":
+            mean = logits[:, 0]
+            return _output(mean, np.ones(len(mean)), model_input.index)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        actions = probs.argmax(axis=1)
+        n = 3 if self.env.action == "discrete" else self.env.grid_levels
+        levels = np.linspace(-1.0, 1.0, n)
+        return _output(levels[actions], probs.max(axis=1), model_input.index)
+
+
+# ---- logging, registering, promoting ------------------------------------------------------------
+
+
+def _signature(example: pd.DataFrame) -> Any:
+    from mlflow.models import infer_signature
+
+    out = _output(np.zeros(len(example)), np.zeros(len(example)), example.index)
+    return infer_signature(example, out)
+
+
+def register_model(
+    model: Any,
+    *,
+    name: str,
+    kind: str,
+    input_example: pd.DataFrame,
+    artifacts: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tracking_uri: str | None = None,
+    root: str | Path = "runs",
+    experiment: str = "raytrader-models",
+) -> str:
+    """Log ``model`` as a pyfunc in a new run and register it as a new version of ``name``;
+    returns the version. ``tags`` should name the data range the model was trained on."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.tracking import experiment_id, resolve_uri
+
+    uri = resolve_uri(tracking_uri, root)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    all_tags = {
+        "raytrader.kind": kind,
+        "raytrader.feature_service": FEATURE_SERVICE,
+        **(tags or {}),
+    }
+    exp = experiment_id(client, experiment, Path(root), uri)
+    with mlflow.start_run(experiment_id=exp, run_name=f"{name}-{kind}", tags=all_tags):
+        if params:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        if metrics:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            artifacts=artifacts,
+            signature=_signature(input_example),
+            input_example=input_example.head(5),
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in all_tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def promote(
+    name: str,
+    version: str | int,
+    alias: str,
+    *,
+    tracking_uri: str | None = None,
+    root: str | Path = "runs",
+) -> None:
+    """Point ``alias`` (``challenger`` or ``champion``) of model ``name`` at ``version``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.tracking import resolve_uri
+
+    if alias not in ALIASES:
+        raise ConfigError(f"alias must be one of {list(ALIASES)}, got {alias!r}")
+    client = MlflowClient(resolve_uri(tracking_uri, root))
+    try:
+        client.get_model_version(name, str(version))
+        client.set_registered_model_alias(name, alias, str(version))
+    except MlflowException as exc:
+        raise ConfigError(f"model {name!r} version {version}: {exc.message}") from exc
+
+
+def list_models(
+    *, tracking_uri: str | None = None, root: str | Path = "runs"
+) -> list[dict[str, Any]]:
+    """Every registered model: name, latest version, aliases, kind."""
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.tracking import resolve_uri
+
+    client = MlflowClient(resolve_uri(tracking_uri, root))
+    out = []
+    for m in client.search_registered_models():
+        versions = client.search_model_versions(f"name='{m.name}'")
+        latest = max((int(v.version) for v in versions), default=0)
+        kind = next(
+            (v.tags.get("raytrader.kind", "") for v in versions if int(v.version) == latest), ""
+        )
+        out.append({"name": m.name, "latest": latest, "aliases": dict(m.aliases), "kind": kind})
+    return sorted(out, key=lambda r: r["name"])
+
+
+def rl_artifacts(checkpoint: str | Path, normalizer: Any, env_config: Any) -> dict[str, str]:
+    """Artifacts of :class:`RLPolicyModel` from a :func:`raytrader.training.rl.train_rl`
+    checkpoint: the RLModule and a JSON with the normalizer and the env config."""
+    policy = (
+        Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    )
+    if not policy.is_dir():
+        raise ConfigError(f"{checkpoint}: no RLModule checkpoint at {policy}")
+    meta = Path(tempfile.mkdtemp(prefix="raytrader-rl-")) / "meta.json"
+    meta.write_text(
+        json.dumps({"normalizer": normalizer.to_dict(), "env": env_config.model_dump(mode="json")})
+    )
+    return {"policy": str(policy.resolve()), "meta": str(meta)}
+
+
+def supervised_artifacts(model: Any) -> dict[str, str]:
+    """Artifacts of :class:`SupervisedModel`: the trained model, pickled by value."""
+    path = Path(tempfile.mkdtemp(prefix="raytrader-sup-")) / "model.pkl"
+    with open(path, "wb") as fh:
+        _cloudpickle().dump(model, fh)
+    return {"model": str(path)}
+
+
+def _cloudpickle() -> Any:
+    """cloudpickle, imported untyped (it ships no type information)."""
+    import importlib
+
+    return importlib.import_module("cloudpickle")
