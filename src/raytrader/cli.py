@@ -688,6 +688,17 @@ def _stream_app() -> Any:
 
 app.add_typer(_stream_app(), name="stream")
 
+
+def _training_cli() -> Any:
+    from raytrader.training import cli
+
+    return cli
+
+
+app.add_typer(_training_cli().train_app, name="train")
+app.add_typer(_training_cli().models_app, name="models")
+app.command("tune")(_training_cli().tune_cmd)
+
 StackOnlyOpt = Annotated[
     list[str] | None,
     typer.Option(

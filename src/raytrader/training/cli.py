@@ -1,0 +1,162 @@
+"""``raytrader train rl|supervised``, ``raytrader tune`` and ``raytrader models list|promote``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+train_app = typer.Typer(
+    help="Train models from a config file (YAML or JSON).", no_args_is_help=True
+)
+models_app = typer.Typer(help="The MLflow model registry: list, promote.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="the run's config file (YAML or JSON)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def _console() -> Any:
+    from rich.console import Console  # lazily: the CLI starts without importing rich
+
+    return Console()
+
+
+@train_app.command("rl")
+def train_rl_cmd(
+    config: ConfigOpt,
+    evaluate: Annotated[bool, typer.Option(help="evaluate on the held-out split")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train (or resume) an RLlib agent on the trading environment."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from raytrader.training.configfile import load_config
+    from raytrader.training.rl import RLConfig, greedy_policy, train_rl
+    from raytrader.training.rl import evaluate as evaluate_policy
+
+    cfg = load_config(config, RLConfig)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=_console(),
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task(f"{cfg.algo} iterations", total=cfg.iterations)
+
+        def step(i: int, row: dict[str, float]) -> None:
+            progress.update(
+                task,
+                completed=i,
+                description=f"{cfg.algo} return {row['episode_return_mean']:+.3f}",
+            )
+
+        result = train_rl(cfg, on_iteration=step)
+    summary: dict[str, object] = {
+        "iterations": result.iterations,
+        "resumed_from": result.resumed_from,
+        "checkpoint": result.checkpoint,
+    }
+    if evaluate and result.checkpoint is not None:
+        summary["evaluation"] = evaluate_policy(cfg, greedy_policy(result.checkpoint))
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    _print_evaluation(summary)
+
+
+def _print_evaluation(summary: dict[str, object]) -> None:
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"checkpoint: {summary['checkpoint']} (resumed from {summary['resumed_from']})")
+    table_data = summary.get("evaluation")
+    if not isinstance(table_data, dict):
+        return
+    t = Table(title="held-out split (kernel backtest, costs included)")
+    for c in ("", "total return", "sharpe", "max drawdown", "trades"):
+        t.add_column(c, justify="right" if c else "left")
+    for name, m in table_data.items():
+        t.add_row(
+            name,
+            f"{m['total_return']:+.2%}",
+            f"{m['sharpe']:.2f}",
+            f"{m['max_drawdown']:.2%}",
+            f"{int(m.get('num_trades', 0))}",
+        )
+    con.print(t)
+
+
+@train_app.command("supervised")
+def train_supervised_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Train analyst/tactician classifiers in parallel (walk-forward validated)."""
+    from raytrader.training.configfile import load_config
+    from raytrader.training.supervised import SupervisedRunConfig, run
+
+    rows = run(load_config(config, SupervisedRunConfig))
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    t = Table(title="walk-forward validation (mean ± std over folds)")
+    for c in ("model", "folds", "accuracy", "f1", "baseline", "oos sharpe", "version"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(
+            str(r["model"]),
+            str(r["folds"]),
+            f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
+            f"{r['f1_mean']:.3f} ± {r['f1_std']:.3f}",
+            f"{r.get('majority_baseline_mean', float('nan')):.3f}",
+            f"{r.get('oos_sharpe', float('nan')):.2f}",
+            str(r.get("registered_version", "-")),
+        )
+    _console().print(t)
+
+
+def tune_cmd(
+    config: ConfigOpt,
+    restore: Annotated[bool, typer.Option(help="resume an interrupted search")] = False,
+) -> None:
+    """Search strategy parameters with Ray Tune (ASHA + Optuna), logged to MLflow."""
+    from raytrader.training.configfile import load_config
+    from raytrader.training.tune import SearchConfig, run_search
+
+    typer.echo(json.dumps(run_search(load_config(config, SearchConfig), restore=restore)))
+
+
+@models_app.command("list")
+def models_list_cmd(as_json: JsonOpt = False) -> None:
+    """Registered models with their latest version and aliases."""
+    from raytrader.registry import list_models
+
+    rows = list_models()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    t = Table(title="registered models")
+    for c in ("name", "kind", "latest", "aliases"):
+        t.add_column(c)
+    for r in rows:
+        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(r["aliases"].items()))
+        t.add_row(r["name"], r["kind"], str(r["latest"]), aliases or "-")
+    _console().print(t)
+
+
+@models_app.command("promote")
+def models_promote_cmd(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[int, typer.Argument(help="model version")],
+    alias: Annotated[str, typer.Option(help="challenger or champion")] = "champion",
+) -> None:
+    """Point an alias at a version (the serving deployment follows the alias)."""
+    from raytrader.registry import promote
+
+    promote(name, version, alias)
+    typer.echo(f"{name}@{alias} -> version {version}")
