@@ -32,6 +32,9 @@ $(VENV)/.installed: $(BIN)/python $(VENV)/.debian pyproject.toml $(CONSTRAINTS)
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train,bench]'
+	# FinRL's StockTradingEnv, the env benchmark's reference: its package pulls live-trading
+	# clients we cannot install, so it goes in without dependencies (its env needs only ours)
+	$(PIP) install -q --no-deps finrl==0.3.7 stable-baselines3==2.9.2
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools

@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_backtest, bench_features, bench_runner, bench_stream, bench_sweep
+from benchmarks import (
+    bench_backtest,
+    bench_features,
+    bench_runner,
+    bench_stream,
+    bench_sweep,
+    bench_training,
+)
 from benchmarks.common import (
     Section,
     load_average,
@@ -35,6 +42,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_features.NAME: bench_features.run,
     bench_runner.NAME: bench_runner.run,
     bench_stream.NAME: bench_stream.run,
+    bench_training.NAME: bench_training.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

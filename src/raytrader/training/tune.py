@@ -178,11 +178,15 @@ def _tuner(config: SearchConfig, parent_run: str | None, restore: bool) -> Any:
         if config.scheduler == "asha"
         else fifo()
     )
-    search_alg = None
+    search_alg: Any
     if config.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(seed=config.seed)
+    else:  # seeded, so two searches (e.g. with and without ASHA) draw the same configurations
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search_alg = BasicVariantGenerator(random_state=config.seed)
     space = {k: p.domain() for k, p in config.space.items()}
     from ray.tune import RunConfig
 
