@@ -237,7 +237,7 @@ def _asha_rows() -> list[list[str]]:
         rows.append(
             [
                 scheduler,
-                str(summary["trials"]),
+                f"{summary['trials']} ({summary['completed']} ran every window)",
                 fmt_s(time.perf_counter() - t0),
                 f"{summary['best_sharpe']:.3f}",
                 str(summary["best_params"]),
@@ -269,7 +269,8 @@ minibatches, 64×64 MLP; throughput over iterations 2–4.
 **ASHA vs no scheduler** — the same 16 random configurations of `ma_cross` (seeded search, so
 both runs draw the same ones) on 400,000 synthetic 5-minute bars, 6 walk-forward windows, 2 trials
 at a time; ASHA stops trials whose running validation Sharpe trails after 1 and 3 windows
-(reduction factor 3). A rule-strategy trial's cost is mostly its start-up (data, targets, Tune's
+(reduction factor 3); only trials that ran every window compete for "best". A rule-strategy
+trial's cost is mostly its start-up (data, targets, Tune's
 per-trial overhead), not its windows, so stopping it early saves little here; ASHA pays off where
 each reported step is expensive (RL iterations).
 

@@ -11,17 +11,8 @@ import pandas as pd
 import pytest
 
 from raytrader.cli import main
+from tests.support.cli import run_cli
 from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_backtest_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str]) -> None:

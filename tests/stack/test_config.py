@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from raytrader.cli import main
 from raytrader.errors import ConfigError, RaytraderError
 from raytrader.stack import Stack, StackConfig
 from raytrader.stack.config import DEFAULT_TOPICS, default_state_dir
+from tests.support.cli import run_cli
 
 ALL_INTERFACES = "0.0.0." + "0"  # the address the stack must refuse
 TMP = Path("/tmp")  # noqa: S108 - only compared against, never written
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from raytrader.cli import main
 from raytrader.training.configfile import load_config
 from raytrader.training.rl import RLConfig
 from raytrader.training.supervised import SupervisedRunConfig
 from raytrader.training.tune import SearchConfig
+from tests.support.cli import run_cli
 from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
@@ -32,16 +32,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 )
 def test_example_configs_parse(name: str, schema: type) -> None:
     assert isinstance(load_config(CONFIGS / name, schema), schema)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_bad_config_files_exit_2_naming_file_and_field(

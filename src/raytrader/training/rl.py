@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -300,18 +300,11 @@ def evaluate(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m raytrader.training.rl --config run.yaml [--evaluate]``: train (resuming from
-    the run's newest checkpoint), one JSON line per iteration, then the evaluation table."""
-    import argparse
-    import sys
+    the run's newest checkpoint), one JSON line per iteration, then a summary line."""
+    from raytrader.training.configfile import pipeline_main
 
-    from raytrader.training.configfile import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m raytrader.training.rl")
-    parser.add_argument("--config", required=True, help="RLConfig as YAML or JSON")
-    parser.add_argument("--evaluate", action="store_true", help="evaluate on the held-out split")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, RLConfig)
+    def run(config: RLConfig, args: Any) -> Iterator[dict[str, Any]]:
+        # iteration lines go out as they happen (a long run shows progress; a killed one its last)
         result = train_rl(config, on_iteration=lambda i, row: print(json.dumps(row), flush=True))
         summary: dict[str, Any] = {
             "iterations": result.iterations,
@@ -320,11 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.evaluate and result.checkpoint is not None:
             summary["evaluation"] = evaluate(config, greedy_policy(result.checkpoint))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary), flush=True)
-    return 0
+        yield summary
+
+    flags = [("evaluate", "evaluate on the held-out split")]
+    return pipeline_main("python -m raytrader.training.rl", RLConfig, run, argv, flags)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ tasks, each validated walk-forward, optionally registered in MLflow as a pyfunc.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field
 
 from raytrader.config import StrictConfig
-from raytrader.errors import ConfigError
 from raytrader.models.supervised import ClassifierConfig, standard_configs
 
 
@@ -86,23 +86,15 @@ def _register(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
+    """``python -m raytrader.training.supervised --config models.yaml``."""
+    from raytrader.training.configfile import pipeline_main
 
-    from raytrader.training.configfile import load_config
+    def rows(config: SupervisedRunConfig, args: Any) -> Iterator[dict[str, Any]]:
+        out = run(config)
+        yield from out
+        yield {"models": len(out)}
 
-    parser = argparse.ArgumentParser(prog="python -m raytrader.training.supervised")
-    parser.add_argument("--config", required=True, help="SupervisedRunConfig as YAML or JSON")
-    args = parser.parse_args(argv)
-    try:
-        rows = run(load_config(args.config, SupervisedRunConfig))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for row in rows:
-        print(json.dumps(row), flush=True)
-    print(json.dumps({"models": len(rows)}), flush=True)
-    return 0
+    return pipeline_main("python -m raytrader.training.supervised", SupervisedRunConfig, rows, argv)
 
 
 if __name__ == "__main__":

@@ -236,11 +236,17 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
         ).info.run_id
         client.log_param(parent, "config", json.dumps(config.model_dump(mode="json"))[:6000])
     results = _tuner(config, parent, restore).fit()
-    best = results.get_best_result(metric="sharpe", mode="max", scope="last")
+    # only trials that ran every window compete: one ASHA stopped early reports a mean over
+    # fewer windows, which is not the objective
+    complete = [r for r in results if r.metrics and r.metrics.get("fold") == config.folds]
+    if not complete:
+        raise ConfigError(f"search {config.name!r}: no trial completed all {config.folds} windows")
+    best = max(complete, key=lambda r: float(r.metrics["sharpe"]))
     summary: dict[str, Any] = {
         "best_params": {k: best.config[k] for k in config.space},
         "best_sharpe": float(best.metrics["sharpe"]),
         "trials": len(results),
+        "completed": len(complete),
         "errors": len(results.errors),
         "path": str(Path(config.output_dir).resolve() / config.name),
     }
@@ -256,22 +262,13 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m raytrader.training.tune --config search.yaml [--restore]``."""
-    import argparse
-    import sys
+    from raytrader.training.configfile import pipeline_main
 
-    from raytrader.training.configfile import load_config
+    def run(config: SearchConfig, args: Any) -> Iterator[dict[str, Any]]:
+        yield run_search(config, restore=args.restore)
 
-    parser = argparse.ArgumentParser(prog="python -m raytrader.training.tune")
-    parser.add_argument("--config", required=True, help="SearchConfig as YAML or JSON")
-    parser.add_argument("--restore", action="store_true", help="resume an interrupted search")
-    args = parser.parse_args(argv)
-    try:
-        summary = run_search(load_config(args.config, SearchConfig), restore=args.restore)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary), flush=True)
-    return 0
+    flags = [("restore", "resume an interrupted search")]
+    return pipeline_main("python -m raytrader.training.tune", SearchConfig, run, argv, flags)
 
 
 if __name__ == "__main__":
