@@ -177,10 +177,9 @@ def register_model(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from raytrader.tracking import experiment_id, resolve_uri
+    from raytrader.tracking import experiment_id, resolve_uri, using_uri
 
     uri = resolve_uri(tracking_uri, root)
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     all_tags = {
         "raytrader.kind": kind,
@@ -188,7 +187,10 @@ def register_model(
         **(tags or {}),
     }
     exp = experiment_id(client, experiment, Path(root), uri)
-    with mlflow.start_run(experiment_id=exp, run_name=f"{name}-{kind}", tags=all_tags):
+    with (
+        using_uri(uri),
+        mlflow.start_run(experiment_id=exp, run_name=f"{name}-{kind}", tags=all_tags),
+    ):
         if params:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         if metrics:

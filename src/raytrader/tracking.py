@@ -9,9 +9,10 @@ MLflow is imported lazily: the batch and streaming paths never pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,23 @@ def embedded_uri(root: str | os.PathLike[str]) -> str:
 def resolve_uri(tracking_uri: str | None, root: str | os.PathLike[str]) -> str:
     """``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else :func:`embedded_uri`."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(root)
+
+
+@contextlib.contextmanager
+def using_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.start_run``, ``log_model``) pointed at ``uri`` for the block.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` into this process's
+    environment; both are put back afterwards, so one run's store never leaks into the next."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        unset: Any = None  # set_tracking_uri(None) clears both; its annotation omits None
+        mlflow.set_tracking_uri(before if before is not None else unset)
 
 
 def experiment_id(client: Any, name: str, root: Path, uri: str) -> str:
@@ -90,4 +108,4 @@ def log_run(
     return uri, run_id
 
 
-__all__ = ["embedded_uri", "experiment_id", "log_run", "resolve_uri"]
+__all__ = ["embedded_uri", "experiment_id", "log_run", "resolve_uri", "using_uri"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -34,11 +35,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking(tmp_path: Path) -> Iterator[str]:
+    """This test's SQLite store, for the fluent API too; the previous one is restored after."""
+    from raytrader.tracking import using_uri
+
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
+    with using_uri(uri):
+        yield uri
 
 
 @pytest.fixture(scope="module")

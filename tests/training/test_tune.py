@@ -32,6 +32,8 @@ def search(tmp_path: Path, **overrides: object) -> SearchConfig:
         "num_samples": 6,
         "folds": 4,
         "output_dir": str(tmp_path / "tune"),
+        # explicit, so a tracking URI in the environment cannot redirect the runs
+        "tracking_uri": f"sqlite:///{(tmp_path / 'tune' / 'mlflow.db').resolve()}",
     }
     fields.update(overrides)
     return SearchConfig.parse(fields)

@@ -15,6 +15,7 @@ metrics of every reported window. ``Tuner.restore`` resumes an interrupted searc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -235,7 +236,12 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
             tags={"raytrader.search": config.name, "raytrader.kind": "search"},
         ).info.run_id
         client.log_param(parent, "config", json.dumps(config.model_dump(mode="json"))[:6000])
-    results = _tuner(config, parent, restore).fit()
+    from raytrader.tracking import using_uri
+
+    # Ray's MLflow callback sets the process-wide tracking URI; scope it to this search
+    scope = using_uri(_uri(config)) if config.mlflow else contextlib.nullcontext()
+    with scope:
+        results = _tuner(config, parent, restore).fit()
     # only trials that ran every window compete: one ASHA stopped early reports a mean over
     # fewer windows, which is not the objective
     complete = [r for r in results if r.metrics and r.metrics.get("fold") == config.folds]
