@@ -69,10 +69,24 @@ def test_ppo_learns_the_pattern_and_is_evaluated_against_baselines(tmp_path: Pat
     returns = [row["episode_return_mean"] for row in result.history]
     assert result.iterations == 8
     assert returns[-1] > returns[0] + 0.1, returns
-    table = evaluate(cfg, greedy_policy(result.checkpoint))
+    table = evaluate(cfg, greedy_policy(result.checkpoint), mlflow_run=result.mlflow_run)
     assert set(table) == {"policy", "buy_and_hold", "ma_cross"}
     assert table["policy"]["total_return"] > 0.5
     assert table["policy"]["total_return"] > table["buy_and_hold"]["total_return"] + 0.5
+
+    # the MLflow run: per-iteration metrics, the config, the evaluation and its report
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{(Path(cfg.output_dir) / 'mlflow.db').resolve()}")
+    run = client.get_run(result.mlflow_run)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["algo"] == "ppo"
+    assert run.data.tags["raytrader.checkpoint"] == result.checkpoint
+    history = client.get_metric_history(result.mlflow_run, "episode_return_mean")
+    assert [m.step for m in history] == list(range(1, 9))
+    assert run.data.metrics["eval.total_return"] == pytest.approx(table["policy"]["total_return"])
+    files = {a.path for a in client.list_artifacts(result.mlflow_run, "evaluation/report")}
+    assert "evaluation/report/trades.csv" in files
 
 
 def test_same_seed_same_training(tmp_path: Path) -> None:
@@ -113,6 +127,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["resumed_from"] in (2, 4)
+    # the resumed run kept logging to the MLflow run the killed one had started
+    from mlflow.tracking import MlflowClient
+
+    run_id = (Path(cfg.output_dir) / "mlflow_run").read_text().strip()
+    client = MlflowClient(f"sqlite:///{(Path(cfg.output_dir) / 'mlflow.db').resolve()}")
+    steps = [m.step for m in client.get_metric_history(run_id, "episode_return_mean")]
+    assert steps[-1] == 6
+    assert client.get_run(run_id).info.status == "FINISHED"
     assert summary["iterations"] == 6
     iterations = [json.loads(line)["iteration"] for line in done.stdout.splitlines()[:-1]]
     assert iterations == list(range(summary["resumed_from"] + 1, 7))

@@ -61,7 +61,10 @@ def train_rl_cmd(
         "checkpoint": result.checkpoint,
     }
     if evaluate and result.checkpoint is not None:
-        summary["evaluation"] = evaluate_policy(cfg, greedy_policy(result.checkpoint))
+        summary["evaluation"] = evaluate_policy(
+            cfg, greedy_policy(result.checkpoint), mlflow_run=result.mlflow_run
+        )
+    summary["mlflow_run"] = result.mlflow_run
     if as_json:
         typer.echo(json.dumps(summary))
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ class RLConfig(StrictConfig):
     entropy_coeff: float = Field(default=0.0, ge=0.0)
     dqn: DQNOptions = Field(default_factory=DQNOptions)
     output_dir: str = "runs/rl"
+    #: track the run in MLflow (the stack's server via MLFLOW_TRACKING_URI, else SQLite under
+    #: output_dir); a resumed run continues the same MLflow run
+    mlflow: bool = True
+    tracking_uri: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
@@ -148,12 +153,63 @@ def algorithm_config(config: RLConfig) -> Any:
     )
 
 
+class RunTracker:
+    """The MLflow run of one training run: created once, its id kept in ``<output_dir>/mlflow_run``
+    so a resumed run goes on logging to it; each iteration's metrics go in one batch call."""
+
+    def __init__(self, config: RLConfig) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from raytrader.tracking import experiment_id, resolve_uri
+
+        out = Path(config.output_dir)
+        self.uri = resolve_uri(config.tracking_uri, out)
+        self.client = MlflowClient(self.uri)
+        marker = out / "mlflow_run"
+        if marker.exists():
+            self.run_id = marker.read_text().strip()
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        exp = experiment_id(self.client, f"raytrader-rl-{config.algo}", out, self.uri)
+        run = self.client.create_run(
+            exp,
+            run_name=out.name,
+            tags={
+                "raytrader.kind": "rl",
+                "raytrader.feature_service": "ensemble_v1",
+                "raytrader.data": config.data,
+            },
+        )
+        self.run_id = run.info.run_id
+        for key in ("algo", "data", "train_fraction", "lr", "gamma", "train_batch_size", "seed"):
+            self.client.log_param(self.run_id, key, getattr(config, key))
+        self.client.log_dict(self.run_id, config.model_dump(mode="json"), "config.json")
+        marker.write_text(self.run_id)
+
+    def iteration(self, step: int, row: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in row.items()
+            if k != "iteration" and np.isfinite(v)
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, status: str, checkpoint: str | None) -> None:
+        if checkpoint is not None:
+            self.client.set_tag(self.run_id, "raytrader.checkpoint", checkpoint)
+        self.client.set_terminated(self.run_id, status=status)
+
+
 @dataclass
 class TrainResult:
     iterations: int
     resumed_from: int | None
     checkpoint: str | None
     history: list[dict[str, float]] = field(default_factory=list)
+    mlflow_run: str | None = None
 
 
 def _latest_checkpoint(root: Path) -> tuple[Path, int] | None:
@@ -182,7 +238,7 @@ def train_rl(
     ckpts.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     # a resumed run may train longer, checkpoint differently or use more runners; nothing else
-    free = {"iterations", "checkpoint_every", "num_env_runners"}
+    free = {"iterations", "checkpoint_every", "num_env_runners", "mlflow", "tracking_uri"}
     if saved.exists():
         before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
         now = {k: v for k, v in config.model_dump(mode="json").items() if k not in free}
@@ -200,6 +256,9 @@ def train_rl(
         algo.restore_from_path(str((latest[0] / "algo").resolve()))
         resumed = latest[1]
     result = TrainResult(iterations=int(algo.iteration), resumed_from=resumed, checkpoint=None)
+    tracker = RunTracker(config) if config.mlflow else None
+    result.mlflow_run = tracker.run_id if tracker is not None else None
+    status = "FAILED"
     try:
         while algo.iteration < config.iterations:
             raw = algo.train()
@@ -210,6 +269,8 @@ def train_rl(
                 "env_steps": float(runners.get("num_env_steps_sampled_lifetime", np.nan)),
             }
             result.history.append(row)
+            if tracker is not None:
+                tracker.iteration(int(algo.iteration), row)
             if on_iteration is not None:
                 on_iteration(int(algo.iteration), row)
             if algo.iteration % config.checkpoint_every == 0 or algo.iteration == config.iterations:
@@ -217,9 +278,12 @@ def train_rl(
         result.iterations = int(algo.iteration)
         if result.checkpoint is None and latest is not None:
             result.checkpoint = str(latest[0])
+        status = "FINISHED"
         return result
     finally:
         algo.stop()
+        if tracker is not None:
+            tracker.finish(status, result.checkpoint)
 
 
 def _save(algo: Any, root: Path) -> Path:
@@ -255,9 +319,16 @@ def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
 
 
 def evaluate(
-    config: RLConfig, policy: Callable[[np.ndarray], Any], market: Market | None = None
+    config: RLConfig,
+    policy: Callable[[np.ndarray], Any],
+    market: Market | None = None,
+    *,
+    mlflow_run: str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Backtest metrics on the held-out split: the policy, buy-and-hold and ma_cross(10, 50)."""
+    """Backtest metrics on the held-out split: the policy, buy-and-hold and ma_cross(10, 50).
+
+    With ``mlflow_run``, the policy's metrics (``eval.*``), the comparison table and the policy's
+    backtest report (equity/drawdown and returns plots, trades CSV) go to that run."""
     from raytrader.backtest.engine import run_targets
     from raytrader.strategies.base import make_strategy
 
@@ -295,7 +366,36 @@ def evaluate(
     for name, tg in rows.items():
         _, metrics = run_targets(bars, np.asarray(tg, dtype=np.float64), sim)
         out[name] = {k: float(v[0]) for k, v in metrics.items()}
+    if mlflow_run is not None:
+        _log_evaluation(config, mlflow_run, bars, rows["policy"], out)
     return out
+
+
+def _log_evaluation(
+    config: RLConfig,
+    run_id: str,
+    bars: Any,
+    targets: np.ndarray,
+    table: dict[str, dict[str, float]],
+) -> None:
+    import tempfile
+
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.backtest.engine import run_backtest
+    from raytrader.backtest.report import write_report
+    from raytrader.tracking import resolve_uri
+
+    client = MlflowClient(resolve_uri(config.tracking_uri, Path(config.output_dir)))
+    for key, value in table["policy"].items():
+        if np.isfinite(value):
+            client.log_metric(run_id, f"eval.{key}", value)
+    client.log_dict(run_id, table, "evaluation/comparison.json")
+    result = run_backtest(bars, pd.Series(targets, index=bars.index), config.env.sim, name="policy")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(result, tmp)
+        client.log_artifacts(run_id, tmp, "evaluation/report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             "checkpoint": result.checkpoint,
         }
         if args.evaluate and result.checkpoint is not None:
-            summary["evaluation"] = evaluate(config, greedy_policy(result.checkpoint))
+            summary["evaluation"] = evaluate(
+                config, greedy_policy(result.checkpoint), mlflow_run=result.mlflow_run
+            )
         yield summary
 
     flags = [("evaluate", "evaluate on the held-out split")]
