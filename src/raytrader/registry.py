@@ -118,9 +118,8 @@ class RLPolicyModel(_PythonModel):
         self.env = EnvConfig.model_validate(meta["env"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        import torch
-
-        from raytrader.envs.trading import OBS_BOUND
+        from raytrader.envs.trading import action_to_target, observation
+        from raytrader.training.rl import policy_outputs
 
         names = list(self.normalizer.names)
         _require(model_input, names, "RL policy")
@@ -133,19 +132,9 @@ class RLPolicyModel(_PythonModel):
                 for c in ACCOUNT_COLUMNS
             ]
         )
-        obs = np.clip(np.concatenate([z, np.nan_to_num(acct)], axis=1), -OBS_BOUND, OBS_BOUND)
-        with torch.no_grad():
-            out = self.module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
-        logits = out["action_dist_inputs"].numpy()
-        if self.env.action == "continuous":
-            mean = logits[:, 0]
-            return _output(mean, np.ones(len(mean)), model_input.index)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        actions = probs.argmax(axis=1)
-        n = 3 if self.env.action == "discrete" else self.env.grid_levels
-        levels = np.linspace(-1.0, 1.0, n)
-        return _output(levels[actions], probs.max(axis=1), model_input.index)
+        actions, confidence = policy_outputs(self.module, observation(z, acct))
+        targets = np.array([action_to_target(self.env, a) for a in actions])
+        return _output(targets, confidence, model_input.index)
 
 
 # ---- logging, registering, promoting ------------------------------------------------------------
@@ -256,9 +245,9 @@ def list_models(
 def rl_artifacts(checkpoint: str | Path, normalizer: Any, env_config: Any) -> dict[str, str]:
     """Artifacts of :class:`RLPolicyModel` from a :func:`raytrader.training.rl.train_rl`
     checkpoint: the RLModule and a JSON with the normalizer and the env config."""
-    policy = (
-        Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
-    )
+    from raytrader.training.rl import policy_dir
+
+    policy = policy_dir(checkpoint)
     if not policy.is_dir():
         raise ConfigError(f"{checkpoint}: no RLModule checkpoint at {policy}")
     meta = Path(tempfile.mkdtemp(prefix="raytrader-rl-")) / "meta.json"

@@ -81,6 +81,15 @@ def account_features(
     return np.asarray(np.clip(np.nan_to_num(out), -OBS_BOUND, OBS_BOUND), dtype=np.float64)
 
 
+def observation(normalized: np.ndarray, account: np.ndarray) -> np.ndarray:
+    """The observation vector(s): normalized feature row(s), then the account values, clipped to
+    ``±OBS_BOUND`` (NaN -> 0). One row ``(n_features,)`` + ``(3,)`` or many ``(k x ...)``; the
+    environments and the served RL policy build it here, so they cannot disagree."""
+    joined = np.concatenate([normalized, account], axis=-1)
+    out: np.ndarray = np.clip(np.nan_to_num(joined), -OBS_BOUND, OBS_BOUND).astype(np.float32)
+    return out
+
+
 class TradingEnv(gym.Env[np.ndarray, Any]):
     """One account trading one market split (see the module docstring)."""
 
@@ -195,7 +204,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
     def _obs(self) -> np.ndarray:
         close = np.array([self._active.column("close")[self.t]])
         acct = account_features(self.simulator, close, self._held, self.config.episode_length)[0]
-        return np.concatenate([self._z[self.t], acct]).astype(np.float32)
+        return observation(self._z[self.t], acct)
 
     def _info(self) -> dict[str, Any]:
         return {

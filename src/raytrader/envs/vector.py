@@ -22,7 +22,13 @@ from raytrader.envs.config import EnvConfig
 from raytrader.envs.market import Market
 from raytrader.envs.normalize import FeatureNormalizer
 from raytrader.envs.rewards import Reward
-from raytrader.envs.trading import ACCOUNT_FEATURES, OBS_BOUND, account_features, action_space
+from raytrader.envs.trading import (
+    ACCOUNT_FEATURES,
+    OBS_BOUND,
+    account_features,
+    action_space,
+    observation,
+)
 from raytrader.errors import ConfigError
 from raytrader.sim import Simulator
 from raytrader.sim import kernel as K
@@ -192,4 +198,4 @@ class VectorTradingEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     def _obs(self) -> np.ndarray:
         close = self._prices["close"][self._market_of, self.t]
         acct = account_features(self._sim, close, self._held, self.config.episode_length)
-        return np.concatenate([self._z[self._market_of, self.t], acct], axis=1).astype(np.float32)
+        return observation(self._z[self._market_of, self.t], acct)

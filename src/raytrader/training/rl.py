@@ -296,24 +296,39 @@ def _save(algo: Any, root: Path) -> Path:
     return target
 
 
-def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
-    """obs -> the policy's most likely action, from a checkpoint saved by :func:`train_rl`."""
+def policy_dir(checkpoint: str | Path) -> Path:
+    """The RLModule inside a checkpoint saved by :func:`train_rl`."""
+    return Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+
+
+def policy_outputs(module: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(actions, confidence) for a batch of observations: the most likely discrete action and its
+    probability, or for a continuous policy the Gaussian's mean (clipped to [-1, 1]) and 1; a DQN
+    module's greedy action and 1 (Q-values are not probabilities)."""
     import gymnasium as gym
     import torch
+
+    with torch.no_grad():
+        out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
+    if "action_dist_inputs" not in out:  # DQN acts greedily on Q-values: no probabilities
+        return out["actions"].numpy(), np.ones(len(obs))
+    logits = out["action_dist_inputs"].numpy()
+    if isinstance(module.action_space, gym.spaces.Box):
+        return np.clip(logits[:, :1], -1.0, 1.0), np.ones(len(logits))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs.argmax(axis=1), probs.max(axis=1)
+
+
+def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
+    """obs -> the policy's most likely action, from a checkpoint saved by :func:`train_rl`."""
     from ray.rllib.core.rl_module import RLModule
 
-    path = Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
-    module = RLModule.from_checkpoint(str(path.resolve()))
+    module = RLModule.from_checkpoint(str(policy_dir(checkpoint).resolve()))
 
     def act(obs: np.ndarray) -> Any:
-        with torch.no_grad():
-            out = module.forward_inference({"obs": torch.as_tensor(obs[None], dtype=torch.float32)})
-        if "actions" in out:
-            return out["actions"][0].numpy()
-        logits = out["action_dist_inputs"][0].numpy()
-        if isinstance(module.action_space, gym.spaces.Box):
-            return np.clip(logits[:1], -1.0, 1.0)  # continuous: the Gaussian's mean
-        return int(np.argmax(logits))
+        actions, _ = policy_outputs(module, obs[None])
+        return actions[0] if actions.ndim > 1 else int(actions[0])
 
     return act
 
