@@ -171,3 +171,20 @@ def test_periods_per_year_follow_the_calendar() -> None:
     assert Timeframe.parse("1h").periods_per_year("fx") == 260 * 24
     assert Timeframe.parse("1m").periods_per_year("crypto") == 365 * 24 * 60
     assert Timeframe.parse("1h").periods_per_year("equity") == 252 * 6.5
+
+
+def test_a_file_without_a_timeframe_gets_its_most_common_spacing(tmp_path: Path) -> None:
+    for tf in ("5m", "1h", "4h"):
+        bars = synthetic_bars(SyntheticConfig(n_bars=300, timeframe=tf, seed=1))
+        path = tmp_path / f"syn_{tf}.csv"
+        write_bars_csv(bars, path)
+        assert load_bars(str(path)).timeframe.name == tf
+        assert load_bars(str(path), timeframe="1d").timeframe.name == "1d"  # explicit wins
+    goog = load_bars("goog")  # weekdays only, with holidays: still daily
+    write_bars_csv(goog, tmp_path / "goog.csv")
+    assert load_bars(str(tmp_path / "goog.csv")).timeframe.name == "1d"
+    idx = pd.DatetimeIndex(["2024-01-01 00:00:00", "2024-01-01 00:00:30"], tz="UTC")
+    with pytest.raises(ConfigError, match="30 s apart"):
+        Timeframe.infer(idx, "x.csv")
+    with pytest.raises(ConfigError, match="fewer than two bars"):
+        Timeframe.infer(idx[:1], "x.csv")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from raytrader.data.bars import OHLCV, Bars
-from raytrader.data.timeframe import Calendar
+from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import DataSourceError, DataValidationError
 
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "open_time")
@@ -25,11 +25,12 @@ def read_bars_file(
     path: str | Path,
     *,
     symbol: str | None = None,
-    timeframe: str = "1d",
+    timeframe: str | None = None,
     calendar: Calendar | str = Calendar.CRYPTO,
     repair: bool = False,
 ) -> Bars:
-    """Load a ``.csv`` or ``.parquet`` file into validated :class:`Bars`."""
+    """Load a ``.csv`` or ``.parquet`` file into validated :class:`Bars`; without ``timeframe``,
+    the bars' most common spacing is their timeframe."""
     p = Path(path)
     if not p.is_file():
         raise DataSourceError(f"{p}: no such file")
@@ -49,8 +50,9 @@ def read_bars_file(
         raise DataSourceError(f"{p}: cannot parse: {exc}") from exc
     sym = symbol or p.stem.upper()
     frame = normalize_columns(raw, source=str(p), symbol=sym)
+    tf = timeframe or Timeframe.infer(pd.DatetimeIndex(frame.index).sort_values(), str(p))
     return Bars.from_frame(
-        frame, symbol=sym, timeframe=timeframe, calendar=calendar, source=str(p), repair=repair
+        frame, symbol=sym, timeframe=tf, calendar=calendar, source=str(p), repair=repair
     )
 
 

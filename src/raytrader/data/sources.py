@@ -53,7 +53,7 @@ def load_bars(
         return read_bars_file(
             path,
             symbol=symbol,
-            timeframe=timeframe or "1d",
+            timeframe=timeframe,
             calendar=calendar or Calendar.CRYPTO,
             repair=repair,
         )

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 
 from raytrader.errors import ConfigError
@@ -63,6 +64,24 @@ class Timeframe:
             )
         n, unit = int(m.group(1)), m.group(2)
         return cls(name=f"{n}{unit}", seconds=n * _UNIT_SECONDS[unit])
+
+    @classmethod
+    def infer(cls, index: pd.DatetimeIndex, source: str) -> Timeframe:
+        """The most common spacing of ``index`` as a timeframe (a daily series with weekends and
+        holidays is still ``1d``); an index with fewer than two distinct times is an error."""
+        gaps = np.diff(index.asi8) // 1_000_000_000
+        gaps = gaps[gaps > 0]
+        if not len(gaps):
+            raise ConfigError(f"{source}: cannot infer the timeframe from fewer than two bars")
+        values, counts = np.unique(gaps, return_counts=True)
+        seconds = int(values[np.argmax(counts)])
+        for unit in ("w", "d", "h", "m"):
+            if seconds % _UNIT_SECONDS[unit] == 0:
+                return cls.parse(f"{seconds // _UNIT_SECONDS[unit]}{unit}")
+        raise ConfigError(
+            f"{source}: bars are {seconds} s apart, not a whole number of minutes; "
+            "resample them or pass the timeframe"
+        )
 
     @property
     def delta(self) -> pd.Timedelta:
