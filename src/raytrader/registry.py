@@ -147,6 +147,23 @@ def _signature(example: pd.DataFrame) -> Any:
     return infer_signature(example, out)
 
 
+def serving_example(bars: Any, n: int = 50) -> pd.DataFrame:
+    """The last ``n`` bars as every model's input: OHLCV, the ``ensemble_v1`` features and
+    ``warm``, indexed by ISO-8601 UTC strings (what JSON requests carry). One frame fits every
+    kind of model, so the decision service sends the same row to each."""
+    from raytrader.features.engine import compute_features
+
+    both = pd.concat([bars.frame.loc[:, list(OHLCV)], compute_features(bars)], axis=1)
+    frame: pd.DataFrame = both.iloc[-n:]
+    frame.index = pd.Index(pd.DatetimeIndex(frame.index).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return frame
+
+
+def data_range(spec: str, bars: Any) -> str:
+    """The ``raytrader.data`` tag: the data spec and the first/last bar it covered."""
+    return f"{spec} {bars.index[0].isoformat()}..{bars.index[-1].isoformat()}"
+
+
 def register_model(
     model: Any,
     *,
@@ -160,9 +177,11 @@ def register_model(
     tracking_uri: str | None = None,
     root: str | Path = "runs",
     experiment: str = "raytrader-models",
+    run_id: str | None = None,
 ) -> str:
-    """Log ``model`` as a pyfunc in a new run and register it as a new version of ``name``;
-    returns the version. ``tags`` should name the data range the model was trained on."""
+    """Log ``model`` as a pyfunc and register it as a new version of ``name``; returns the
+    version. The model goes into run ``run_id`` (the training run, which stays as it was) or a new
+    run of ``experiment``. ``tags`` should name the data range the model was trained on."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -175,11 +194,13 @@ def register_model(
         "raytrader.feature_service": FEATURE_SERVICE,
         **(tags or {}),
     }
-    exp = experiment_id(client, experiment, Path(root), uri)
-    with (
-        using_uri(uri),
-        mlflow.start_run(experiment_id=exp, run_name=f"{name}-{kind}", tags=all_tags),
-    ):
+    if run_id is None:
+        exp = experiment_id(client, experiment, Path(root), uri)
+        start: dict[str, Any] = {"experiment_id": exp, "run_name": f"{name}-{kind}"}
+    else:
+        status = client.get_run(run_id).info.status
+        start = {"run_id": run_id}
+    with using_uri(uri), mlflow.start_run(**start, tags=all_tags):
         if params:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         if metrics:
@@ -192,6 +213,8 @@ def register_model(
             input_example=input_example.head(5),
             registered_model_name=name,
         )
+    if run_id is not None:  # start_run(run_id=...) ends it FINISHED; keep what it was
+        client.set_terminated(run_id, status=status)
     version = str(info.registered_model_version)
     for key, value in all_tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -45,3 +45,42 @@ def test_bad_source() -> None:
         feature_matrix(bars, source="parquet")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="needs a FeatureStore"):
         feature_matrix(bars, source="feast")
+
+
+@pytest.mark.slow
+def test_pipelines_read_feast_when_the_stack_env_is_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raytrader.models.supervised import ClassifierConfig, train
+    from raytrader.training.data import resolve_source, training_features
+    from raytrader.training.rl import RLConfig, full_market
+    from tests.support.markets import momentum_csv
+
+    data = momentum_csv(tmp_path / "momentum.csv", n=1500)
+    bars = load_bars(data)
+    repo = tmp_path / "repo"
+    shutil.copytree(fr.DEFAULT_REPO_DIR, repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    monkeypatch.setenv(fr.REPO_ENV, str(repo))
+    monkeypatch.setenv(fr.DATA_ENV, str(tmp_path / "feast"))
+    assert resolve_source("auto") == "feast"
+    fs = fr.store("redis")  # the stack's profile; historical retrieval never touches Redis
+    fr.apply(fs)
+    with pytest.raises(ConfigError, match=r"no feature row for MOMENTUM bar .* feature_source"):
+        training_features(bars)
+    fr.append_offline(fr.feature_rows(bars, compute_features(bars)), fr.store_data_dir(fs))
+
+    cfg = {"timeframe": "5m", "data": data, "importance": "none", "validation": {"n_folds": 3}}
+    cfg["params"] = {"n_estimators": 20}
+    feast = train(ClassifierConfig.parse(cfg))  # auto: Feast
+    batch = train(ClassifierConfig.parse(cfg | {"feature_source": "batch"}))
+    assert [f.metrics for f in feast.folds] == [f.metrics for f in batch.folds]
+    assert np.array_equal(feast.oos_targets.to_numpy(), batch.oos_targets.to_numpy())
+
+    rl = RLConfig(data=data)
+    a = full_market(rl)
+    b = full_market(rl.model_copy(update={"feature_source": "batch"}))
+    assert np.array_equal(a.features, b.features, equal_nan=True)
+    assert a.warm_from == b.warm_from
+
+    monkeypatch.delenv(fr.REPO_ENV)
+    assert resolve_source("auto") == "batch"

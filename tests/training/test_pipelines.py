@@ -28,6 +28,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
         ("train_rl.yaml", RLConfig),
         ("train_supervised.yaml", SupervisedRunConfig),
         ("hyperopt.yaml", SearchConfig),
+        ("hyperopt_supervised.yaml", SearchConfig),
+        ("hyperopt_rl.yaml", SearchConfig),
     ],
 )
 def test_example_configs_parse(name: str, schema: type) -> None:
@@ -111,19 +113,69 @@ def test_rl_pipeline_runs_as_a_ray_job_on_the_stack(stack, tmp_path: Path) -> No
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_supervised_pipeline_trains_and_registers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_supervised_pipeline_tracks_each_model_and_registers_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from raytrader.models.supervised import ClassifierConfig
+    from mlflow.tracking import MlflowClient
+
     from raytrader.registry import list_models
-    from raytrader.training.supervised import run
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    model = ClassifierConfig(name="a1h", importance="none", params={"n_estimators": 20})
-    cfg = SupervisedRunConfig(models=(model,), to_registry=True, output_dir=str(tmp_path))
-    (row,) = run(cfg)
-    assert row["model"] == "a1h"
-    assert row["folds"] == 5
-    assert 0.0 <= row["accuracy_mean"] <= 1.0
-    assert row["registered_version"] == "1"
-    assert list_models(root=tmp_path)[0]["name"] == "supervised-a1h"
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        f"""
+models:
+  - {{name: a1h, importance: impurity, params: {{n_estimators: 20}}}}
+  - {{name: a1h_hgb, estimator: hist_gradient_boosting, importance: none,
+     params: {{max_iter: 20}}}}
+to_registry: true
+output_dir: {tmp_path}
+"""
+    )
+    code, out, err = run_cli(capsys, "train", "supervised", "--config", str(config))
+    assert code == 0, err
+    assert "a1h_hgb" in out  # the table (after Rich's progress)
+    models = {m["name"]: m for m in list_models(root=tmp_path)}
+    assert set(models) == {"supervised-a1h", "supervised-a1h_hgb"}
+
+    client = MlflowClient(f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}")
+    version = client.get_model_version("supervised-a1h", "1")
+    run = client.get_run(version.run_id)  # the model was logged into its training run
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["raytrader.feature_service"] == "ensemble_v1"
+    assert run.data.tags["raytrader.data"].startswith("eurusd 20")
+    assert run.data.params["params.n_estimators"] == "20"
+    accuracy = client.get_metric_history(run.info.run_id, "accuracy")
+    assert sorted(m.step for m in accuracy) == [0, 1, 2, 3, 4]  # one value per fold
+    assert run.data.metrics["accuracy_mean"] == pytest.approx(
+        sum(m.value for m in accuracy) / 5, abs=1e-12
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "folds.json", "importance.json", "oos_report"} <= artifacts
+    report = {a.path for a in client.list_artifacts(run.info.run_id, "oos_report")}
+    assert {"oos_report/equity_drawdown.png", "oos_report/trades.csv"} <= report
+
+
+@pytest.mark.integration
+def test_tune_cli_prints_the_best_parameters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        f"""
+name: cli
+space: {{fast: {{kind: int, low: 5, high: 20}}, slow: {{kind: int, low: 40, high: 100}}}}
+folds: 2
+num_samples: 2
+search: random
+mlflow: false
+output_dir: {tmp_path}
+"""
+    )
+    code, out, err = run_cli(capsys, "tune", "--config", str(config))
+    assert code == 0, err
+    assert "best sharpe" in out
+    assert "fast" in out
+    code, _, err = run_cli(capsys, "tune", "--config", str(config))
+    assert code == 2  # the search exists: resume it or rename it
+    assert "--restore" in err

@@ -15,36 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from raytrader.data.bars import Bars, make_frame
 from raytrader.envs import EnvConfig
 from raytrader.errors import ConfigError
 from raytrader.training.rl import DQNOptions, RLConfig, evaluate, greedy_policy, train_rl
+from tests.support.markets import pattern_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def pattern_csv(path: Path, n: int = 3000, run: int = 12, step: float = 0.004) -> str:
-    """Hourly bars that rise for ``run`` bars, then fall for ``run`` bars, with small noise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    sign = np.where((np.arange(n) // run) % 2 == 0, 1.0, -1.0)
-    close = 100 * np.exp(np.cumsum(sign * step + rng.normal(0, step / 4, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
-    frame = make_frame(
-        idx,
-        open_,
-        np.maximum(open_, close) * 1.001,
-        np.minimum(open_, close) * 0.999,
-        close,
-        np.full(n, 1000.0),
-    )
-    Bars.from_frame(frame, symbol="PAT", timeframe="1h")  # valid by the bars contract
-    frame.to_csv(path)
-    return str(path)
 
 
 def small(tmp_path: Path, **overrides: object) -> RLConfig:
@@ -105,6 +83,40 @@ def test_dqn_with_the_rainbow_parts_trains_and_checkpoints(tmp_path: Path) -> No
     assert (Path(result.checkpoint) / "DONE").is_file()
     table = evaluate(cfg, greedy_policy(result.checkpoint))
     assert np.isfinite(table["policy"]["sharpe"])
+
+
+def test_register_as_logs_the_policy_into_its_training_run(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import serving_example
+    from raytrader.tracking import using_uri
+    from raytrader.training.rl import register_policy
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    cfg = small(
+        tmp_path,
+        algo="dqn",
+        env=EnvConfig(episode_length=128, action="grid"),
+        iterations=1,
+        checkpoint_every=1,
+        tracking_uri=uri,
+        register_as="dqn-pattern",
+    )
+    result = train_rl(cfg)
+    assert register_policy(cfg, result) == "1"
+    client = MlflowClient(uri)
+    version = client.get_model_version("dqn-pattern", "1")
+    assert version.run_id == result.mlflow_run
+    assert version.tags["raytrader.kind"] == "rl"
+    assert client.get_run(result.mlflow_run).info.status == "FINISHED"  # left as training left it
+    example = serving_example(load_bars(cfg.data))
+    with using_uri(uri):
+        out = mlflow.pyfunc.load_model("models:/dqn-pattern/1").predict(example)
+    assert set(np.unique(out["target"])) <= set(np.linspace(-1.0, 1.0, 5))
+    with pytest.raises(ConfigError, match="register_as needs mlflow"):
+        small(tmp_path, mlflow=False, register_as="x")
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:

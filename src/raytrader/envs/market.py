@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError
@@ -29,8 +30,18 @@ class Market:
     hi: int
 
     @classmethod
-    def from_bars(cls, bars: Bars, feature_set: FeatureSet | None = None) -> Market:
-        frame = compute_features(bars, feature_set)
+    def from_bars(
+        cls,
+        bars: Bars,
+        feature_set: FeatureSet | None = None,
+        features: pd.DataFrame | None = None,
+    ) -> Market:
+        """``features`` (e.g. read from Feast) replace computing ``feature_set`` on ``bars``."""
+        frame = compute_features(bars, feature_set) if features is None else features
+        if not frame.index.equals(bars.index):
+            raise ConfigError(
+                f"features are not indexed like the {len(bars)} bars of {bars.symbol}"
+            )
         names = tuple(c for c in frame.columns if c != WARM_COLUMN)
         warm = frame[WARM_COLUMN].to_numpy()
         if not warm.any():

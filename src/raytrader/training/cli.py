@@ -23,6 +23,20 @@ def _console() -> Any:
     return Console()
 
 
+def _progress(unit: str, quiet: bool) -> Any:
+    """A Rich progress bar counting ``unit``s (silent with ``--json``)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
+        TimeElapsedColumn(),
+        console=_console(),
+        disable=quiet,
+    )
+
+
 @train_app.command("rl")
 def train_rl_cmd(
     config: ConfigOpt,
@@ -30,21 +44,12 @@ def train_rl_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (or resume) an RLlib agent on the trading environment."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from raytrader.training.configfile import load_config
     from raytrader.training.rl import RLConfig, greedy_policy, train_rl
     from raytrader.training.rl import evaluate as evaluate_policy
 
     cfg = load_config(config, RLConfig)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=_console(),
-        disable=as_json,
-    ) as progress:
+    with _progress("iterations", as_json) as progress:
         task = progress.add_task(f"{cfg.algo} iterations", total=cfg.iterations)
 
         def step(i: int, row: dict[str, float]) -> None:
@@ -65,6 +70,10 @@ def train_rl_cmd(
             cfg, greedy_policy(result.checkpoint), mlflow_run=result.mlflow_run
         )
     summary["mlflow_run"] = result.mlflow_run
+    if cfg.register_as is not None:
+        from raytrader.training.rl import register_policy
+
+        summary["registered_version"] = register_policy(cfg, result)
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -99,7 +108,14 @@ def train_supervised_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     from raytrader.training.configfile import load_config
     from raytrader.training.supervised import SupervisedRunConfig, run
 
-    rows = run(load_config(config, SupervisedRunConfig))
+    cfg = load_config(config, SupervisedRunConfig)
+    with _progress("models", as_json) as progress:
+        task = progress.add_task("training (Ray tasks)", total=len(cfg.models))
+
+        def done(row: dict[str, object]) -> None:
+            progress.update(task, advance=1, description=f"done: {row['model']}")
+
+        rows = run(cfg, on_model=done)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -124,12 +140,36 @@ def train_supervised_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
 def tune_cmd(
     config: ConfigOpt,
     restore: Annotated[bool, typer.Option(help="resume an interrupted search")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Search strategy parameters with Ray Tune (ASHA + Optuna), logged to MLflow."""
+    """Search rule, supervised or RL parameters with Ray Tune (ASHA + Optuna), logged to MLflow."""
     from raytrader.training.configfile import load_config
     from raytrader.training.tune import SearchConfig, run_search
 
-    typer.echo(json.dumps(run_search(load_config(config, SearchConfig), restore=restore)))
+    cfg = load_config(config, SearchConfig)
+    if as_json:
+        typer.echo(json.dumps(run_search(cfg, restore=restore)))
+        return
+    con = _console()
+    budget = f"{cfg.num_samples} trials" + (
+        f" or {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""
+    )
+    with con.status(f"searching {cfg.target} {cfg.name!r}: {budget}, {cfg.scheduler} scheduler"):
+        summary = run_search(cfg, restore=restore)
+    from rich.table import Table
+
+    t = Table(title=f"search {cfg.name}: best validation Sharpe over {cfg.folds} windows")
+    t.add_column("")
+    t.add_column("")
+    t.add_row("best sharpe", f"{summary['best_sharpe']:.3f}")
+    for key, value in summary["best_params"].items():
+        t.add_row(key, str(value))
+    t.add_row("trials", f"{summary['trials']} ({summary['completed']} ran to the end)")
+    t.add_row("errors", str(summary["errors"]))
+    if "registered_version" in summary:
+        t.add_row("registered", f"{cfg.register_as} version {summary['registered_version']}")
+    t.add_row("results", summary["path"])
+    con.print(t)
 
 
 @models_app.command("list")

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from raytrader.config import StrictConfig
 from raytrader.envs import EnvConfig, Market, TradingEnv
 from raytrader.errors import ConfigError
+from raytrader.training.data import FeatureSource
 
 ENV_NAME = "raytrader-trading"
 
@@ -54,6 +55,8 @@ class RLConfig(StrictConfig):
     data: str = Field(
         default="goog", description="load_bars spec: bundled name, synthetic:..., path"
     )
+    #: where features come from: auto (Feast when the stack env is exported) | batch | feast
+    feature_source: FeatureSource = "auto"
     train_fraction: float = Field(default=0.7, gt=0.0, lt=1.0)
     env: EnvConfig = Field(default_factory=EnvConfig)
     iterations: int = Field(default=20, ge=1)
@@ -74,9 +77,13 @@ class RLConfig(StrictConfig):
     #: output_dir); a resumed run continues the same MLflow run
     mlflow: bool = True
     tracking_uri: str | None = None
+    #: register the trained policy under this name (a pyfunc in the run's MLflow run)
+    register_as: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
+        if self.register_as is not None and not self.mlflow:
+            raise ValueError("register_as needs mlflow: true (the policy is logged into its run)")
         if self.algo == "dqn" and self.env.action == "continuous":
             raise ValueError("dqn needs a discrete action space: env.action 'discrete' or 'grid'")
         if self.algo == "ppo" and self.minibatch_size > self.train_batch_size:
@@ -84,11 +91,18 @@ class RLConfig(StrictConfig):
         return self
 
 
-def load_market(config: RLConfig) -> tuple[Market, Market]:
-    """(train, test) splits of ``config.data``; features computed once on the whole series."""
+def full_market(config: RLConfig) -> Market:
+    """All of ``config.data`` with its features (``feature_source``: Feast or the batch engine)."""
     from raytrader.data.sources import load_bars
+    from raytrader.training.data import training_features
 
-    return Market.from_bars(load_bars(config.data)).split(config.train_fraction)
+    bars = load_bars(config.data)
+    return Market.from_bars(bars, features=training_features(bars, config.feature_source))
+
+
+def load_market(config: RLConfig) -> tuple[Market, Market]:
+    """(train, test) splits of ``config.data``; features taken once for the whole series."""
+    return full_market(config).split(config.train_fraction)
 
 
 def make_env(env_config: dict[str, Any]) -> TradingEnv:
@@ -153,6 +167,24 @@ def algorithm_config(config: RLConfig) -> Any:
     )
 
 
+def build_algo(config: RLConfig) -> Any:
+    """The RLlib algorithm of a run, its env creator registered in this process (Ray must be up)."""
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, make_env)
+    return algorithm_config(config).build_algo()
+
+
+def train_step(algo: Any) -> dict[str, float]:
+    """One RLlib training iteration; the row of metrics a run logs for it."""
+    runners = algo.train().get("env_runners", {})
+    return {
+        "iteration": float(algo.iteration),
+        "episode_return_mean": float(runners.get("episode_return_mean", np.nan)),
+        "env_steps": float(runners.get("num_env_steps_sampled_lifetime", np.nan)),
+    }
+
+
 class RunTracker:
     """The MLflow run of one training run: created once, its id kept in ``<output_dir>/mlflow_run``
     so a resumed run goes on logging to it; each iteration's metrics go in one batch call."""
@@ -161,6 +193,7 @@ class RunTracker:
         from mlflow.tracking import MlflowClient
 
         from raytrader.tracking import experiment_id, resolve_uri
+        from raytrader.training.data import resolve_source
 
         out = Path(config.output_dir)
         self.uri = resolve_uri(config.tracking_uri, out)
@@ -178,6 +211,7 @@ class RunTracker:
                 "raytrader.kind": "rl",
                 "raytrader.feature_service": "ensemble_v1",
                 "raytrader.data": config.data,
+                "raytrader.feature_source": resolve_source(config.feature_source),
             },
         )
         self.run_id = run.info.run_id
@@ -227,18 +261,22 @@ def train_rl(
     config: RLConfig, *, on_iteration: Callable[[int, dict[str, float]], None] | None = None
 ) -> TrainResult:
     """Train (or resume) a run; see the module docstring."""
-    from ray.tune.registry import register_env
-
     from raytrader.strategies.runner import ensure_ray
 
     ensure_ray()
-    register_env(ENV_NAME, make_env)
     out = Path(config.output_dir)
     ckpts = out / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     # a resumed run may train longer, checkpoint differently or use more runners; nothing else
-    free = {"iterations", "checkpoint_every", "num_env_runners", "mlflow", "tracking_uri"}
+    free = {
+        "iterations",
+        "checkpoint_every",
+        "num_env_runners",
+        "mlflow",
+        "tracking_uri",
+        "register_as",
+    }
     if saved.exists():
         before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
         now = {k: v for k, v in config.model_dump(mode="json").items() if k not in free}
@@ -249,7 +287,7 @@ def train_rl(
                 "use a new output_dir or delete it"
             )
     saved.write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-    algo = algorithm_config(config).build_algo()
+    algo = build_algo(config)
     resumed: int | None = None
     latest = _latest_checkpoint(ckpts)
     if latest is not None:
@@ -261,13 +299,7 @@ def train_rl(
     status = "FAILED"
     try:
         while algo.iteration < config.iterations:
-            raw = algo.train()
-            runners = raw.get("env_runners", {})
-            row = {
-                "iteration": float(algo.iteration),
-                "episode_return_mean": float(runners.get("episode_return_mean", np.nan)),
-                "env_steps": float(runners.get("num_env_steps_sampled_lifetime", np.nan)),
-            }
+            row = train_step(algo)
             result.history.append(row)
             if tracker is not None:
                 tracker.iteration(int(algo.iteration), row)
@@ -324,13 +356,49 @@ def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
     """obs -> the policy's most likely action, from a checkpoint saved by :func:`train_rl`."""
     from ray.rllib.core.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(str(policy_dir(checkpoint).resolve()))
+    return module_policy(RLModule.from_checkpoint(str(policy_dir(checkpoint).resolve())))
+
+
+def module_policy(module: Any) -> Callable[[np.ndarray], Any]:
+    """obs -> the most likely action of an RLModule (a checkpoint's or a live algorithm's)."""
 
     def act(obs: np.ndarray) -> Any:
         actions, _ = policy_outputs(module, obs[None])
         return actions[0] if actions.ndim > 1 else int(actions[0])
 
     return act
+
+
+def policy_targets(
+    env: EnvConfig,
+    policy: Callable[[np.ndarray], Any],
+    market: Market,
+    normalizer: Any,
+    seed: int = 0,
+) -> tuple[Any, np.ndarray]:
+    """(bars, targets) of the policy played greedily over ``market`` as one episode from its first
+    usable bar, without scenarios or randomized costs; the last bar's target is NaN (nothing fills
+    after it). ``normalizer`` is the training split's."""
+    env_cfg = env.model_copy(
+        update={
+            "episode_length": market.n_usable - 1,
+            "random_start": False,
+            "scenarios": (),
+            "scenario_probability": 0.0,
+            "cost_randomization": None,
+        }
+    )
+    trading = TradingEnv(market, env_cfg, normalizer=normalizer)
+    obs, _ = trading.reset(seed=seed)
+    targets = []
+    done = False
+    while not done:
+        obs, _, term, trunc, info = trading.step(policy(obs))
+        targets.append(info["target"])
+        done = term or trunc
+    mask = np.zeros(len(market.bars), dtype=bool)
+    mask[market.first : market.first + len(targets) + 1] = True
+    return market.bars.head_mask(mask), np.array([*targets, np.nan])
 
 
 def evaluate(
@@ -349,31 +417,14 @@ def evaluate(
 
     train, test = load_market(config)
     test = market or test
-    env_cfg = config.env.model_copy(
-        update={
-            "episode_length": test.n_usable - 1,
-            "random_start": False,
-            "scenarios": (),
-            "scenario_probability": 0.0,
-            "cost_randomization": None,
-        }
-    )
-    env = TradingEnv(test, env_cfg, normalizer=TradingEnv(train, config.env).normalizer)
-    obs, _ = env.reset(seed=config.seed)
-    targets = []
-    done = False
-    while not done:
-        obs, _, term, trunc, info = env.step(policy(obs))
-        targets.append(info["target"])
-        done = term or trunc
-    mask = np.zeros(len(test.bars), dtype=bool)
-    mask[test.first : test.first + len(targets) + 1] = True
-    bars = test.bars.head_mask(mask)
+    normalizer = TradingEnv(train, config.env).normalizer
+    bars, targets = policy_targets(config.env, policy, test, normalizer, config.seed)
+    mask = test.bars.index.isin(bars.index)
     sim = config.env.sim
     # ma_cross on the whole series, then the window: its averages are warm from the first bar
     cross = make_strategy("ma_cross", {"fast": 10, "slow": 50}).target_positions(test.bars.frame)
     rows = {
-        "policy": np.array([*targets, np.nan]),
+        "policy": targets,
         "buy_and_hold": np.ones(len(bars)),
         "ma_cross": cross.to_numpy(dtype=np.float64)[mask],
     }
@@ -384,6 +435,36 @@ def evaluate(
     if mlflow_run is not None:
         _log_evaluation(config, mlflow_run, bars, rows["policy"], out)
     return out
+
+
+def register_policy(config: RLConfig, result: TrainResult) -> str:
+    """Log the run's final policy as an :class:`~raytrader.registry.RLPolicyModel` pyfunc into
+    its MLflow run and register it as ``config.register_as``; returns the version."""
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import (
+        RLPolicyModel,
+        data_range,
+        register_model,
+        rl_artifacts,
+        serving_example,
+    )
+
+    if config.register_as is None or result.checkpoint is None or result.mlflow_run is None:
+        raise ConfigError("nothing to register: set register_as and train with mlflow on")
+    bars = load_bars(config.data)
+    train, _ = load_market(config)
+    normalizer = TradingEnv(train, config.env).normalizer
+    return register_model(
+        RLPolicyModel(),
+        name=config.register_as,
+        kind="rl",
+        input_example=serving_example(bars),
+        artifacts=rl_artifacts(result.checkpoint, normalizer, config.env),
+        tags={"raytrader.data": data_range(config.data, train.bars.head(train.hi))},
+        tracking_uri=config.tracking_uri,
+        root=config.output_dir,
+        run_id=result.mlflow_run,
+    )
 
 
 def _log_evaluation(
@@ -430,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["evaluation"] = evaluate(
                 config, greedy_policy(result.checkpoint), mlflow_run=result.mlflow_run
             )
+        if config.register_as is not None:
+            summary["registered_version"] = register_policy(config, result)
         yield summary
 
     flags = [("evaluate", "evaluate on the held-out split")]

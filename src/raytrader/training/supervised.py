@@ -1,5 +1,13 @@
 """The ``train_supervised`` pipeline: several analyst/tactician configs trained in parallel as Ray
-tasks, each validated walk-forward, optionally registered in MLflow as a pyfunc.
+tasks, each validated walk-forward, tracked in MLflow and optionally registered as a pyfunc.
+
+MLflow (``mlflow: true``, the default): one run per model in the experiment
+``raytrader-supervised`` with the config as parameters (dotted paths), every fold's metrics as a
+series (step = fold, one batched call), their mean and std, the out-of-sample backtest's metrics,
+and artifacts: ``config.json``, ``folds.json`` (fold geometry and metrics), ``importance.json`` and
+``oos_report/`` (equity/drawdown and returns plots, trades CSV, metrics). Tags name the feature
+service and the data range. With ``to_registry`` the pyfunc is logged into that same run and
+registered as ``<registry_prefix><model name>``.
 
 ``python -m raytrader.training.supervised --config models.yaml`` prints one JSON line per model
 (fold metrics mean/std, out-of-sample backtest) and a final summary line.
@@ -8,80 +16,177 @@ tasks, each validated walk-forward, optionally registered in MLflow as a pyfunc.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from raytrader.config import StrictConfig
 from raytrader.models.supervised import ClassifierConfig, standard_configs
+
+EXPERIMENT = "raytrader-supervised"
 
 
 class SupervisedRunConfig(StrictConfig):
     """Which models to train (default: the four analysts and the 1m tactician)."""
 
     models: tuple[ClassifierConfig, ...] = Field(default_factory=lambda: tuple(standard_configs()))
-    #: register each model (``<prefix><model name>``) and log its metrics to MLflow
+    #: one MLflow run per model (the stack's server, else SQLite under output_dir)
+    mlflow: bool = True
+    #: also register each model (``<prefix><model name>``) as a pyfunc (needs mlflow)
     to_registry: bool = False
     registry_prefix: str = "supervised-"
     output_dir: str = "runs/supervised"
     tracking_uri: str | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> SupervisedRunConfig:
+        if self.to_registry and not self.mlflow:
+            raise ValueError("to_registry needs mlflow: true (the model is logged into its run)")
+        names = [m.display for m in self.models]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"model names must be unique, {doubled} repeat: set name")
+        return self
 
-def run(config: SupervisedRunConfig) -> list[dict[str, Any]]:
-    import numpy as np
 
+def run(
+    config: SupervisedRunConfig, *, on_model: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Train every model; one summary row each (in config order). ``on_model`` sees each row as
+    its model finishes and is tracked."""
     from raytrader.models.supervised import train_many
 
-    results = train_many(list(config.models))
-    rows = []
-    for cfg, result in zip(config.models, results, strict=True):
-        summary = result.summary
-        oos = result.backtest_oos(result_bars(cfg)) if result.model is not None else None
-        row: dict[str, Any] = {
-            "model": cfg.display,
-            "samples": result.n_samples,
-            "folds": len(result.folds),
-            **{f"{k}_mean": v["mean"] for k, v in summary.items()},
-            **{f"{k}_std": v["std"] for k, v in summary.items()},
-        }
-        if oos is not None:
-            row["oos_sharpe"] = float(oos.metrics.get("sharpe", np.nan))
-            row["oos_total_return"] = float(oos.metrics.get("total_return", np.nan))
-        if config.to_registry and result.model is not None:
-            row["registered_version"] = _register(config, cfg, result, row)
-        rows.append(row)
-    return rows
+    rows: dict[int, dict[str, Any]] = {}
+
+    def finished(i: int, result: Any) -> None:
+        rows[i] = _finish(config, config.models[i], result)
+        if on_model is not None:
+            on_model(rows[i])
+
+    train_many(list(config.models), on_result=finished)
+    return [rows[i] for i in range(len(config.models))]
 
 
-def result_bars(cfg: ClassifierConfig) -> Any:
+def _finish(config: SupervisedRunConfig, cfg: ClassifierConfig, result: Any) -> dict[str, Any]:
+    import numpy as np
+
     from raytrader.data.sources import load_bars
 
-    return load_bars(cfg.dataset)
+    bars = load_bars(cfg.dataset)
+    oos = result.backtest_oos(bars)
+    row: dict[str, Any] = {
+        "model": cfg.display,
+        "samples": result.n_samples,
+        "folds": len(result.folds),
+        **{f"{k}_mean": v["mean"] for k, v in result.summary.items()},
+        **{f"{k}_std": v["std"] for k, v in result.summary.items()},
+        "oos_sharpe": float(oos.metrics.get("sharpe", np.nan)),
+        "oos_total_return": float(oos.metrics.get("total_return", np.nan)),
+    }
+    if config.mlflow:
+        row["mlflow_run"] = _track(config, cfg, result, oos, bars, row)
+        if config.to_registry and result.model is not None:
+            row["registered_version"] = _register(config, cfg, result, bars, row["mlflow_run"])
+    return row
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow parameters: dotted keys, values as strings (≤ 500 chars)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:500]
+    return out
+
+
+def _track(
+    config: SupervisedRunConfig,
+    cfg: ClassifierConfig,
+    result: Any,
+    oos: Any,
+    bars: Any,
+    row: dict[str, Any],
+) -> str:
+    import math
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.backtest.report import write_report
+    from raytrader.registry import FEATURE_SERVICE, data_range
+    from raytrader.tracking import experiment_id, resolve_uri
+    from raytrader.training.data import resolve_source
+
+    out = Path(config.output_dir)
+    uri = resolve_uri(config.tracking_uri, out)
+    client = MlflowClient(uri)
+    exp = experiment_id(client, EXPERIMENT, out, uri)
+    run_id: str = client.create_run(
+        exp,
+        run_name=cfg.display,
+        tags={
+            "raytrader.kind": "supervised",
+            "raytrader.feature_service": FEATURE_SERVICE,
+            "raytrader.data": data_range(cfg.dataset, bars),
+            "raytrader.model": cfg.display,
+            "raytrader.feature_source": resolve_source(cfg.feature_source),
+        },
+    ).info.run_id
+    status = "FAILED"
+    try:
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, fold.index)
+            for fold in result.folds
+            for k, v in fold.metrics.items()
+            if math.isfinite(v)
+        ]
+        metrics += [
+            Metric(k, float(v), now, 0)
+            for k, v in row.items()
+            if isinstance(v, float) and math.isfinite(v)
+        ]
+        params = [Param(k, v) for k, v in flatten(cfg.model_dump(mode="json")).items()]
+        client.log_batch(run_id, metrics=metrics, params=params)
+        client.log_dict(run_id, cfg.model_dump(mode="json"), "config.json")
+        client.log_dict(run_id, result.describe(), "folds.json")
+        client.log_dict(run_id, result.importance, "importance.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            write_report(oos, tmp)
+            client.log_artifacts(run_id, tmp, "oos_report")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id
 
 
 def _register(
-    config: SupervisedRunConfig, cfg: ClassifierConfig, result: Any, row: dict[str, Any]
+    config: SupervisedRunConfig, cfg: ClassifierConfig, result: Any, bars: Any, run_id: str
 ) -> str:
-    from raytrader.features.engine import compute_features
-    from raytrader.registry import SupervisedModel, register_model, supervised_artifacts
+    from raytrader.registry import (
+        SupervisedModel,
+        data_range,
+        register_model,
+        serving_example,
+        supervised_artifacts,
+    )
 
-    bars = result_bars(cfg)
-    example = compute_features(bars).tail(50)
     return register_model(
         SupervisedModel(),
         name=f"{config.registry_prefix}{cfg.display}",
         kind="supervised",
-        input_example=example,
+        input_example=serving_example(bars),
         artifacts=supervised_artifacts(result.model),
-        tags={
-            "raytrader.data": f"{cfg.dataset} {bars.index[0].isoformat()}..{bars.index[-1].isoformat()}"
-        },
-        params={"config": json.dumps(cfg.model_dump(mode="json"))},
-        metrics={k: v for k, v in row.items() if isinstance(v, float)},
+        tags={"raytrader.data": data_range(cfg.dataset, bars)},
         tracking_uri=config.tracking_uri,
         root=config.output_dir,
-        experiment="raytrader-supervised",
+        run_id=run_id,
     )
 
 
@@ -90,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from raytrader.training.configfile import pipeline_main
 
     def rows(config: SupervisedRunConfig, args: Any) -> Iterator[dict[str, Any]]:
-        out = run(config)
-        yield from out
+        out = run(config, on_model=lambda row: print(json.dumps(row), flush=True))
         yield {"models": len(out)}
 
     return pipeline_main("python -m raytrader.training.supervised", SupervisedRunConfig, rows, argv)

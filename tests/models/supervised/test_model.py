@@ -11,7 +11,7 @@ import pytest
 
 from raytrader.backtest.engine import run_targets
 from raytrader.backtest.metrics import column_metrics
-from raytrader.data.bars import Bars, make_frame
+from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError
 from raytrader.features import compute_features
 from raytrader.models.supervised import (
@@ -26,29 +26,9 @@ from raytrader.models.supervised import (
     train_many,
 )
 from raytrader.sim import SimConfig
+from tests.support.markets import momentum_bars
 
 FREE = SimConfig(commission=0.0, slippage_bps=0.0)
-
-
-def momentum_bars(n: int = 3000, phi: float = 0.5, seed: int = 0) -> Bars:
-    """5m bars whose log returns are AR(1) with ``phi > 0``: the sign of the next return follows the
-    last one's with probability 1/2 + arcsin(phi)/pi (2/3 for phi = 0.5). Opens equal the previous
-    close, so a position filled at the next open earns exactly the next close-to-close return."""
-    rng = np.random.default_rng(seed)
-    eps = rng.normal(0.0, 0.001, n)
-    r = np.empty(n)
-    r[0] = eps[0]
-    for i in range(1, n):
-        r[i] = phi * r[i - 1] + eps[i]
-    close = 100.0 * np.exp(np.cumsum(r))
-    open_ = np.concatenate(([100.0], close[:-1]))
-    high = np.maximum(open_, close) * (1.0 + 0.0002 * rng.random(n))
-    low = np.minimum(open_, close) * (1.0 - 0.0002 * rng.random(n))
-    volume = 1000.0 * np.exp(0.3 * rng.standard_normal(n))
-    index = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
-    return Bars.from_frame(
-        make_frame(index, open_, high, low, close, volume), symbol="MOM", timeframe="5m"
-    )
 
 
 def small_config(**overrides: Any) -> ClassifierConfig:

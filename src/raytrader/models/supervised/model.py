@@ -40,7 +40,7 @@ returns what :func:`train` returns for each.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -136,6 +136,8 @@ class ClassifierConfig(StrictConfig):
     estimator: Estimator = "random_forest"
     params: dict[str, Any] = Field(default_factory=dict)
     features: tuple[str, ...] | None = None
+    #: where features come from: auto (Feast when the stack env is exported) | batch | feast
+    feature_source: Literal["auto", "batch", "feast"] = "auto"
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     threshold: float = Field(default=0.55, ge=0.0, le=1.0)
     long_only: bool = False
@@ -554,7 +556,8 @@ def train(
 ) -> TrainResult:
     """Validate ``config`` by walk-forward folds, then (``fit_final``) fit on every sample.
 
-    ``bars`` default to ``config.dataset``; ``features`` to ``compute_features(bars)``; ``dataset``
+    ``bars`` default to ``config.dataset``; ``features`` to the ``feature_source``'s matrix
+    (:func:`raytrader.training.data.training_features`); ``dataset``
     (samples already built from these bars, e.g. with other labels) replaces both.
     """
     cfg = config if isinstance(config, ClassifierConfig) else ClassifierConfig.parse(dict(config))
@@ -562,6 +565,10 @@ def train(
         from raytrader.data.sources import load_bars
 
         bars = load_bars(cfg.dataset)
+    if features is None and dataset is None:
+        from raytrader.training.data import training_features
+
+        features = training_features(bars, cfg.feature_source)
     ds = build_dataset(bars, cfg, features) if dataset is None else dataset
     if len(ds.bar_index) != len(bars) or not ds.bar_index.equals(bars.index):
         raise ConfigError("dataset was not built from these bars")
@@ -583,6 +590,15 @@ def train(
     )
 
 
+def fit_model(
+    config: ClassifierConfig, dataset: Dataset, rows: np.ndarray, symbol: str
+) -> TrainedModel:
+    """A model fitted on the samples at positions ``rows`` of ``dataset`` (e.g. one fold's training
+    samples; checking them for leakage is the caller's job, see :func:`check_folds`)."""
+    pipe = _fit(make_pipeline(config), dataset.x.iloc[rows], dataset.y[rows], config)
+    return TrainedModel(config, pipe, symbol)
+
+
 def _train_task(config: ClassifierConfig, bars: Bars | None) -> TrainResult:
     """Body of one Ray task."""
     return train(config, bars)
@@ -593,12 +609,14 @@ def train_many(
     bars: Bars | None = None,
     *,
     address: str | None = None,
+    on_result: Callable[[int, TrainResult], None] | None = None,
 ) -> list[TrainResult]:
     """Train each config as one Ray task (1 CPU each), results in ``configs`` order.
 
     ``bars`` (uploaded to the object store once) serve every config; without them each task loads its
-    config's :attr:`ClassifierConfig.dataset`. A failing task raises :class:`RaytraderError` naming
-    its config (a :class:`ConfigError` when the config was at fault).
+    config's :attr:`ClassifierConfig.dataset`. ``on_result(i, result)`` is called as each task
+    finishes (in completion order). A failing task raises :class:`RaytraderError` naming its config
+    (a :class:`ConfigError` when the config was at fault).
     """
     from raytrader.strategies.runner import ensure_ray
 
@@ -612,12 +630,20 @@ def train_many(
     remote = ray.remote(num_cpus=1, max_retries=0)(_train_task)
     bars_ref = ray.put(bars) if bars is not None else None
     refs = [remote.remote(c, bars_ref) for c in cfgs]
-    results: list[TrainResult] = []
-    for c, ref in zip(cfgs, refs, strict=True):
+    position = {ref: i for i, ref in enumerate(refs)}
+    results: dict[int, TrainResult] = {}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i = position[ready[0]]
         try:
-            results.append(ray.get(ref))
+            results[i] = ray.get(ready[0])
         except Exception as exc:  # RayTaskError wraps the worker's exception as .cause
+            for ref in pending:
+                ray.cancel(ref)
             cause = getattr(exc, "cause", None) or exc
             kind = ConfigError if isinstance(cause, ConfigError) else RaytraderError
-            raise kind(f"training {c.display} failed: {cause}") from exc
-    return results
+            raise kind(f"training {cfgs[i].display} failed: {cause}") from exc
+        if on_result is not None:
+            on_result(i, results[i])
+    return [results[i] for i in range(len(cfgs))]
