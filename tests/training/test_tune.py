@@ -248,6 +248,7 @@ def test_supervised_search_reports_the_objective(tmp_path: Path) -> None:
     # the best config is a complete ClassifierConfig, ready for `raytrader train supervised`
     assert summary["best_config"]["threshold"] == summary["best_params"]["threshold"]
     assert summary["best_config"]["params"]["max_iter"] == 20
+    assert summary["best_config"]["fit_final"] is True  # not the trials' no-final-fit setting
 
 
 def rl_search(tmp_path: Path, iterations: int, **overrides: object) -> SearchConfig:
@@ -290,7 +291,8 @@ def test_rl_search_schedules_on_iterations_and_checkpoints(tmp_path: Path) -> No
     assert summary["errors"] == 0
     assert summary["completed"] >= 1
     assert np.isfinite(summary["best_sharpe"])
-    assert summary["best_config"]["train_fraction"] == 0.5
+    assert summary["best_config"]["lr"] == summary["best_params"]["lr"]
+    assert summary["best_config"]["iterations"] == 3
     trials = [p for p in Path(summary["path"]).iterdir() if (p / "result.json").exists()]
     reports = [
         [json.loads(line) for line in (t / "result.json").read_text().splitlines()] for t in trials

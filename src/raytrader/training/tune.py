@@ -166,6 +166,24 @@ class SearchConfig(StrictConfig):
         """The reported counter ASHA schedules on (``fold`` or ``iteration``)."""
         return "iteration" if self.target == "rl" else "fold"
 
+    def final_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``base`` with ``params`` as a config to train for real (``raytrader train``): without
+        the settings the search imposes on its trials (no final fit, its own train split)."""
+        from raytrader.training.objectives import with_params
+
+        merged = with_params(self.base, params)
+        if self.target == "rule":
+            return merged
+        if self.data is not None:
+            merged["data"] = self.data
+        if self.target == "supervised":
+            from raytrader.models.supervised import ClassifierConfig
+
+            return ClassifierConfig.parse(merged).model_dump(mode="json")
+        from raytrader.training.rl import RLConfig
+
+        return RLConfig.parse(merged).model_dump(mode="json")
+
     def target_config(self, params: Mapping[str, Any]) -> Any:
         """What a trial runs: the rule strategy's parameter dict, or the ClassifierConfig /
         RLConfig of ``base`` with ``params`` set at their paths."""
@@ -341,11 +359,10 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
         raise ConfigError(f"search {config.name!r}: every trial was invalid, e.g. {reason}")
     best = max(valid, key=lambda r: float(r.metrics["sharpe"]))
     params = {k: best.config[k] for k in config.space}
-    target = config.target_config(params)
     summary: dict[str, Any] = {
         "best_params": params,
         "best_sharpe": float(best.metrics["sharpe"]),
-        "best_config": target if isinstance(target, dict) else target.model_dump(mode="json"),
+        "best_config": config.final_config(params),
         "trials": len(results),
         "completed": len(complete),
         "errors": len(results.errors),
@@ -358,19 +375,19 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
         client.log_metric(parent, "best_sharpe", float(summary["best_sharpe"]))
         client.set_tag(parent, "best_params", json.dumps(summary["best_params"]))
         if config.register_as is not None:
-            summary["registered_version"] = _register_rule(config, target, parent)
+            summary["registered_version"] = _register_rule(config, params, parent)
         client.set_terminated(parent, "FINISHED")
     return summary
 
 
-def _register_rule(config: SearchConfig, params: dict[str, Any], run_id: str) -> str:
+def _register_rule(config: SearchConfig, sampled: dict[str, Any], run_id: str) -> str:
     from raytrader.data.sources import load_bars
     from raytrader.registry import RuleStrategyModel, data_range, register_model, serving_example
 
     data = config.data or "goog"
     bars = load_bars(data)
     return register_model(
-        RuleStrategyModel(config.strategy, params),
+        RuleStrategyModel(config.strategy, config.target_config(sampled)),
         name=str(config.register_as),
         kind="rule",
         input_example=serving_example(bars),
