@@ -697,6 +697,7 @@ def _training_cli() -> Any:
 
 app.add_typer(_training_cli().train_app, name="train")
 app.add_typer(_training_cli().models_app, name="models")
+app.add_typer(_training_cli().ensemble_app, name="ensemble")
 app.command("tune")(_training_cli().tune_cmd)
 
 StackOnlyOpt = Annotated[

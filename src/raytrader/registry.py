@@ -37,9 +37,9 @@ OHLCV = ("open", "high", "low", "close", "volume")
 ALIASES = ("challenger", "champion")
 
 try:  # mlflow is an optional dependency of the library (the stack/train extras carry it)
-    from mlflow.pyfunc.model import PythonModel as _PythonModel
+    from mlflow.pyfunc.model import PythonModel as PyfuncBase
 except ImportError:  # pragma: no cover
-    _PythonModel = object  # type: ignore[assignment,misc]  # only when mlflow is absent
+    PyfuncBase = object  # type: ignore[assignment,misc]  # only when mlflow is absent
 
 
 def _output(target: np.ndarray, confidence: np.ndarray, index: pd.Index) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: st
         raise ConfigError(f"{what} input lacks {len(missing)} column(s): {missing[:5]}")
 
 
-class RuleStrategyModel(_PythonModel):
+class RuleStrategyModel(PyfuncBase):
     """A registered rule strategy with fixed parameters."""
 
     def __init__(self, strategy: str, params: dict[str, Any]) -> None:
@@ -89,7 +89,7 @@ class RuleStrategyModel(_PythonModel):
         return _output(t, (np.nan_to_num(t) != 0).astype(np.float64), model_input.index)
 
 
-class SupervisedModel(_PythonModel):
+class SupervisedModel(PyfuncBase):
     """A trained supervised pipeline (pickled with its config as an artifact)."""
 
     def load_context(self, context: Any) -> None:
@@ -104,7 +104,7 @@ class SupervisedModel(_PythonModel):
         return _output(self.model.predict_targets(x), self.model.confidence(x), model_input.index)
 
 
-class RLPolicyModel(_PythonModel):
+class RLPolicyModel(PyfuncBase):
     """An RLlib policy (RLModule checkpoint) with the normalizer and env config it trained on."""
 
     def load_context(self, context: Any) -> None:
@@ -140,11 +140,12 @@ class RLPolicyModel(_PythonModel):
 # ---- logging, registering, promoting ------------------------------------------------------------
 
 
-def _signature(example: pd.DataFrame) -> Any:
+def _signature(example: pd.DataFrame, output: pd.DataFrame | None = None) -> Any:
     from mlflow.models import infer_signature
 
-    out = _output(np.zeros(len(example)), np.zeros(len(example)), example.index)
-    return infer_signature(example, out)
+    if output is None:
+        output = _output(np.zeros(len(example)), np.zeros(len(example)), example.index)
+    return infer_signature(example, output)
 
 
 def serving_example(bars: Any, n: int = 50) -> pd.DataFrame:
@@ -178,6 +179,7 @@ def register_model(
     root: str | Path = "runs",
     experiment: str = "raytrader-models",
     run_id: str | None = None,
+    output_example: pd.DataFrame | None = None,
 ) -> str:
     """Log ``model`` as a pyfunc and register it as a new version of ``name``; returns the
     version. The model goes into run ``run_id`` (the training run, which stays as it was) or a new
@@ -209,7 +211,7 @@ def register_model(
             name="model",
             python_model=model,
             artifacts=artifacts,
-            signature=_signature(input_example),
+            signature=_signature(input_example, output_example),
             input_example=input_example.head(5),
             registered_model_name=name,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from raytrader.ensemble import EnsembleConfig
 from raytrader.training.configfile import load_config
 from raytrader.training.rl import RLConfig
 from raytrader.training.supervised import SupervisedRunConfig
@@ -30,6 +31,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
         ("hyperopt.yaml", SearchConfig),
         ("hyperopt_supervised.yaml", SearchConfig),
         ("hyperopt_rl.yaml", SearchConfig),
+        ("ensemble.yaml", EnsembleConfig),
     ],
 )
 def test_example_configs_parse(name: str, schema: type) -> None:

@@ -203,3 +203,40 @@ def models_promote_cmd(
 
     promote(name, version, alias)
     typer.echo(f"{name}@{alias} -> version {version}")
+
+
+ensemble_app = typer.Typer(
+    help="Ensembles of registered models: build (backtest + register).", no_args_is_help=True
+)
+
+
+@ensemble_app.command("build")
+def ensemble_build_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Pin member model versions, backtest the ensemble on the kernel, register it."""
+    from raytrader.ensemble import EnsembleConfig, build_ensemble
+    from raytrader.training.configfile import load_config
+
+    cfg = load_config(config, EnsembleConfig)
+    with _console().status(f"building {cfg.name} from {len(cfg.members)} members", spinner="dots"):
+        summary = build_ensemble(cfg)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{cfg.name} version {summary['version']} ({cfg.combine}), {cfg.data} backtest")
+    for c in ("", "weight", "total return", "sharpe", "max drawdown", "trades"):
+        t.add_column(c, justify="right" if c else "left")
+    weights = {m.name: f"{m.weight:g}" for m in cfg.members}
+    for name, m in summary["backtest"].items():
+        t.add_row(
+            name,
+            weights.get(name, ""),
+            f"{m['total_return']:+.2%}",
+            f"{m['sharpe']:.2f}",
+            f"{m['max_drawdown']:.2%}",
+            f"{int(m.get('num_trades', 0))}",
+        )
+    _console().print(t)
+    if summary["alias"]:
+        _console().print(f"alias {summary['alias']} -> version {summary['version']}")

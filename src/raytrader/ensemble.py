@@ -1,0 +1,244 @@
+"""The ensemble: registered models pinned by name and version, combined into one decision.
+
+An ensemble is itself a registered MLflow pyfunc (kind ``ensemble``) with the registry's one
+interface (:mod:`raytrader.registry`): the serving frame in, one row per input row out. Each
+member model's files are copied into the ensemble's artifacts when it is built, so the ensemble
+keeps working if a member version is later deleted or its alias moves.
+
+Combining member targets ``t_i`` (in [-1, 1]) and confidences ``c_i`` with weights ``w_i``:
+
+``weighted``
+    ``target = Σ w_i t_i / Σ w_i``, ``confidence = Σ w_i c_i / Σ w_i``.
+``average``
+    the same with every weight 1.
+``voting``
+    each member votes ``sign(t_i)`` with its weight; the side with the largest total wins (a tie
+    is ``0``); ``target`` is the winning side, ``confidence`` its share of the total weight.
+
+``action`` is ``buy`` when ``target > hold_band``, ``sell`` when ``target < -hold_band``, else
+``hold``. The output also carries every member's target and confidence (``<name>.target``,
+``<name>.confidence``).
+
+``build_ensemble`` checks each member exists, backtests the ensemble and each member on the kernel
+over ``data`` (every member sees the same serving frame; RL members see a flat account, as a
+caller that sends no position gets), registers the ensemble with those metrics, and can point an
+alias at it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from raytrader.config import StrictConfig
+from raytrader.errors import ConfigError
+from raytrader.registry import FEATURE_SERVICE
+from raytrader.sim.config import SimConfig
+
+try:  # mlflow comes with the stack/train extras, as for raytrader.registry
+    from mlflow.pyfunc.model import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object  # type: ignore[assignment,misc]  # only when mlflow is absent
+
+Combine = Literal["weighted", "average", "voting"]
+ACTIONS = ("sell", "hold", "buy")
+
+
+class Member(StrictConfig):
+    """One registered model version and its weight."""
+
+    name: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    weight: float = Field(default=1.0, gt=0.0)
+
+
+class EnsembleConfig(StrictConfig):
+    """``raytrader ensemble build --config ...`` (module docstring)."""
+
+    name: str = Field(default="raytrader-ensemble", pattern=r"^[A-Za-z0-9_.-]+$")
+    members: tuple[Member, ...] = Field(min_length=1)
+    combine: Combine = "weighted"
+    hold_band: float = Field(default=0.2, ge=0.0, lt=1.0)
+    feature_service: str = FEATURE_SERVICE
+    #: bars the ensemble is backtested on before it is registered
+    data: str = "goog"
+    sim: SimConfig = Field(default_factory=SimConfig)
+    #: point this alias at the new version (none: register only)
+    alias: Literal["challenger", "champion"] | None = "challenger"
+    output_dir: str = "runs/ensemble"
+    tracking_uri: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleConfig:
+        names = [m.name for m in self.members]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"a model may be a member once, {doubled} repeat")
+        if self.feature_service != FEATURE_SERVICE:
+            raise ValueError(f"the only feature service is {FEATURE_SERVICE!r}")
+        return self
+
+
+def combine(
+    targets: np.ndarray, confidences: np.ndarray, weights: np.ndarray, how: Combine
+) -> tuple[np.ndarray, np.ndarray]:
+    """(target, confidence) per row from ``(rows, members)`` arrays (module docstring)."""
+    t = np.nan_to_num(np.asarray(targets, dtype=np.float64))
+    c = np.nan_to_num(np.asarray(confidences, dtype=np.float64))
+    w = np.ones(t.shape[1]) if how == "average" else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    if how in ("weighted", "average"):
+        return t @ w / total, c @ w / total
+    sides = np.sign(t)
+    votes = np.stack([(sides == s) @ w for s in (-1.0, 0.0, 1.0)], axis=1)
+    best = votes.max(axis=1)
+    tie = (votes == best[:, None]).sum(axis=1) > 1
+    target = np.where(tie, 0.0, np.array([-1.0, 0.0, 1.0])[votes.argmax(axis=1)])
+    return target, np.where(tie, 0.0, best / total)
+
+
+def actions(target: np.ndarray, hold_band: float) -> np.ndarray:
+    """``buy`` / ``sell`` / ``hold`` per target."""
+    t = np.asarray(target, dtype=np.float64)
+    return np.where(t > hold_band, "buy", np.where(t < -hold_band, "sell", "hold"))
+
+
+class Ensemble:
+    """Loaded member pyfuncs and how to combine them (the pyfunc's working part)."""
+
+    def __init__(self, config: EnsembleConfig, models: list[Any]) -> None:
+        self.config = config
+        self.models = models
+        self.weights = np.array([m.weight for m in config.members])
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        outs = []
+        for member, model in zip(self.config.members, self.models, strict=True):
+            try:
+                outs.append(model.predict(frame))
+            except Exception as exc:  # a member's own validation error, named for the caller
+                raise ConfigError(f"member {member.name} v{member.version}: {exc}") from exc
+        t = np.column_stack([o["target"].to_numpy(dtype=np.float64) for o in outs])
+        c = np.column_stack([o["confidence"].to_numpy(dtype=np.float64) for o in outs])
+        target, confidence = combine(t, c, self.weights, self.config.combine)
+        out = pd.DataFrame(
+            {
+                "target": target,
+                "confidence": confidence,
+                "action": actions(target, self.config.hold_band),
+            },
+            index=frame.index,
+        )
+        for i, member in enumerate(self.config.members):
+            out[f"{member.name}.target"] = t[:, i]
+            out[f"{member.name}.confidence"] = c[:, i]
+        return out
+
+
+class EnsembleModel(PythonModel):
+    """The registered ensemble: its config and each member's copied model files as artifacts."""
+
+    def load_context(self, context: Any) -> None:
+        import mlflow
+
+        config = EnsembleConfig.model_validate_json(Path(context.artifacts["config"]).read_text())
+        models = [
+            mlflow.pyfunc.load_model(context.artifacts[f"member_{i}"])
+            for i in range(len(config.members))
+        ]
+        self.ensemble = Ensemble(config, models)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return self.ensemble.predict(model_input)
+
+
+def _member_files(config: EnsembleConfig, uri: str, into: Path) -> dict[str, str]:
+    """Each member's model directory downloaded under ``into`` (a missing one is named)."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    files: dict[str, str] = {}
+    for i, m in enumerate(config.members):
+        try:
+            client.get_model_version(m.name, str(m.version))
+            path = download_artifacts(
+                artifact_uri=f"models:/{m.name}/{m.version}",
+                dst_path=str(into / f"member_{i}"),
+                tracking_uri=uri,
+            )
+        except MlflowException as exc:
+            raise ConfigError(f"member {m.name} version {m.version}: {exc.message}") from exc
+        files[f"member_{i}"] = path
+    return files
+
+
+def build_ensemble(config: EnsembleConfig) -> dict[str, Any]:
+    """Check, backtest, register (and alias) an ensemble; returns its version and metrics."""
+    import mlflow
+
+    from raytrader.backtest.engine import run_backtest
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import data_range, promote, register_model, serving_example
+    from raytrader.tracking import resolve_uri
+
+    uri = resolve_uri(config.tracking_uri, config.output_dir)
+    bars = load_bars(config.data)
+    with tempfile.TemporaryDirectory(prefix="raytrader-ensemble-") as tmp:
+        files = _member_files(config, uri, Path(tmp))
+        (Path(tmp) / "config.json").write_text(config.model_dump_json())
+        files["config"] = str(Path(tmp) / "config.json")
+        members = [files[f"member_{i}"] for i in range(len(config.members))]
+        ensemble = Ensemble(config, [mlflow.pyfunc.load_model(path) for path in members])
+        frame = serving_example(bars, n=len(bars))
+        decided = ensemble.predict(frame)
+        columns = {"ensemble": "target"} | {m.name: f"{m.name}.target" for m in config.members}
+        table: dict[str, dict[str, float]] = {}
+        for label, column in columns.items():
+            series = pd.Series(decided[column].to_numpy(), index=bars.index)
+            result = run_backtest(bars, series, config.sim, name=label)
+            table[label] = {k: float(v) for k, v in result.metrics.items()}
+        version = register_model(
+            EnsembleModel(),
+            name=config.name,
+            kind="ensemble",
+            input_example=frame.tail(50),
+            output_example=decided.tail(50),
+            artifacts=files,
+            tags={
+                "raytrader.data": data_range(config.data, bars),
+                "raytrader.members": ",".join(f"{m.name}:{m.version}" for m in config.members),
+                "raytrader.combine": config.combine,
+            },
+            params={
+                "combine": config.combine,
+                "hold_band": config.hold_band,
+                "members": json.dumps([m.model_dump() for m in config.members]),
+            },
+            metrics={f"backtest.{k}": v for k, v in table["ensemble"].items()},
+            tracking_uri=uri,
+            root=config.output_dir,
+            experiment="raytrader-ensembles",
+        )
+    if config.alias is not None:
+        promote(config.name, version, config.alias, tracking_uri=uri, root=config.output_dir)
+    return {"name": config.name, "version": version, "alias": config.alias, "backtest": table}
+
+
+__all__ = [
+    "ACTIONS",
+    "Ensemble",
+    "EnsembleConfig",
+    "EnsembleModel",
+    "Member",
+    "actions",
+    "build_ensemble",
+    "combine",
+]

@@ -1,0 +1,134 @@
+"""The ensemble: combining rules, a registered ensemble pinning its members, the build CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raytrader.ensemble import EnsembleConfig, actions, combine
+from raytrader.errors import ConfigError
+from tests.support.cli import run_cli
+
+T = np.array([[1.0, -1.0, 0.0], [1.0, 1.0, -1.0], [0.0, 0.0, 0.0], [0.5, -0.5, 1.0]])
+C = np.array([[0.9, 0.6, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.5, 0.5, 1.0]])
+W = np.array([2.0, 1.0, 1.0])
+
+
+def test_weighted_and_average() -> None:
+    target, conf = combine(T, C, W, "weighted")
+    assert target.tolist() == [0.25, 0.5, 0.0, 0.375]
+    assert conf.tolist() == [0.6, 1.0, 0.0, 0.625]
+    target, _ = combine(T, C, W, "average")
+    assert target.tolist() == pytest.approx([0.0, 1 / 3, 0.0, 1 / 3])
+
+
+def test_voting_takes_the_heaviest_side_and_ties_hold() -> None:
+    target, conf = combine(T, C, W, "voting")
+    # row 0: long 2 vs short 1 vs flat 1; row 1: long 3; row 2: all flat; row 3: long 3 vs short 1
+    assert target.tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert conf.tolist() == [0.5, 0.75, 1.0, 0.75]
+    tie, tie_conf = combine(np.array([[1.0, -1.0]]), np.ones((1, 2)), np.ones(2), "voting")
+    assert tie.tolist() == [0.0]
+    assert tie_conf.tolist() == [0.0]
+
+
+def test_actions_respect_the_hold_band() -> None:
+    got = actions(np.array([-1.0, -0.2, -0.19, 0.0, 0.2, 0.21]), 0.2)
+    assert got.tolist() == ["sell", "hold", "hold", "hold", "hold", "buy"]
+
+
+def test_bad_configs() -> None:
+    with pytest.raises(ConfigError, match="members"):
+        EnsembleConfig.parse({"members": []})
+    with pytest.raises(ConfigError, match="repeat"):
+        EnsembleConfig.parse(
+            {"members": [{"name": "a", "version": 1}, {"name": "a", "version": 2}]}
+        )
+    with pytest.raises(ConfigError, match="weight"):
+        EnsembleConfig.parse({"members": [{"name": "a", "version": 1, "weight": 0}]})
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> Iterator[str]:
+    from raytrader.tracking import using_uri
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    with using_uri(uri):
+        yield uri
+
+
+@pytest.mark.integration
+def test_build_registers_an_ensemble_that_pins_its_members(
+    tracking: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import RuleStrategyModel, register_model, serving_example
+
+    bars = load_bars("goog")
+    example = serving_example(bars)
+    for name, params in (
+        ("fast-cross", {"fast": 5, "slow": 20}),
+        ("slow-cross", {"fast": 20, "slow": 100}),
+    ):
+        register_model(
+            RuleStrategyModel("ma_cross", params),
+            name=name,
+            kind="rule",
+            input_example=example,
+            tracking_uri=tracking,
+            root=tmp_path,
+        )
+    config = tmp_path / "ensemble.yaml"
+    config.write_text(
+        f"""
+name: goog-ensemble
+members:
+  - {{name: fast-cross, version: 1, weight: 2}}
+  - {{name: slow-cross, version: 1}}
+combine: weighted
+tracking_uri: {tracking}
+output_dir: {tmp_path}
+"""
+    )
+    code, out, err = run_cli(capsys, "ensemble", "build", "--config", str(config), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["version"] == "1"
+    assert set(summary["backtest"]) == {"ensemble", "fast-cross", "slow-cross"}
+
+    window = serving_example(bars, n=300)
+    model = mlflow.pyfunc.load_model("models:/goog-ensemble@challenger")
+    got = model.predict(window)
+    fast = mlflow.pyfunc.load_model("models:/fast-cross/1").predict(window)
+    slow = mlflow.pyfunc.load_model("models:/slow-cross/1").predict(window)
+    want = (2 * fast["target"].to_numpy() + slow["target"].to_numpy()) / 3
+    assert np.array_equal(got["target"].to_numpy(), want)
+    assert np.array_equal(got["fast-cross.target"].to_numpy(), fast["target"].to_numpy())
+    assert set(got["action"]) <= {"buy", "hold", "sell"}
+
+    code, out, err = run_cli(capsys, "ensemble", "build", "--config", str(config))
+    assert code == 0, err
+    assert "fast-cross" in out  # the backtest table
+    assert "alias challenger -> version 2" in out
+
+    # the members' files are inside the ensemble: deleting a member version does not break it
+    client = MlflowClient(tracking)
+    client.delete_model_version("slow-cross", "1")
+    again = mlflow.pyfunc.load_model("models:/goog-ensemble/1").predict(window)
+    assert np.array_equal(again["target"].to_numpy(), want)
+    version = client.get_model_version("goog-ensemble", "1")
+    assert version.tags["raytrader.members"] == "fast-cross:1,slow-cross:1"
+    assert version.tags["raytrader.kind"] == "ensemble"
+
+    # a member version that does not exist is named, and nothing is registered
+    code, _, err = run_cli(capsys, "ensemble", "build", "--config", str(config))
+    assert code == 2
+    assert "member slow-cross version 1" in err
+    assert len(client.search_model_versions("name='goog-ensemble'")) == 2
