@@ -243,7 +243,7 @@ def test_unknown_option_is_a_usage_error_not_a_traceback(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_writes_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--stack", "off")
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--stack", "off", "--no-serve")
     assert code == 0
     assert "embedded mode" in out
     assert "Feast online (sqlite): GOOG bar 2013-03-01" in out
@@ -285,6 +285,11 @@ def test_demo_uses_the_stack_when_it_is_up(stack, tmp_path: Path) -> None:  # no
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "using the local stack" in proc.stdout
     assert "Feast online (redis): GOOG bar 2013-03-01" in proc.stdout
+    # it ends with the decision service running, one decision, and the URLs
+    assert "raytrader-ensemble v" in proc.stdout
+    assert f"decision service: {cfg.serve_url}" in proc.stdout
+    assert f"Ray dashboard: {cfg.ray_dashboard_url}" in proc.stdout
+    assert f"MLflow UI: {cfg.mlflow_uri}" in proc.stdout
     assert f"at {cfg.mlflow_uri}" in proc.stdout
     assert not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=cfg.mlflow_uri)

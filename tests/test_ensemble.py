@@ -69,13 +69,14 @@ def test_build_registers_an_ensemble_that_pins_its_members(
     from mlflow.tracking import MlflowClient
 
     from raytrader.data.sources import load_bars
+    from raytrader.ensemble import decision_frame
     from raytrader.registry import RuleStrategyModel, register_model, serving_example
 
     bars = load_bars("goog")
     example = serving_example(bars)
     for name, params in (
-        ("fast-cross", {"fast": 5, "slow": 20}),
-        ("slow-cross", {"fast": 20, "slow": 100}),
+        ("fast-cross", {"fast": 10, "slow": 20}),
+        ("slow-cross", {"fast": 20, "slow": 50}),
     ):
         register_model(
             RuleStrategyModel("ma_cross", params),
@@ -103,7 +104,7 @@ output_dir: {tmp_path}
     assert summary["version"] == "1"
     assert set(summary["backtest"]) == {"ensemble", "fast-cross", "slow-cross"}
 
-    window = serving_example(bars, n=300)
+    window = decision_frame(serving_example(bars, n=300))  # what the service sends
     model = mlflow.pyfunc.load_model("models:/goog-ensemble@challenger")
     got = model.predict(window)
     fast = mlflow.pyfunc.load_model("models:/fast-cross/1").predict(window)
@@ -132,3 +133,57 @@ output_dir: {tmp_path}
     assert code == 2
     assert "member slow-cross version 1" in err
     assert len(client.search_model_versions("name='goog-ensemble'")) == 2
+
+
+@pytest.mark.integration
+def test_a_member_that_needs_a_price_window_is_refused(tracking: str, tmp_path: Path) -> None:
+    """The service sends one feature row per symbol: a rule whose state is not in the features
+    (ma_cross 5/20: no SMA 5 feature) cannot be a member, and nothing is registered."""
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.data.sources import load_bars
+    from raytrader.ensemble import EnsembleConfig, Member, build_ensemble
+    from raytrader.registry import RuleStrategyModel, register_model, serving_example
+
+    register_model(
+        RuleStrategyModel("ma_cross", {"fast": 5, "slow": 20}),
+        name="windowed",
+        kind="rule",
+        input_example=serving_example(load_bars("goog")),
+        tracking_uri=tracking,
+        root=tmp_path,
+    )
+    cfg = EnsembleConfig(
+        name="refused",
+        members=(Member(name="windowed", version=1),),
+        tracking_uri=tracking,
+        output_dir=str(tmp_path),
+    )
+    with pytest.raises(ConfigError, match=r"member windowed v1: .*needs a price window"):
+        build_ensemble(cfg)
+    assert MlflowClient(tracking).search_model_versions("name='refused'") == []
+
+
+def test_rules_read_from_one_feature_row_equal_the_windowed_rule() -> None:
+    """ma_cross (SMA 10/20/50 pairs) and macd 12/26/9 read from each row's features alone equal
+    the rule run over the whole window once it has crossed/warmed up."""
+    from raytrader.data.sources import load_bars
+    from raytrader.features.engine import compute_features
+    from raytrader.strategies.base import make_strategy
+
+    bars = load_bars("goog")
+    feats = compute_features(bars)
+    for name, params in (
+        ("ma_cross", {"fast": 10, "slow": 50}),
+        ("ma_cross", {"fast": 20, "slow": 50, "short": False}),
+        ("macd", {}),
+        ("buy_and_hold", {}),
+    ):
+        strategy = make_strategy(name, params)
+        windowed = strategy.target_positions(bars.frame).to_numpy()
+        read = strategy.feature_targets(feats)
+        assert read is not None, name
+        start = int(np.flatnonzero(windowed != 0)[0])  # the first cross / warm bar
+        assert np.array_equal(read[start:], windowed[start:]), (name, params)
+    assert make_strategy("rsi", {}).feature_targets(feats) is None
+    assert make_strategy("ma_cross", {"fast": 5, "slow": 20}).feature_targets(feats) is None

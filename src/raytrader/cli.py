@@ -555,9 +555,13 @@ def demo_cmd(
     stack: Annotated[
         str, typer.Option(help="auto: use the local stack when it is up; off: embedded only")
     ] = "auto",
+    serve: Annotated[
+        bool, typer.Option(help="register the default ensemble and leave the service running")
+    ] = True,
 ) -> None:
     """The main job: bundled data, features to Feast, strategies in parallel on Ray, an ensemble,
-    a Rich table, a report folder and an MLflow run.
+    a Rich table, a report folder and an MLflow run; then the default ensemble registered, the
+    decision service deployed on Ray Serve and one decision asked of it.
 
     With the local stack up (`raytrader stack up`) it uses the stack's Ray head, MLflow server and
     Feast (Redis online store); otherwise local Ray, an SQLite MLflow store and an SQLite Feast
@@ -629,6 +633,36 @@ def demo_cmd(
     _print_run(result)
     con.print(f"report: {run_dir}")
     con.print(f"MLflow: run {mlflow_run} at {uri}")
+    if serve:
+        _demo_serve(bars.symbol, stack_cfg, out, uri, con)
+
+
+def _demo_serve(symbol: str, stack_cfg: Any | None, out: Path, uri: str, con: Any) -> None:
+    from raytrader.ensemble import default_ensemble
+    from raytrader.errors import RaytraderError
+    from raytrader.serving.cli import decide, print_decisions, serve_up
+
+    version = default_ensemble(uri, out)
+    con.print(f"ensemble: raytrader-ensemble v{version} at alias champion")
+    with con.status("deploying the decision service on Ray Serve"):
+        info = serve_up(root=out)
+    if not info["ready"]:
+        raise RaytraderError(f"the decision service is not ready: {info['readyz']}")
+    status, body = decide([symbol], url=info["url"])
+    if status != 200:
+        raise RaytraderError(f"decision for {symbol}: HTTP {status} {body}")
+    print_decisions(body)
+    mlflow_ui = (
+        stack_cfg.mlflow_uri
+        if stack_cfg is not None
+        else f"`mlflow ui --backend-store-uri {uri}` (embedded store)"
+    )
+    con.print(
+        f"decision service: {info['url']}  docs {info['docs']}  (`raytrader decide {symbol}`)"
+    )
+    con.print(f"Ray dashboard: {info['dashboard']}")
+    con.print(f"MLflow UI: {mlflow_ui}")
+    con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
 
 
 def _demo_feast(bars: Any, feats: Any, stack_cfg: Any | None, out: Path) -> str:
@@ -698,6 +732,16 @@ def _training_cli() -> Any:
 app.add_typer(_training_cli().train_app, name="train")
 app.add_typer(_training_cli().models_app, name="models")
 app.add_typer(_training_cli().ensemble_app, name="ensemble")
+
+
+def _serving_cli() -> Any:
+    from raytrader.serving import cli
+
+    return cli
+
+
+app.add_typer(_serving_cli().serve_app, name="serve")
+app.command("decide")(_serving_cli().decide_cmd)
 app.command("tune")(_training_cli().tune_cmd)
 
 StackOnlyOpt = Annotated[

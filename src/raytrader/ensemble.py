@@ -20,8 +20,9 @@ Combining member targets ``t_i`` (in [-1, 1]) and confidences ``c_i`` with weigh
 ``<name>.confidence``).
 
 ``build_ensemble`` checks each member exists, backtests the ensemble and each member on the kernel
-over ``data`` (every member sees the same serving frame; RL members see a flat account, as a
-caller that sends no position gets), registers the ensemble with those metrics, and can point an
+over ``data`` (every member sees what the service sends, :func:`decision_frame`: each bar's
+features alone, so a rule member must be readable from one row, and RL members see a flat
+account, as a caller that sends no position gets), registers the ensemble with those metrics, and can point an
 alias at it.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +40,7 @@ from pydantic import Field, model_validator
 
 from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError
-from raytrader.registry import FEATURE_SERVICE
+from raytrader.registry import ACCOUNT_COLUMNS, FEATURE_SERVICE
 from raytrader.sim.config import SimConfig
 
 try:  # mlflow comes with the stack/train extras, as for raytrader.registry
@@ -85,6 +87,24 @@ class EnsembleConfig(StrictConfig):
         return self
 
 
+def decision_frame(frame: pd.DataFrame, account: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What the decision service sends the ensemble: each row's ``bar_features_v1`` values and
+    ``warm`` (one online-store row per symbol, no price window) and the account columns
+    ``exposure``, ``unrealized``, ``time_in_position`` (0 = flat unless ``account`` has them)."""
+    from raytrader.features import BAR_FEATURES_V1, WARM_COLUMN
+
+    names = [*BAR_FEATURES_V1.names, WARM_COLUMN]
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"decision input lacks {len(missing)} column(s): {missing[:5]}")
+    out = frame.loc[:, names].copy()
+    out[WARM_COLUMN] = out[WARM_COLUMN].astype(bool)
+    for col in ACCOUNT_COLUMNS:
+        given = account is not None and col in account.columns
+        out[col] = account[col].to_numpy(np.float64) if given else 0.0  # type: ignore[index]
+    return out
+
+
 def combine(
     targets: np.ndarray, confidences: np.ndarray, weights: np.ndarray, how: Combine
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +129,20 @@ def actions(target: np.ndarray, hold_band: float) -> np.ndarray:
     return np.where(t > hold_band, "buy", np.where(t < -hold_band, "sell", "hold"))
 
 
+def _own_model(model: Any) -> Any | None:
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:
+        return None
+    ours = isinstance(inner, PythonModel) and type(inner).__module__.startswith("raytrader.")
+    return inner if ours else None
+
+
+def _input_names(model: Any) -> list[str] | None:
+    schema = getattr(getattr(model, "metadata", None), "get_input_schema", lambda: None)()
+    return None if schema is None else list(schema.input_names())
+
+
 class Ensemble:
     """Loaded member pyfuncs and how to combine them (the pyfunc's working part)."""
 
@@ -116,14 +150,27 @@ class Ensemble:
         self.config = config
         self.models = models
         self.weights = np.array([m.weight for m in config.members])
+        # each member gets the columns its signature names (all of them when it has none)
+        self.columns = [_input_names(m) for m in models]
+        # raytrader's own pyfuncs are called directly: the ensemble's input was already checked
+        # against its signature (the union of the members'), and MLflow's per-call schema
+        # enforcement costs ~2 ms per member against ~0.1 ms for the prediction itself
+        self.direct = [_own_model(m) for m in models]
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         outs = []
-        for member, model in zip(self.config.members, self.models, strict=True):
+        for member, model, columns, direct in zip(
+            self.config.members, self.models, self.columns, self.direct, strict=True
+        ):
             try:
-                outs.append(model.predict(frame))
+                given = (
+                    frame if columns is None else frame.loc[:, [c for c in columns if c in frame]]
+                )
+                outs.append(direct.predict(None, given) if direct else model.predict(given))
             except Exception as exc:  # a member's own validation error, named for the caller
-                raise ConfigError(f"member {member.name} v{member.version}: {exc}") from exc
+                why = str(exc)  # MLflow's schema errors quote the whole input first
+                why = why.rsplit("Error: ", 1)[-1] if "Failed to enforce schema" in why else why
+                raise ConfigError(f"member {member.name} v{member.version}: {why}") from exc
         t = np.column_stack([o["target"].to_numpy(dtype=np.float64) for o in outs])
         c = np.column_stack([o["confidence"].to_numpy(dtype=np.float64) for o in outs])
         target, confidence = combine(t, c, self.weights, self.config.combine)
@@ -164,16 +211,19 @@ def _member_files(config: EnsembleConfig, uri: str, into: Path) -> dict[str, str
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from raytrader.tracking import using_uri
+
     client = MlflowClient(uri)
     files: dict[str, str] = {}
     for i, m in enumerate(config.members):
         try:
             client.get_model_version(m.name, str(m.version))
-            path = download_artifacts(
-                artifact_uri=f"models:/{m.name}/{m.version}",
-                dst_path=str(into / f"member_{i}"),
-                tracking_uri=uri,
-            )
+            with using_uri(uri):  # models:/ URIs resolve against the global registry URI
+                path = download_artifacts(
+                    artifact_uri=f"models:/{m.name}/{m.version}",
+                    dst_path=str(into / f"member_{i}"),
+                    tracking_uri=uri,
+                )
         except MlflowException as exc:
             raise ConfigError(f"member {m.name} version {m.version}: {exc.message}") from exc
         files[f"member_{i}"] = path
@@ -197,7 +247,8 @@ def build_ensemble(config: EnsembleConfig) -> dict[str, Any]:
         files["config"] = str(Path(tmp) / "config.json")
         members = [files[f"member_{i}"] for i in range(len(config.members))]
         ensemble = Ensemble(config, [mlflow.pyfunc.load_model(path) for path in members])
-        frame = serving_example(bars, n=len(bars))
+        # backtested on exactly what the service sends: features only, one row at a time
+        frame = decision_frame(serving_example(bars, n=len(bars)))
         decided = ensemble.predict(frame)
         columns = {"ensemble": "target"} | {m.name: f"{m.name}.target" for m in config.members}
         table: dict[str, dict[str, float]] = {}
@@ -232,6 +283,68 @@ def build_ensemble(config: EnsembleConfig) -> dict[str, Any]:
     return {"name": config.name, "version": version, "alias": config.alias, "backtest": table}
 
 
+#: the demo's default ensemble: rules whose state the features carry (name, strategy, params, weight)
+DEFAULT_MEMBERS: tuple[tuple[str, str, dict[str, Any], float], ...] = (
+    ("demo-ma-cross", "ma_cross", {"fast": 10, "slow": 50}, 2.0),
+    ("demo-macd", "macd", {}, 1.0),
+)
+
+
+def register_rules(
+    rules: Sequence[tuple[str, str, dict[str, Any]]], *, tracking_uri: str, root: str | Path
+) -> dict[str, int]:
+    """Register each ``(name, strategy, params)`` as a rule pyfunc unless ``name`` has a version
+    already; returns each name's latest version."""
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import RuleStrategyModel, register_model, serving_example
+
+    client = MlflowClient(tracking_uri)
+    example = None
+    versions: dict[str, int] = {}
+    for name, strategy, params in rules:
+        found = client.search_model_versions(f"name='{name}'")
+        version = max((int(v.version) for v in found), default=0)
+        if not version:
+            example = serving_example(load_bars("goog")) if example is None else example
+            model = RuleStrategyModel(strategy, params)
+            version = int(
+                register_model(
+                    model,
+                    name=name,
+                    kind="rule",
+                    input_example=example,
+                    tracking_uri=tracking_uri,
+                    root=root,
+                )
+            )
+        versions[name] = version
+    return versions
+
+
+def default_ensemble(tracking_uri: str, root: str | Path) -> str:
+    """``raytrader-ensemble`` at ``champion`` from :data:`DEFAULT_MEMBERS`, built only when no
+    champion exists; returns the champion's version."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias("raytrader-ensemble", "champion").version)
+    except MlflowException:
+        pass
+    rules = [(name, strategy, params) for name, strategy, params, _ in DEFAULT_MEMBERS]
+    versions = register_rules(rules, tracking_uri=tracking_uri, root=root)
+    members = tuple(
+        Member(name=name, version=versions[name], weight=w) for name, _, _, w in DEFAULT_MEMBERS
+    )
+    cfg = EnsembleConfig(
+        members=members, alias="champion", output_dir=str(root), tracking_uri=tracking_uri
+    )
+    return str(build_ensemble(cfg)["version"])
+
+
 __all__ = [
     "ACTIONS",
     "Ensemble",
@@ -241,4 +354,7 @@ __all__ = [
     "actions",
     "build_ensemble",
     "combine",
+    "decision_frame",
+    "default_ensemble",
+    "register_rules",
 ]

@@ -1,13 +1,16 @@
 """Every model as an MLflow pyfunc with one interface, registered and promoted by alias.
 
 Interface. Input: a frame of bars in time order, one symbol — the ``bar_features_v1`` columns
-and ``warm`` (what the online store serves), plus ``open, high, low, close, volume`` for models that read
-prices (rule strategies), plus optional account columns ``exposure``, ``unrealized``,
-``time_in_position`` (RL policies; 0 = flat when absent). Output: one row per input row with
+and ``warm`` (what the online store serves), plus ``open, high, low, close, volume`` for models
+that read prices (rule strategies), plus optional account columns ``exposure``, ``unrealized``,
+``time_in_position`` (RL policies; 0 = flat when absent; time in position counted in bars).
+Prices and account columns are optional in every signature. Output: one row per input row with
 ``target`` (position in [-1, 1], decided at that bar's close) and ``confidence`` in [0, 1].
 
-* rule strategy + parameters: targets over the given window (the window must cover the
-  strategy's look-back); confidence 1 where a position is held, else 0;
+* rule strategy + parameters: with OHLCV, targets over the given window (the window must cover
+  the strategy's look-back); without, each row's held target read from its features
+  (:meth:`~raytrader.strategies.base.Strategy.feature_targets`: ma_cross on SMA 10/20/50, macd
+  12/26/9, buy_and_hold; other rules need the window); confidence 1 where a position is held;
 * supervised pipeline: :class:`~raytrader.models.supervised.model.TrainedModel`'s targets and
   confidence;
 * RL policy: the policy's most likely action from the observation the environment would build
@@ -82,10 +85,19 @@ class RuleStrategyModel(PyfuncBase):
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         from raytrader.strategies.base import make_strategy
 
-        _require(model_input, OHLCV, f"rule strategy {self.strategy!r}")
-        frame = model_input.loc[:, list(OHLCV)].astype(np.float64)
-        targets = make_strategy(self.strategy, self.params).target_positions(frame)
-        t = targets.to_numpy(dtype=np.float64)
+        strategy = make_strategy(self.strategy, self.params)
+        if any(c in model_input.columns for c in OHLCV):  # a price window: all of it
+            _require(model_input, OHLCV, f"rule strategy {self.strategy!r}")
+            frame = model_input.loc[:, list(OHLCV)].astype(np.float64)
+            t = strategy.target_positions(frame).to_numpy(dtype=np.float64)
+        else:
+            read = strategy.feature_targets(model_input)
+            if read is None:
+                raise ConfigError(
+                    f"rule strategy {self.strategy!r} with {self.params} needs a price window "
+                    f"({', '.join(OHLCV)}): its state cannot be read from one feature row"
+                )
+            t = np.asarray(read, dtype=np.float64)
         return _output(t, (np.nan_to_num(t) != 0).astype(np.float64), model_input.index)
 
 
@@ -117,22 +129,31 @@ class RLPolicyModel(PyfuncBase):
         self.normalizer = FeatureNormalizer.from_dict(meta["normalizer"])
         self.env = EnvConfig.model_validate(meta["env"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        from raytrader.envs.trading import action_to_target, observation
-        from raytrader.training.rl import policy_outputs
+    def observations(self, model_input: pd.DataFrame) -> np.ndarray:
+        """The observation the environment would build for each row: the features normalized
+        with the training statistics, then exposure, unrealized return and time in position
+        (given in bars; the environment counts it as a fraction of its episode length)."""
+        from raytrader.envs.trading import observation
 
         names = list(self.normalizer.names)
         _require(model_input, names, "RL policy")
         z = self.normalizer.transform(model_input.loc[:, names].to_numpy(dtype=np.float64))
+        scale = {"time_in_position": 1.0 / self.env.episode_length}
         acct = np.column_stack(
             [
-                model_input[c].to_numpy(dtype=np.float64)
+                model_input[c].to_numpy(dtype=np.float64) * scale.get(c, 1.0)
                 if c in model_input.columns
                 else np.zeros(len(model_input))
                 for c in ACCOUNT_COLUMNS
             ]
         )
-        actions, confidence = policy_outputs(self.module, observation(z, acct))
+        return observation(z, acct)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        from raytrader.envs.trading import action_to_target
+        from raytrader.training.rl import policy_outputs
+
+        actions, confidence = policy_outputs(self.module, self.observations(model_input))
         targets = np.array([action_to_target(self.env, a) for a in actions])
         return _output(targets, confidence, model_input.index)
 
@@ -141,11 +162,19 @@ class RLPolicyModel(PyfuncBase):
 
 
 def _signature(example: pd.DataFrame, output: pd.DataFrame | None = None) -> Any:
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, Schema
 
     if output is None:
         output = _output(np.zeros(len(example)), np.zeros(len(example)), example.index)
-    return infer_signature(example, output)
+    inferred = infer_signature(example, output)
+    # prices (only rule models read them, and only as a window) and the account (RL policies;
+    # flat when absent) are optional: the decision service sends one feature row per symbol
+    optional = {*OHLCV, *ACCOUNT_COLUMNS}
+    inputs = Schema(
+        [ColSpec(c.type, c.name, required=c.name not in optional) for c in inferred.inputs.inputs]
+    )
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
 def serving_example(bars: Any, n: int = 50) -> pd.DataFrame:

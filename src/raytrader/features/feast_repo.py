@@ -726,6 +726,47 @@ def online_features(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
     return frame.set_index(ENTITY)
 
 
+def online_rows(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
+    """:func:`online_features` read straight from the online store (Feast's
+    ``OnlineStore.online_read``, the call ``get_online_features`` ends in): the same frame
+    (tested), without the per-call feature-service resolution and generic response conversion
+    that cost ~10 ms a read against ~0.3 ms for this. The decision service reads with it."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    store, view = _online_target(fs)
+    keys = [EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=s)]) for s in symbols]
+    found = store.online_read(fs.config, view, keys, None)
+    n = len(symbols)
+    block = np.full((n, len(FEATURE_NAMES)), np.nan)
+    warm: list[bool | None] = [None] * n
+    opens: list[float] = [np.nan] * n
+    events: list[Any] = [None] * n
+    where = {name: j for j, name in enumerate(FEATURE_NAMES)}
+    for i, (event, values) in enumerate(found):
+        if event is None or not values:
+            continue
+        events[i] = event
+        for name, value in values.items():
+            kind = value.WhichOneof("val")
+            if kind is None:
+                continue
+            if name == WARM_COLUMN:
+                warm[i] = bool(value.bool_val)
+            elif name == BAR_OPEN_TIME:
+                opens[i] = float(value.unix_timestamp_val)
+            elif name in where:
+                block[i, where[name]] = getattr(value, kind)
+    frame = pd.DataFrame(
+        block, columns=list(FEATURE_NAMES), index=pd.Index(list(symbols), name=ENTITY)
+    )
+    frame[WARM_COLUMN] = pd.array(warm, dtype="boolean")
+    frame[BAR_OPEN_TIME] = pd.to_datetime(pd.Series(opens, index=frame.index), unit="s", utc=True)
+    stamps = pd.to_datetime(pd.Series(events, index=frame.index, dtype=object), utc=True)
+    frame[EVENT_TIMESTAMP] = stamps.dt.floor("s")
+    return frame
+
+
 def training_frame(fs: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join of ``ensemble_v1`` onto ``entity_df`` (``symbol``, ``event_timestamp``
     timezone-aware, plus any label columns), in the order of ``entity_df``.

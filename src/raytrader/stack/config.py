@@ -95,6 +95,8 @@ class StackConfig(StrictConfig):
     ray_client_port: int = 10001
     ray_dashboard_agent_port: int = 52365
     feast_port: int = 6566
+    #: the decision service's HTTP port (Ray Serve's proxy, once `raytrader serve up` deploys it)
+    serve_port: int = 8000
     #: reserved for raytrader's own Prometheus ``/metrics`` endpoints (nothing listens there yet)
     metrics_port_first: int = 9400
     metrics_port_last: int = 9499
@@ -358,6 +360,20 @@ class StackConfig(StrictConfig):
         return self.feast_data_dir if self.feast_data_dir is not None else self.state_dir / "feast"
 
     @property
+    def serve_token_file(self) -> Path:
+        """The decision service's API token (``RAYTRADER_API_TOKEN_FILE``)."""
+        return self.secrets_dir / "serve-api-token"
+
+    @property
+    def serve_admin_token_file(self) -> Path:
+        """The decision service's admin token (``RAYTRADER_ADMIN_TOKEN_FILE``)."""
+        return self.secrets_dir / "serve-admin-token"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.host}:{self.serve_port}"
+
+    @property
     def ray_token_file(self) -> Path:
         """The Ray cluster's auth token (``RAY_AUTH_TOKEN_PATH`` for clients)."""
         return self.secrets_dir / "ray-auth-token"
@@ -416,6 +432,9 @@ class StackConfig(StrictConfig):
             "RAYTRADER_FEAST_REPO": str(self.feature_repo),
             "RAYTRADER_FEAST_DATA": str(self.feast_data),
             "RAYTRADER_MLFLOW_URI": self.mlflow_uri,
+            "RAYTRADER_SERVE_URL": self.serve_url,
+            "RAYTRADER_API_TOKEN_FILE": str(self.serve_token_file),
+            "RAYTRADER_ADMIN_TOKEN_FILE": str(self.serve_admin_token_file),
         }
 
 

@@ -511,8 +511,9 @@ class RayService(Service):
 
     def prepare(self) -> None:
         c = self.config
-        if not c.ray_token_file.exists():
-            write_secret(c.ray_token_file, secrets.token_hex(32))
+        for path in (c.ray_token_file, c.serve_token_file, c.serve_admin_token_file):
+            if not path.exists():
+                write_secret(path, secrets.token_hex(32))
         c.ray_temp.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:

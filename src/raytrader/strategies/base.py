@@ -64,6 +64,13 @@ class Strategy(ABC):
     def target_positions(self, frame: pd.DataFrame, **hooks: Any) -> pd.Series:
         """Target position in [-1, 1] for each bar of ``frame``, decided at the bar's close."""
 
+    def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
+        """The held target of each row read from that row's ``bar_features_v1`` values alone
+        (what the online store serves: one row, no price window), or None when the rule's state
+        cannot be read from one row. Where it can, it equals :meth:`target_positions` once the
+        rule's look-back is warm (tested); the decision service serves rules through this."""
+        return None
+
     @classmethod
     def target_rows(cls, frame: pd.DataFrame, param_sets: Sequence[StrategyParams]) -> np.ndarray:
         """Targets for many parameter sets at once, one row per set (n_sets x n_bars).

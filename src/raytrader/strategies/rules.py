@@ -32,6 +32,11 @@ from raytrader.sim.kernel import Twins
 from raytrader.strategies.base import Strategy, StrategyParams, register
 
 
+def _sided(side: np.ndarray, short: bool) -> np.ndarray:
+    """A -1/0/+1 side as a target: short targets become flat without ``short``."""
+    return side if short else np.maximum(side, 0.0)
+
+
 def _close(frame: pd.DataFrame) -> np.ndarray:
     return np.ascontiguousarray(frame["close"].to_numpy(dtype=np.float64))
 
@@ -61,6 +66,15 @@ class MaCross(Strategy):
         smas = np.vstack((talib.SMA(c, self.params.fast), talib.SMA(c, self.params.slow)))
         held = _CROSS_ROWS(1, smas, _PAIR_FAST, _PAIR_SLOW, np.array([self.params.short]))
         return pd.Series(held[0], index=frame.index, name=self.name)
+
+    def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
+        """After the first cross the held target is the side of fast vs slow SMA, which the
+        features carry for periods 10, 20 and 50."""
+        fast, slow = f"sma_{self.params.fast}", f"sma_{self.params.slow}"
+        if fast not in features.columns or slow not in features.columns:
+            return None
+        side = np.sign(features[fast].to_numpy(np.float64) - features[slow].to_numpy(np.float64))
+        return _sided(np.nan_to_num(side), self.params.short)
 
     @classmethod
     def target_rows(cls, frame: pd.DataFrame, param_sets: Sequence[StrategyParams]) -> np.ndarray:
@@ -165,6 +179,14 @@ class Macd(Strategy):
         )
         ev = np.where(np.isnan(hist), np.nan, np.sign(hist))
         return self._finish(frame, ev)
+
+    def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
+        """Every bar is an event (the histogram's sign), so the held target is that sign; the
+        features carry the histogram for the default 12/26/9."""
+        p = self.params
+        if (p.fast, p.slow, p.signal) != (12, 26, 9) or "macd_hist" not in features.columns:
+            return None
+        return _sided(np.nan_to_num(np.sign(features["macd_hist"].to_numpy(np.float64))), p.short)
 
 
 class BollingerParams(StrategyParams):
@@ -273,3 +295,6 @@ class BuyAndHold(Strategy):
 
     def target_positions(self, frame: pd.DataFrame, **hooks: Any) -> pd.Series:
         return pd.Series(1.0, index=frame.index, name=self.name)
+
+    def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
+        return np.ones(len(features))

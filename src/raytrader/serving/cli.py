@@ -1,0 +1,399 @@
+"""``raytrader serve up|down|status|config`` and ``raytrader decide``.
+
+Where the service runs: the local stack's Ray head when the stack is up (MLflow server, Feast on
+Redis); else the Ray head at ``--address`` (a dashboard URL); else a Ray head of its own started
+from the stack's Ray service alone (``raytrader stack down`` stops it), with the embedded MLflow
+store and the SQLite Feast store under ``--root``. Deploying is ``serve deploy`` of the rendered
+``serveConfigV2`` (``raytrader serve config`` prints it): the file with the stack's addresses
+filled into the app's ``args`` and the token *file paths* (never the tokens) into its
+``runtime_env``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from raytrader.errors import ConfigError, RaytraderError
+from raytrader.serving.config import ADMIN_TOKEN_ENV, TOKEN_ENV, ServiceConfig, read_secret
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "pipelines" / "serve" / "serve_config.yaml"
+APP_NAME = "raytrader"
+
+serve_app = typer.Typer(help="The decision service on Ray Serve.", no_args_is_help=True)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _stack(start_ray: bool) -> Any:
+    """The stack config whose Ray head serves: the running stack, or (``start_ray``) a Ray head
+    of the stack's own started alone."""
+    from raytrader.stack.config import StackConfig
+    from raytrader.stack.manager import Stack
+
+    cfg = StackConfig.from_env()
+    statuses = {st.name: st for st in Stack(cfg).status()}
+    ray = statuses.get("ray")
+    if ray is not None and ray.healthy:
+        return cfg
+    if not start_ray:
+        raise ConfigError("no Ray head to talk to: `raytrader stack up` or pass --address")
+    Stack(cfg).up(["ray"])
+    return cfg
+
+
+def _stack_is_full(cfg: Any) -> bool:
+    from raytrader.stack.manager import Stack
+
+    statuses = Stack(cfg).status()
+    return bool(statuses) and all(st.healthy for st in statuses)
+
+
+def render(
+    config_file: Path,
+    *,
+    stack: Any | None,
+    root: Path,
+    port: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The serveConfigV2 to deploy: ``config_file`` with addresses, token files and overrides."""
+    try:
+        doc = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{config_file}: {exc}") from exc
+    apps = doc.get("applications") if isinstance(doc, dict) else None
+    if not apps or not isinstance(apps, list):
+        raise ConfigError(f"{config_file}: no `applications` list")
+    app = next((a for a in apps if a.get("name") == APP_NAME), None)
+    if app is None:
+        raise ConfigError(f"{config_file}: no application named {APP_NAME!r}")
+    args = dict(app.get("args") or {})
+    env: dict[str, str] = {}
+    if stack is not None and _stack_is_full(stack):
+        args.setdefault("tracking_uri", stack.mlflow_uri)
+        args.setdefault("redis", stack.redis_connection)
+        args.setdefault("feast_data", str(stack.feast_data))
+        args["feast_profile"] = args.get("feast_profile", "redis")
+    else:  # embedded: the SQLite MLflow store and SQLite Feast store under root
+        from raytrader.tracking import resolve_uri
+
+        args.setdefault("tracking_uri", resolve_uri(None, root))
+        args.setdefault("feast_data", str((root / "feast").resolve()))
+        args["feast_profile"] = "sqlite"
+    args.update(overrides or {})
+    if stack is not None:
+        env = {
+            f"{TOKEN_ENV}_FILE": str(stack.serve_token_file),
+            f"{ADMIN_TOKEN_ENV}_FILE": str(stack.serve_admin_token_file),
+        }
+        doc.setdefault("http_options", {})["port"] = stack.serve_port
+    for key in (TOKEN_ENV, ADMIN_TOKEN_ENV):  # a caller's own token files travel as paths
+        if os.environ.get(f"{key}_FILE") and not env.get(f"{key}_FILE"):
+            env[f"{key}_FILE"] = os.environ[f"{key}_FILE"]
+    if port is not None:
+        doc.setdefault("http_options", {})["port"] = port
+    ServiceConfig.parse(args, where=f"{config_file} args")  # fail here, not in a replica
+    app["args"] = args
+    if env:
+        runtime = dict(app.get("runtime_env") or {})
+        runtime["env_vars"] = {**runtime.get("env_vars", {}), **env}
+        app["runtime_env"] = runtime
+    return dict(doc)
+
+
+def _serve_cli(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("serve")
+    return subprocess.run(  # noqa: S603 - our own venv's serve CLI, arguments we built
+        [str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _http(
+    url: str, token: str | None = None, body: Any = None, timeout: float = 10
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")  # noqa: S310 - http(s) URL we were given
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def _env_for(stack: Any | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if stack is not None:
+        env.update({k: v for k, v in stack.client_env().items() if k.startswith("RAY")})
+    return env
+
+
+def _dashboard(stack: Any | None, address: str | None) -> str:
+    if address:
+        return address
+    if stack is None:
+        raise ConfigError("no Ray dashboard address")
+    return str(stack.ray_dashboard_url)
+
+
+def wait_ready(url: str, timeout_s: float) -> tuple[int, Any]:
+    """Poll ``/readyz`` until 200 or ``timeout_s``; returns the last answer."""
+    deadline = time.monotonic() + timeout_s
+    last: tuple[int, Any] = (0, "no answer")
+    while time.monotonic() < deadline:
+        try:
+            last = _http(f"{url}/readyz", timeout=5)
+        except OSError as exc:
+            last = (0, str(exc))
+        if last[0] == 200:
+            return last
+        time.sleep(1.0)
+    return last
+
+
+def serve_up(
+    config_file: Path = DEFAULT_CONFIG,
+    *,
+    address: str | None = None,
+    port: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    root: Path = Path("runs"),
+    timeout_s: float = 180.0,
+) -> dict[str, Any]:
+    """Deploy the service and wait until it is ready; returns its URLs and readiness."""
+    stack = None if address else _stack(start_ray=True)
+    doc = render(config_file, stack=stack, root=root, port=port, overrides=overrides)
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".yaml", prefix="raytrader-serve-", delete=False
+    ) as fh:
+        yaml.safe_dump(doc, fh, sort_keys=False)
+        rendered = fh.name
+    try:
+        proc = _serve_cli(
+            ["deploy", rendered, "--address", _dashboard(stack, address)], _env_for(stack)
+        )
+    finally:
+        os.unlink(rendered)
+    if proc.returncode != 0:
+        raise RaytraderError(f"serve deploy failed: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+    http = doc.get("http_options", {})
+    url = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
+    status, body = wait_ready(url, timeout_s)
+    return {
+        "url": url,
+        "docs": f"{url}/docs",
+        "ready": status == 200,
+        "readyz": body,
+        "dashboard": _dashboard(stack, address),
+    }
+
+
+def _token(stack: Any | None, admin: bool = False) -> str | None:
+    name = ADMIN_TOKEN_ENV if admin else TOKEN_ENV
+    token = read_secret(name)
+    if token is None and stack is not None:
+        path = stack.serve_admin_token_file if admin else stack.serve_token_file
+        token = path.read_text().strip() if path.exists() else None
+    return token
+
+
+def _service_url(stack: Any | None, url: str | None) -> str:
+    return (
+        url
+        or os.environ.get("RAYTRADER_SERVE_URL")
+        or (stack.serve_url if stack else "http://127.0.0.1:8000")
+    )
+
+
+def _maybe_stack() -> Any | None:
+    from raytrader.stack.config import StackConfig
+
+    try:
+        return StackConfig.from_env()
+    except RaytraderError:
+        return None
+
+
+# ------------------------------------------------------------------------------------- commands
+ConfigOpt = Annotated[Path, typer.Option("--config", help="serveConfigV2 file")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray dashboard URL (default: the stack's)")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override an app arg: key=value (YAML value)")
+]
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@serve_app.command("up")
+def up_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    address: AddressOpt = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default: the file's / stack's)")
+    ] = None,
+    set_: SetOpt = None,
+    root: Annotated[
+        Path, typer.Option(help="embedded MLflow/Feast folder without the stack")
+    ] = Path("runs"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for /readyz")] = 180.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Deploy the decision service (serve deploy) and wait until it is ready."""
+    info = serve_up(
+        config, address=address, port=port, overrides=_overrides(set_), root=root, timeout_s=timeout
+    )
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        con = _console()
+        con.print(f"decision service: {info['url']}  (docs {info['docs']})")
+        con.print(f"ready: {info['ready']}  {info['readyz']}")
+        con.print(f"Ray dashboard: {info['dashboard']}")
+    if not info["ready"]:
+        raise typer.Exit(1)
+
+
+@serve_app.command("down")
+def down_cmd(address: AddressOpt = None) -> None:
+    """Shut the decision service down (serve shutdown)."""
+    stack = None if address else _stack(start_ray=False)
+    proc = _serve_cli(["shutdown", "-y", "--address", _dashboard(stack, address)], _env_for(stack))
+    if proc.returncode != 0:
+        raise RaytraderError(
+            f"serve shutdown failed: {(proc.stderr or proc.stdout).strip()[-1500:]}"
+        )
+    typer.echo("decision service shut down")
+
+
+@serve_app.command("status")
+def status_cmd(
+    address: AddressOpt = None,
+    url: Annotated[str | None, typer.Option(help="service URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Serve's application status, /readyz and the model version serving."""
+    stack = None if address else _stack(start_ray=False)
+    proc = _serve_cli(["status", "--address", _dashboard(stack, address)], _env_for(stack))
+    serve = (
+        yaml.safe_load(proc.stdout)
+        if proc.returncode == 0
+        else {"error": proc.stderr.strip()[-500:]}
+    )
+    base = _service_url(stack, url)
+    try:
+        ready = _http(f"{base}/readyz")
+        model = _http(f"{base}/v1/model", token=_token(stack))
+    except OSError as exc:
+        ready = model = (0, str(exc))
+    info = {
+        "url": base,
+        "serve": serve,
+        "readyz": ready[1],
+        "ready": ready[0] == 200,
+        "model": model[1],
+    }
+    if as_json:
+        typer.echo(json.dumps(info, default=str))
+    else:
+        con = _console()
+        app = (serve.get("applications") or {}).get(APP_NAME, {}) if isinstance(serve, dict) else {}
+        con.print(f"{base}: application {app.get('status', 'not deployed')}, ready {info['ready']}")
+        con.print(f"model: {json.dumps(model[1], default=str)}")
+    if not info["ready"]:
+        raise typer.Exit(1)
+
+
+@serve_app.command("config")
+def config_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    port: Annotated[int | None, typer.Option()] = None,
+    set_: SetOpt = None,
+    root: Annotated[Path, typer.Option()] = Path("runs"),
+) -> None:
+    """Print the serveConfigV2 `serve up` would deploy (for `serve deploy` by hand)."""
+    doc = render(config, stack=_maybe_stack(), root=root, port=port, overrides=_overrides(set_))
+    typer.echo(yaml.safe_dump(doc, sort_keys=False))
+
+
+def decide(
+    symbols: list[str], *, position: float = 0.0, url: str | None = None, token: str | None = None
+) -> tuple[int, Any]:
+    stack = _maybe_stack()
+    body = {"symbols": [{"symbol": s, "position": position} for s in symbols]}
+    return _http(
+        f"{_service_url(stack, url)}/v1/decisions", token=token or _token(stack), body=body
+    )
+
+
+def decide_cmd(
+    symbols: Annotated[list[str], typer.Argument(help="symbols, e.g. GOOG")],
+    position: Annotated[float, typer.Option(help="current position of each, -1..1")] = 0.0,
+    url: Annotated[str | None, typer.Option(help="service URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ask the decision service (with the API token) for a decision per symbol."""
+    try:
+        status, body = decide(symbols, position=position, url=url)
+    except OSError as exc:
+        raise RaytraderError(f"decision service unreachable: {exc}") from exc
+    if status != 200:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        typer.echo(f"error: HTTP {status}: {detail}", err=True)
+        raise typer.Exit(2 if 400 <= status < 500 else 1)
+    if as_json:
+        typer.echo(json.dumps(body))
+        return
+    print_decisions(body)
+
+
+def print_decisions(body: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"model {body['model']['name']} v{body['model']['version']}")
+    for col in ("symbol", "action", "target", "confidence", "members", "features at", "age"):
+        table.add_column(col)
+    for d in body["decisions"]:
+        members = ", ".join(f"{m['name']} {m['target']:+.2f}" for m in d["members"])
+        table.add_row(
+            d["symbol"],
+            d["action"],
+            f"{d['target']:+.3f}",
+            f"{d['confidence']:.2f}",
+            members,
+            str(d["feature_time"]),
+            f"{d['feature_age_s']:.0f}s" + (" STALE" if d["stale"] else ""),
+        )
+    _console().print(table)

@@ -1,0 +1,160 @@
+"""The Ray Serve application on the local stack's Ray head: `serve deploy` of the rendered Serve
+config, `raytrader decide`, and the hot-swap proof under load (100 requests/s for 60 s while the
+alias moves to a good version and then to a broken one)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serving.conftest import make_world
+from tests.support.cli import run_cli
+from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RATE = 100  # requests per second
+SECONDS = 60
+MOVE_GOOD_AT = 15.0
+MOVE_BROKEN_AT = 35.0
+LIVE_WITHIN_S = 10.0
+
+
+async def _load(
+    url: str, token: str, moves: dict[float, Any]
+) -> tuple[list[tuple[float, int, str]], dict[float, float]]:
+    """Open-loop load: request i leaves at t0 + i / RATE whatever the earlier ones are doing.
+    ``moves`` maps a second offset to a blocking call, run off the loop at that time."""
+    import aiohttp
+
+    results: list[tuple[float, int, str]] = []
+    moved: dict[float, float] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"symbols": ["GOOG"]}
+    loop = asyncio.get_running_loop()
+
+    async def one(session: aiohttp.ClientSession, sent: float) -> None:
+        try:
+            async with session.post(f"{url}/v1/decisions", json=body, headers=headers) as resp:
+                data = await resp.json(content_type=None)
+                version = (
+                    str(data.get("model", {}).get("version")) if resp.status == 200 else str(data)
+                )
+                results.append((sent, resp.status, version))
+        except Exception as exc:
+            results.append((sent, 0, repr(exc)))
+
+    async def mover(at: float, call: Any, t0: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + at - loop.time()))
+        await loop.run_in_executor(None, call)
+        moved[at] = loop.time() - t0
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=aiohttp.TCPConnector(limit=200)
+    ) as session:
+        t0 = loop.time()
+        movers = [asyncio.create_task(mover(at, call, t0)) for at, call in moves.items()]
+        tasks = []
+        for i in range(RATE * SECONDS):
+            await asyncio.sleep(max(0.0, t0 + i / RATE - loop.time()))
+            tasks.append(asyncio.create_task(one(session, loop.time() - t0)))
+        await asyncio.gather(*tasks, *movers)
+    return results, moved
+
+
+def test_serve_deploy_decide_and_swap_under_load(
+    stack: Any,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from raytrader.features import feast_repo as fr
+    from raytrader.registry import promote
+    from raytrader.serving.cli import wait_ready
+
+    cfg = stack.config
+    for key in list(os.environ):
+        if key.startswith(("RAYTRADER_STACK_", "RAY_", "RAYTRADER_API", "RAYTRADER_ADMIN")):
+            monkeypatch.delenv(key)
+    for key, value in {**cfg.to_env(), **cfg.client_env()}.items():
+        monkeypatch.setenv(key, value)
+    store = fr.store("redis", redis=cfg.redis_connection, data=cfg.feast_data)
+    world = make_world(tmp_path, uri=cfg.mlflow_uri, store=store)
+    good = world.ensemble(weights=(1.0, 3.0), alias=None)  # type: ignore[arg-type]
+    broken = world.broken(alias="challenger")
+    token = cfg.serve_token_file.read_text().strip()
+
+    # `serve deploy` of the Serve config rendered for this stack (what `raytrader serve up` runs)
+    code, rendered, err = run_cli(capsys, "serve", "config", "--set", "poll_interval_s=1")
+    assert code == 0, err
+    assert token not in rendered  # token file paths only, never the token
+    config_file = tmp_path / "serve_config.yaml"
+    config_file.write_text(rendered)
+    serve = Path(sys.executable).with_name("serve")
+    try:
+        proc = subprocess.run(
+            [str(serve), "deploy", str(config_file), "--address", cfg.ray_dashboard_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=dict(os.environ),
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        status, body = wait_ready(cfg.serve_url, 240)
+        assert status == 200, body
+
+        code, out, err = run_cli(capsys, "decide", "GOOG", "--json")
+        assert code == 0, err
+        decision = json.loads(out)["decisions"][0]
+        assert decision["model"] == {"name": "raytrader-ensemble", "version": "1"}
+        assert decision["action"] in {"buy", "hold", "sell"}
+
+        def move(version: str) -> Any:
+            return lambda: promote(
+                "raytrader-ensemble",
+                version,
+                "champion",
+                tracking_uri=cfg.mlflow_uri,
+                root=tmp_path,
+            )
+
+        results, moved = asyncio.run(
+            _load(cfg.serve_url, token, {MOVE_GOOD_AT: move(good), MOVE_BROKEN_AT: move(broken)})
+        )
+        failures = [r for r in results if r[1] != 200]
+        assert not failures, failures[:5]
+        assert len(results) == RATE * SECONDS
+        versions = {r[2] for r in results}
+        assert versions == {"1", good}, versions  # the broken version never answered
+        t_good = moved[MOVE_GOOD_AT]
+        first_all_new = max(r[0] for r in results if r[2] == "1")
+        assert first_all_new - t_good <= LIVE_WITHIN_S, (first_all_new, t_good)
+        after = [r for r in results if r[0] > moved[MOVE_BROKEN_AT]]
+        assert after
+        assert all(r[2] == good for r in after)
+
+        code, out, err = run_cli(capsys, "serve", "status", "--json")
+        assert code == 0, err
+        info = json.loads(out)
+        assert info["ready"] is True
+        assert info["model"]["version"] == good
+        assert info["model"]["failed_version"] == broken
+        assert info["model"]["swap_failures"] >= 1
+        lost = max(r[0] for r in results) - min(r[0] for r in results)
+        print(
+            f"\n[serve load] {len(results)} requests over {lost:.1f} s, all 2xx; version {good} "
+            f"live {first_all_new - t_good:.2f} s after the alias moved"
+        )
+    finally:
+        run_cli(capsys, "serve", "down")
+        time.sleep(1)
