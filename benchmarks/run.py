@@ -6,7 +6,9 @@
     python -m benchmarks.run --list            # section names
 
 Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (Ray), stream
-(Kafka → features → Feast; needs `raytrader stack up`).
+(Kafka → features → Feast; needs `raytrader stack up`), training, serving (the decision service:
+Ray Serve vs plain FastAPI + uvicorn vs the ensemble call, load from wrk; needs `raytrader stack up`
+and the Debian package wrk).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from benchmarks import (
     bench_backtest,
     bench_features,
     bench_runner,
+    bench_serving,
     bench_stream,
     bench_sweep,
     bench_training,
@@ -43,6 +46,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_runner.NAME: bench_runner.run,
     bench_stream.NAME: bench_stream.run,
     bench_training.NAME: bench_training.run,
+    bench_serving.NAME: bench_serving.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and its tests need, only those that are missing:
 # Java 17 (Kafka), Maven (resolves the Kafka jars), PostgreSQL (MLflow's backend store), Redis
-# (Feast's online store) and kcat (an independent Kafka client used by the tests).
+# (Feast's online store), kcat (an independent Kafka client used by the tests) and wrk (the HTTP
+# load generator of the serving benchmark).
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,6 +1,12 @@
 """The Ray Serve application on the local stack's Ray head: `serve deploy` of the rendered Serve
-config, `raytrader decide`, and the hot-swap proof under load (100 requests/s for 60 s while the
-alias moves to a good version and then to a broken one)."""
+config, `raytrader decide`, and the hot-swap proof under load: open-loop requests for 60 s while
+the alias moves to a good version and then to a broken one.
+
+The rate is 100 requests/s, or 70% of what the service sustains on this machine when that is
+less (a 5-second closed-loop probe measures it first): the test proves the swap under steady
+load, and the benchmark (`make bench`, section 7) reports the service's capacity. On the 2-core
+CI machine, with the whole stack running beside it, Serve sustains fewer than 100 requests/s.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +27,40 @@ from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RATE = 100  # requests per second
+RATE = int(os.environ.get("RAYTRADER_TEST_SERVE_RPS", "100"))  # requests per second, at most
 SECONDS = 60
+MIN_RATE = 20
 MOVE_GOOD_AT = 15.0
 MOVE_BROKEN_AT = 35.0
 LIVE_WITHIN_S = 10.0
 
 
+async def _capacity(url: str, token: str, seconds: float = 5.0, connections: int = 8) -> float:
+    """Closed-loop requests/s the service sustains (``connections`` callers, ``seconds``)."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    done = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+
+    async def caller(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while loop.time() < end:
+            async with session.post(
+                f"{url}/v1/decisions", json={"symbols": ["GOOG"]}, headers=headers
+            ) as resp:
+                await resp.read()
+                done += resp.status == 200
+
+    async with aiohttp.ClientSession() as session:
+        t0 = loop.time()
+        await asyncio.gather(*(caller(session) for _ in range(connections)))
+        return done / (loop.time() - t0)
+
+
 async def _load(
-    url: str, token: str, moves: dict[float, Any]
+    url: str, token: str, moves: dict[float, Any], rate: int
 ) -> tuple[list[tuple[float, int, str]], dict[float, float]]:
     """Open-loop load: request i leaves at t0 + i / RATE whatever the earlier ones are doing.
     ``moves`` maps a second offset to a blocking call, run off the loop at that time."""
@@ -64,8 +95,8 @@ async def _load(
         t0 = loop.time()
         movers = [asyncio.create_task(mover(at, call, t0)) for at, call in moves.items()]
         tasks = []
-        for i in range(RATE * SECONDS):
-            await asyncio.sleep(max(0.0, t0 + i / RATE - loop.time()))
+        for i in range(rate * SECONDS):
+            await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
             tasks.append(asyncio.create_task(one(session, loop.time() - t0)))
         await asyncio.gather(*tasks, *movers)
     return results, moved
@@ -128,12 +159,14 @@ def test_serve_deploy_decide_and_swap_under_load(
                 root=tmp_path,
             )
 
-        results, moved = asyncio.run(
-            _load(cfg.serve_url, token, {MOVE_GOOD_AT: move(good), MOVE_BROKEN_AT: move(broken)})
-        )
+        capacity = asyncio.run(_capacity(cfg.serve_url, token))
+        rate = min(RATE, int(0.7 * capacity))
+        assert rate >= MIN_RATE, f"the service sustains only {capacity:.0f} requests/s"
+        moves = {MOVE_GOOD_AT: move(good), MOVE_BROKEN_AT: move(broken)}
+        results, moved = asyncio.run(_load(cfg.serve_url, token, moves, rate))
         failures = [r for r in results if r[1] != 200]
         assert not failures, failures[:5]
-        assert len(results) == RATE * SECONDS
+        assert len(results) == rate * SECONDS
         versions = {r[2] for r in results}
         assert versions == {"1", good}, versions  # the broken version never answered
         t_good = moved[MOVE_GOOD_AT]
@@ -151,10 +184,12 @@ def test_serve_deploy_decide_and_swap_under_load(
         assert info["model"]["failed_version"] == broken
         assert info["model"]["swap_failures"] >= 1
         lost = max(r[0] for r in results) - min(r[0] for r in results)
-        print(
-            f"\n[serve load] {len(results)} requests over {lost:.1f} s, all 2xx; version {good} "
-            f"live {first_all_new - t_good:.2f} s after the alias moved"
-        )
+        with capsys.disabled():
+            print(
+                f"\n[serve load] capacity {capacity:.0f} req/s; {len(results)} requests at {rate}/s "
+                f"over {lost:.1f} s, all 2xx; version {good} "
+                f"live {first_all_new - t_good:.2f} s after the alias moved"
+            )
     finally:
         run_cli(capsys, "serve", "down")
         time.sleep(1)

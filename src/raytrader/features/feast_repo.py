@@ -50,7 +50,7 @@ import sys
 import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
@@ -739,31 +739,33 @@ def online_rows(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
     found = store.online_read(fs.config, view, keys, None)
     n = len(symbols)
     block = np.full((n, len(FEATURE_NAMES)), np.nan)
-    warm: list[bool | None] = [None] * n
-    opens: list[float] = [np.nan] * n
-    events: list[Any] = [None] * n
+    warm = np.zeros(n, dtype=bool)
+    known = np.zeros(n, dtype=bool)
+    opens = np.zeros(n, dtype=np.int64)
+    events = np.zeros(n, dtype=np.int64)
     where = {name: j for j, name in enumerate(FEATURE_NAMES)}
     for i, (event, values) in enumerate(found):
         if event is None or not values:
             continue
-        events[i] = event
+        known[i] = True
+        # the stores hand back naive-UTC or aware datetimes; whole seconds, as the SDK returns
+        stamp = event if event.tzinfo is not None else event.replace(tzinfo=UTC)
+        events[i] = int(stamp.timestamp())
         for name, value in values.items():
             kind = value.WhichOneof("val")
             if kind is None:
                 continue
             if name == WARM_COLUMN:
-                warm[i] = bool(value.bool_val)
+                warm[i] = value.bool_val
             elif name == BAR_OPEN_TIME:
-                opens[i] = float(value.unix_timestamp_val)
+                opens[i] = value.unix_timestamp_val
             elif name in where:
                 block[i, where[name]] = getattr(value, kind)
-    frame = pd.DataFrame(
-        block, columns=list(FEATURE_NAMES), index=pd.Index(list(symbols), name=ENTITY)
-    )
-    frame[WARM_COLUMN] = pd.array(warm, dtype="boolean")
-    frame[BAR_OPEN_TIME] = pd.to_datetime(pd.Series(opens, index=frame.index), unit="s", utc=True)
-    stamps = pd.to_datetime(pd.Series(events, index=frame.index, dtype=object), utc=True)
-    frame[EVENT_TIMESTAMP] = stamps.dt.floor("s")
+    index = pd.Index(list(symbols), name=ENTITY)
+    frame = pd.DataFrame(block, columns=list(FEATURE_NAMES), index=index)
+    frame[WARM_COLUMN] = pd.arrays.BooleanArray(warm, ~known)
+    frame[BAR_OPEN_TIME] = pd.DatetimeIndex(opens * 1_000_000_000, tz="UTC").where(known)
+    frame[EVENT_TIMESTAMP] = pd.DatetimeIndex(events * 1_000_000_000, tz="UTC").where(known)
     return frame
 
 

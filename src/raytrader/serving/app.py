@@ -58,15 +58,19 @@ class DecisionModel:
             self._reload = reload
             self.holder.retarget(config)  # wakes the poller: the check runs in the background
 
-    def decide(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    async def decide(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+        # ~1.5 ms of CPU: run on the replica's loop rather than hop to its thread pool
         return decide_on(self.holder, frame)
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         return self.holder.status()
 
     def reload(self) -> dict[str, Any]:
         outcome = self.holder.check()
         return {"outcome": outcome, **self.holder.status()}
+
+    def __del__(self) -> None:  # Serve deletes the replica's object on shutdown
+        self.holder.stop()
 
     def check_health(self) -> None:
         if not self.holder.polling:
@@ -99,6 +103,11 @@ class DecisionAPI:
         # the tokens are read here, in the replica, from its environment: a missing token fails
         # the deployment (the service refuses to start), named in `serve status`
         self.service = DecisionService(ServiceConfig.model_validate(config), ServeModel(model))
+        _ = self.service.features.store  # open Feast now, not on the first request
+        import gc
+
+        gc.collect()  # the heap as it stays, out of the collector's reach (serving.model)
+        gc.freeze()
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_app(self.service)

@@ -52,6 +52,10 @@ class Loaded:
     members: tuple[dict[str, Any], ...]
     loaded_at: datetime
     path: str
+    #: what a decision calls: raytrader's own pyfunc class directly (its input was checked against
+    #: the signature when the version was validated, and the service always builds the same
+    #: frame), any other model through MLflow's checked ``predict``
+    predict: Any = None
 
 
 @dataclass
@@ -76,6 +80,16 @@ def _members(model: Any) -> tuple[dict[str, Any], ...]:
     return tuple(
         {"name": m.name, "version": m.version, "weight": m.weight} for m in ensemble.config.members
     )
+
+
+def _direct(model: Any) -> Any:
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:
+        return model.predict
+    if type(inner).__module__.startswith("raytrader."):
+        return lambda frame: inner.predict(None, frame)
+    return model.predict
 
 
 def validate(model: Any, tags: dict[str, str], budget_ms: float) -> None:
@@ -229,7 +243,9 @@ class ModelHolder:
                 members=_members(model),
                 loaded_at=datetime.now(UTC),
                 path=folder,
+                predict=_direct(model),
             )
+            _freeze()
             if old is not None:  # decisions in flight hold the old model object, not its files
                 shutil.rmtree(old.path, ignore_errors=True)
             self.record.swaps += 1
@@ -268,6 +284,8 @@ class ModelHolder:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.current is not None:  # the download folder goes with the holder
+            shutil.rmtree(self.current.path, ignore_errors=True)
 
     def wake(self) -> None:
         """Check now (in the background)."""
@@ -294,7 +312,7 @@ class ModelHolder:
         current = self.current  # one read: the whole decision uses this version
         if current is None:
             raise ModelUnavailable(self.status()["last_failure"] or "no version loaded yet")
-        return current.model.predict(frame), current
+        return current.predict(frame), current
 
     def status(self) -> dict[str, Any]:
         cur, rec = self.current, self.record
@@ -311,6 +329,16 @@ class ModelHolder:
             "members": list(cur.members) if cur else [],
             "replica": self.replica,
         }
+
+
+def _freeze() -> None:
+    """Move everything alive now (libraries, the loaded model) out of the garbage collector's
+    reach: with ~450k tracked objects a full collection takes ~250 ms and stalls every request
+    in flight; frozen, it takes under 1 ms."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 class ModelUnavailable(RuntimeError):
