@@ -192,4 +192,11 @@ def test_serve_deploy_decide_and_swap_under_load(
             )
     finally:
         run_cli(capsys, "serve", "down")
+        # the stack is shared by the session: leave its registry as the test found it (the
+        # broken version's class lives in tests/, which a later deployment cannot import)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(cfg.mlflow_uri)
+        for name in ("raytrader-ensemble", "t-ma-cross", "t-macd"):
+            client.delete_registered_model(name)
         time.sleep(1)
