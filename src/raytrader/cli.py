@@ -536,15 +536,13 @@ def sweep_cmd(
 def _running_stack() -> Any | None:
     """The local stack's config when every service answers, else None (quick: pid files first)."""
     from raytrader.errors import RaytraderError
-    from raytrader.stack.config import StackConfig
-    from raytrader.stack.manager import Stack
+    from raytrader.stack.manager import running_config
 
     try:
-        cfg = StackConfig.from_env()
-        statuses = Stack(cfg).status()
+        cfg, healthy = running_config()
     except RaytraderError:
         return None
-    return cfg if statuses and all(st.healthy for st in statuses) else None
+    return cfg if healthy and all(healthy.values()) else None
 
 
 @app.command("demo")

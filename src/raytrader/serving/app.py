@@ -32,7 +32,7 @@ RECONFIGURABLE = ("model_uri", "poll_interval_s", "latency_budget_ms")
 def _replica() -> str:
     try:
         return str(serve.get_replica_context().replica_id.unique_id)
-    except Exception:
+    except Exception:  # outside a replica (tests): a fixed name
         return "local"
 
 

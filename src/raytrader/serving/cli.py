@@ -40,39 +40,32 @@ def _console() -> Any:
     return Console()
 
 
-def _stack(start_ray: bool) -> Any:
-    """The stack config whose Ray head serves: the running stack, or (``start_ray``) a Ray head
-    of the stack's own started alone."""
-    from raytrader.stack.config import StackConfig
-    from raytrader.stack.manager import Stack
+def _stack(start_ray: bool) -> tuple[Any, bool]:
+    """The stack config whose Ray head serves, and whether every stack service is up (then the
+    service uses the stack's MLflow and Redis). Without a Ray head: ``start_ray`` starts the
+    stack's Ray service alone, else an error."""
+    from raytrader.stack.manager import Stack, running_config
 
-    cfg = StackConfig.from_env()
-    statuses = {st.name: st for st in Stack(cfg).status()}
-    ray = statuses.get("ray")
-    if ray is not None and ray.healthy:
-        return cfg
+    cfg, healthy = running_config()
+    if healthy.get("ray"):
+        return cfg, all(healthy.values())
     if not start_ray:
         raise ConfigError("no Ray head to talk to: `raytrader stack up` or pass --address")
     Stack(cfg).up(["ray"])
-    return cfg
-
-
-def _stack_is_full(cfg: Any) -> bool:
-    from raytrader.stack.manager import Stack
-
-    statuses = Stack(cfg).status()
-    return bool(statuses) and all(st.healthy for st in statuses)
+    return cfg, False
 
 
 def render(
     config_file: Path,
     *,
     stack: Any | None,
+    full: bool,
     root: Path,
     port: int | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The serveConfigV2 to deploy: ``config_file`` with addresses, token files and overrides."""
+    """The serveConfigV2 to deploy: ``config_file`` with addresses, token files and overrides;
+    ``full``: every service of ``stack`` is up (its MLflow and Redis, else the embedded stores)."""
     try:
         doc = yaml.safe_load(config_file.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -85,7 +78,7 @@ def render(
         raise ConfigError(f"{config_file}: no application named {APP_NAME!r}")
     args = dict(app.get("args") or {})
     env: dict[str, str] = {}
-    if stack is not None and _stack_is_full(stack):
+    if stack is not None and full:
         args.setdefault("tracking_uri", stack.mlflow_uri)
         args.setdefault("redis", stack.redis_connection)
         args.setdefault("feast_data", str(stack.feast_data))
@@ -186,8 +179,8 @@ def serve_up(
     timeout_s: float = 180.0,
 ) -> dict[str, Any]:
     """Deploy the service and wait until it is ready; returns its URLs and readiness."""
-    stack = None if address else _stack(start_ray=True)
-    doc = render(config_file, stack=stack, root=root, port=port, overrides=overrides)
+    stack, full = (None, False) if address else _stack(start_ray=True)
+    doc = render(config_file, stack=stack, full=full, root=root, port=port, overrides=overrides)
     with tempfile.NamedTemporaryFile(
         "w", suffix=".yaml", prefix="raytrader-serve-", delete=False
     ) as fh:
@@ -289,7 +282,7 @@ def up_cmd(
 @serve_app.command("down")
 def down_cmd(address: AddressOpt = None) -> None:
     """Shut the decision service down (serve shutdown)."""
-    stack = None if address else _stack(start_ray=False)
+    stack = None if address else _stack(start_ray=False)[0]
     proc = _serve_cli(["shutdown", "-y", "--address", _dashboard(stack, address)], _env_for(stack))
     if proc.returncode != 0:
         raise RaytraderError(
@@ -305,7 +298,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Serve's application status, /readyz and the model version serving."""
-    stack = None if address else _stack(start_ray=False)
+    stack = None if address else _stack(start_ray=False)[0]
     proc = _serve_cli(["status", "--address", _dashboard(stack, address)], _env_for(stack))
     serve = (
         yaml.safe_load(proc.stdout)
@@ -344,7 +337,14 @@ def config_cmd(
     root: Annotated[Path, typer.Option()] = Path("runs"),
 ) -> None:
     """Print the serveConfigV2 `serve up` would deploy (for `serve deploy` by hand)."""
-    doc = render(config, stack=_maybe_stack(), root=root, port=port, overrides=_overrides(set_))
+    stack = _maybe_stack()
+    full = False
+    if stack is not None:
+        from raytrader.stack.manager import running_config
+
+        healthy = running_config(stack)[1]
+        full = bool(healthy) and all(healthy.values())
+    doc = render(config, stack=stack, full=full, root=root, port=port, overrides=_overrides(set_))
     typer.echo(yaml.safe_dump(doc, sort_keys=False))
 
 

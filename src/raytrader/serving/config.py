@@ -106,8 +106,8 @@ def read_secret(name: str, env: dict[str, str] | None = None) -> str | None:
 class Tokens(StrictConfig):
     """The API and admin tokens the service checks (never logged or returned)."""
 
-    api: str | None
-    admin: str | None
+    api: str | None = Field(repr=False)
+    admin: str | None = Field(repr=False)
 
     @classmethod
     def load(cls, config: ServiceConfig, env: dict[str, str] | None = None) -> Tokens:

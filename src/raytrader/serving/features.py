@@ -53,7 +53,7 @@ class OnlineFeatures:
         """None when the online store answers, else why not."""
         try:
             self.latest([PROBE_SYMBOL])
-        except Exception as exc:
+        except Exception as exc:  # any failure means not ready; say which
             return f"Feast online store ({self.config.feast_profile}): {type(exc).__name__}: {exc}"
         return None
 

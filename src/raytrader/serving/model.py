@@ -70,11 +70,9 @@ class SwapRecord:
 
 def _members(model: Any) -> tuple[dict[str, Any], ...]:
     """Name, version and weight of each member of a raytrader ensemble (none for other models)."""
-    try:
-        inner = model.unwrap_python_model()
-    except Exception:
-        return ()
-    ensemble = getattr(inner, "ensemble", None)
+    from raytrader.registry import own_pyfunc
+
+    ensemble = getattr(own_pyfunc(model), "ensemble", None)
     if ensemble is None:
         return ()
     return tuple(
@@ -83,13 +81,11 @@ def _members(model: Any) -> tuple[dict[str, Any], ...]:
 
 
 def _direct(model: Any) -> Any:
-    try:
-        inner = model.unwrap_python_model()
-    except Exception:
-        return model.predict
-    if type(inner).__module__.startswith("raytrader."):
-        return lambda frame: inner.predict(None, frame)
-    return model.predict
+    """The predict a decision calls (:func:`raytrader.registry.own_pyfunc`, else MLflow's)."""
+    from raytrader.registry import own_pyfunc
+
+    inner = own_pyfunc(model)
+    return model.predict if inner is None else (lambda frame: inner.predict(None, frame))
 
 
 def validate(model: Any, tags: dict[str, str], budget_ms: float) -> None:
@@ -119,7 +115,7 @@ def validate(model: Any, tags: dict[str, str], budget_ms: float) -> None:
     frame = decision_frame(example.tail(5), example.tail(5))
     try:
         out = model.predict(frame)
-    except Exception as exc:
+    except Exception as exc:  # any failure of the candidate is a failed validation
         raise ConfigError(f"smoke decision failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(out, pd.DataFrame) or len(out) != len(frame):
         raise ConfigError(f"smoke decision returned {type(out).__name__}, not {len(frame)} rows")
@@ -231,7 +227,7 @@ class ModelHolder:
             try:
                 model, folder = self._load(version)
                 validate(model, tags, self.config.latency_budget_ms)
-            except Exception as exc:
+            except Exception as exc:  # a candidate must never take the service down
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
                 return self._failed(version, f"{type(exc).__name__}: {exc}")
@@ -304,7 +300,7 @@ class ModelHolder:
                 return
             try:
                 self.check()
-            except Exception:
+            except Exception:  # the poller must outlive any one check
                 log.exception("model check failed")
 
     # ---- serving --------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def decide_on(holder: ModelHolder, frame: pd.DataFrame) -> tuple[pd.DataFrame, d
         out, loaded = holder.decide(frame)
     except ModelUnavailable:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the model's own error about these inputs
         raise ModelRefused(f"{type(exc).__name__}: {exc}") from exc
     status = holder.status()
     status["version"] = loaded.version  # the version that decided, even if a swap just happened
@@ -124,7 +124,7 @@ class DecisionService:
         symbols = [a.symbol for a in accounts]
         try:  # ~0.3 ms against Redis: cheaper inline than a hop to the thread pool
             rows, took = self.features.latest(symbols)
-        except Exception as exc:
+        except Exception as exc:  # the store is down: the service is not available
             raise HTTPException(503, f"Feast online store unavailable: {exc}") from exc
         self.metrics.feast_latency.observe(took)
         unknown = [str(s) for s in rows.index[rows["event_timestamp"].isna().to_numpy()]]
@@ -183,6 +183,7 @@ class DecisionService:
         targets = out["target"].to_numpy(np.float64)
         confidences = out["confidence"].to_numpy(np.float64)
         warm = frame["warm"].to_numpy(bool)
+        members = _member_outputs(out, status["members"])
         decisions = []
         for i, acct in enumerate(accounts):
             action = str(out["action"].iat[i])
@@ -194,7 +195,7 @@ class DecisionService:
                     action=action,
                     target=float(targets[i]),
                     confidence=float(confidences[i]),
-                    members=_member_outputs(out, i, status["members"]),
+                    members=members[i],
                     model=ref,
                     feature_time=times[i].to_pydatetime(),
                     feature_age_s=float(ages[i]),
@@ -245,18 +246,21 @@ class DecisionService:
             )
 
 
-def _member_outputs(out: pd.DataFrame, i: int, members: list[dict[str, Any]]) -> list[MemberOutput]:
-    if not members:  # a model that is not a raytrader ensemble: members from its columns
+def _member_outputs(out: pd.DataFrame, members: list[dict[str, Any]]) -> list[list[MemberOutput]]:
+    """Each row's member outputs (members named by the model; for a model that is not a
+    raytrader ensemble, by its ``<name>.target`` columns)."""
+    if not members:
         names = [c.removesuffix(".target") for c in out.columns if c.endswith(".target")]
         members = [{"name": n, "version": None, "weight": None} for n in names]
+    present = [m for m in members if f"{m['name']}.target" in out.columns]
+    targets = [out[f"{m['name']}.target"].to_numpy(np.float64) for m in present]
+    confidences = [out[f"{m['name']}.confidence"].to_numpy(np.float64) for m in present]
     return [
-        MemberOutput(
-            **m,
-            target=float(out[f"{m['name']}.target"].to_numpy(np.float64)[i]),
-            confidence=float(out[f"{m['name']}.confidence"].to_numpy(np.float64)[i]),
-        )
-        for m in members
-        if f"{m['name']}.target" in out.columns
+        [
+            MemberOutput(**m, target=float(t[i]), confidence=float(c[i]))
+            for m, t, c in zip(present, targets, confidences, strict=True)
+        ]
+        for i in range(len(out))
     ]
 
 
@@ -329,22 +333,20 @@ def create_app(service: DecisionService) -> FastAPI:
 
     app.add_middleware(_Measure, metrics=metrics)
 
-    @app.post(
-        "/v1/decisions",
-        response_model=DecisionResponse,
-        responses=ERRORS,
-        dependencies=[Depends(user)],
-        summary="Decide for symbols from their latest online features",
-    )
+    decision_route: dict[str, Any] = {
+        "response_model": DecisionResponse,
+        "responses": ERRORS,
+        "dependencies": [Depends(user)],
+    }
+
+    @app.post("/v1/decisions", summary="Decide from the latest online features", **decision_route)
     async def decisions(body: DecisionRequest) -> DecisionResponse:
         return await service.decide(body)
 
     @app.post(
         "/v1/decisions:with-features",
-        response_model=DecisionResponse,
-        responses=ERRORS,
-        dependencies=[Depends(user)],
         summary="Decide on features the caller sends",
+        **decision_route,
     )
     async def decisions_with_features(body: FeaturesRequest) -> DecisionResponse:
         return await service.decide_with(body)

@@ -172,6 +172,13 @@ class Stack:
         return [results[n] for n in names]
 
 
+def running_config(config: StackConfig | None = None) -> tuple[StackConfig, dict[str, bool]]:
+    """The stack's config (``StackConfig.from_env()`` by default) and whether each service is
+    healthy right now (quick: pid files first)."""
+    cfg = config if config is not None else StackConfig.from_env()
+    return cfg, {st.name: st.healthy for st in Stack(cfg).status()}
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
