@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -344,12 +345,24 @@ def ensure_topics(config: StackConfig, timeout_s: float = 30.0) -> dict[str, str
             with contextlib.suppress(KafkaException):  # raced with another `up`: re-checked below
                 fut.result(timeout=timeout_s)
             result[name] = f"grown to {config.kafka_topics[name]}"
-    md = admin.list_topics(timeout=timeout_s)
-    for name, n in config.kafka_topics.items():
-        have = len(md.topics[name].partitions) if name in md.topics else 0
-        if have < n:
-            raise StackError(f"kafka: topic {name} has {have} partitions, expected {n}")
-    return result
+    # A just-created topic can show up in the metadata before its partitions do (KRaft
+    # propagates them to the broker's cache asynchronously), so re-read until they agree.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        md = admin.list_topics(timeout=timeout_s)
+        have = {
+            name: len(md.topics[name].partitions) if name in md.topics else 0
+            for name in config.kafka_topics
+        }
+        short = {name: n for name, n in have.items() if n < config.kafka_topics[name]}
+        if not short:
+            return result
+        if time.monotonic() > deadline:
+            name, count = next(iter(short.items()))
+            raise StackError(
+                f"kafka: topic {name} has {count} partitions, expected {config.kafka_topics[name]}"
+            )
+        time.sleep(0.2)
 
 
 _LOG4J = """\
