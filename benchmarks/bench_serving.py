@@ -569,7 +569,7 @@ def run() -> Section:
     multi = symbols[:8]
     token = cfg.serve_token_file.read_text().strip()
     # the exact args `raytrader serve up` deploys: (b) and (c) use the same ServiceConfig
-    doc = render(DEFAULT_CONFIG, stack=cfg, root=Path("runs"))
+    doc = render(DEFAULT_CONFIG, stack=cfg, full=True, root=Path("runs"))
     args = next(a for a in doc["applications"] if a["name"] == "raytrader")["args"]
     log(f"serving: {ENSEMBLE} v{version} ({members}); {len(symbols)} symbols online")
 
