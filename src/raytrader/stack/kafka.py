@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -309,27 +310,60 @@ class KafkaService(Service):
 
 
 def ensure_topics(config: StackConfig, timeout_s: float = 30.0) -> dict[str, str]:
-    """Create the configured topics that do not exist (grow ones with too few partitions).
+    """Create the stack's topics that do not exist (grow ones with too few partitions)."""
+    return create_topics(config.kafka_bootstrap, config.kafka_topics, timeout_s=timeout_s)
 
+
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    *,
+    replication: int = 1,
+    timeout_s: float = 30.0,
+    wait_s: float = 0.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Create ``topics`` (name → partitions) that do not exist on ``bootstrap``; raise the
+    partition count of those with fewer (never lower it). Idempotent.
+
+    ``wait_s``: first wait this long for ``replication`` brokers to be up (a cluster that is
+    still starting), telling ``progress`` what it waits for.
     Returns ``{topic: "created" | "exists" | "grown to N"}``.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-    admin = admin_client(config.kafka_bootstrap)
-    md = admin.list_topics(timeout=timeout_s)
+    admin = admin_client(bootstrap)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            md = admin.list_topics(timeout=timeout_s)
+            problem = (
+                None
+                if len(md.brokers) >= replication
+                else f"{len(md.brokers)} broker(s) up, replication factor {replication}"
+            )
+        except KafkaException as exc:
+            problem = str(exc)
+        if problem is None:
+            break
+        if time.monotonic() >= deadline:
+            raise StackError(f"kafka at {bootstrap} not ready: {problem}")
+        if progress is not None:
+            progress(f"waiting for kafka at {bootstrap}: {problem}")
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
     result: dict[str, str] = {}
     new = [
-        NewTopic(name, num_partitions=n, replication_factor=1)
-        for name, n in config.kafka_topics.items()
+        NewTopic(name, num_partitions=n, replication_factor=replication)
+        for name, n in topics.items()
         if name not in md.topics
     ]
     grow = [
         NewPartitions(name, n)
-        for name, n in config.kafka_topics.items()
+        for name, n in topics.items()
         if name in md.topics and len(md.topics[name].partitions) < n
     ]
-    for name in config.kafka_topics:
+    for name in topics:
         result[name] = "exists"
     if new:
         for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
@@ -344,24 +378,21 @@ def ensure_topics(config: StackConfig, timeout_s: float = 30.0) -> dict[str, str
         for name, fut in admin.create_partitions(grow, operation_timeout=timeout_s).items():
             with contextlib.suppress(KafkaException):  # raced with another `up`: re-checked below
                 fut.result(timeout=timeout_s)
-            result[name] = f"grown to {config.kafka_topics[name]}"
+            result[name] = f"grown to {topics[name]}"
     # A just-created topic can show up in the metadata before its partitions do (KRaft
     # propagates them to the broker's cache asynchronously), so re-read until they agree.
     deadline = time.monotonic() + timeout_s
     while True:
         md = admin.list_topics(timeout=timeout_s)
         have = {
-            name: len(md.topics[name].partitions) if name in md.topics else 0
-            for name in config.kafka_topics
+            name: len(md.topics[name].partitions) if name in md.topics else 0 for name in topics
         }
-        short = {name: n for name, n in have.items() if n < config.kafka_topics[name]}
+        short = {name: n for name, n in have.items() if n < topics[name]}
         if not short:
             return result
         if time.monotonic() > deadline:
             name, count = next(iter(short.items()))
-            raise StackError(
-                f"kafka: topic {name} has {count} partitions, expected {config.kafka_topics[name]}"
-            )
+            raise StackError(f"kafka: topic {name} has {count} partitions, expected {topics[name]}")
         time.sleep(0.2)
 
 

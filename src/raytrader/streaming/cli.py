@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -127,6 +128,9 @@ def features_cmd(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus /metrics on this port")
     ] = 9401,
+    metrics_host: Annotated[
+        str, typer.Option(help="address /metrics binds (0.0.0.0 in a pod Prometheus scrapes)")
+    ] = "127.0.0.1",
     idle_exit: Annotated[
         float | None, typer.Option(help="exit after this many idle seconds")
     ] = None,
@@ -143,6 +147,10 @@ def features_cmd(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Consume bars, compute bar_features_v1 incrementally, write them to Feast (online + offline)."""
+    # SIGTERM (systemd, a Kubernetes rollout) stops the consumer like Ctrl-C: until it runs, by
+    # interrupting the start-up; then by ending the loop, after which it flushes, commits its
+    # offsets and leaves its group instead of being killed mid-batch
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from raytrader.streaming.consumer import ConsumerConfig, FeatureConsumer
     from raytrader.streaming.sinks import default_sink
 
@@ -166,10 +174,12 @@ def features_cmd(
         group_id=group,
         state_dir=str(state_dir),
         metrics_port=metrics_port or None,
+        metrics_host=metrics_host,
         calendar=calendar,
         instance_id=instance_id,
     )
     consumer = FeatureConsumer(cfg, default_sink(redis_conn, feast_data))
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     try:
         n = consumer.run(idle_timeout_s=idle_exit)
     except KeyboardInterrupt:
@@ -177,6 +187,42 @@ def features_cmd(
     finally:
         consumer.close()
     typer.echo(f"consumed {n} messages" if n >= 0 else "stopped")
+
+
+@stream_app.command("topics")
+def topics_cmd(
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PARTITIONS (repeatable); default: the stack's bars.* topics"),
+    ] = None,
+    replication: Annotated[int, typer.Option(min=1, help="replication factor of new topics")] = 1,
+    wait: Annotated[
+        float, typer.Option(min=0.0, help="wait this many seconds for enough brokers first")
+    ] = 0.0,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Create the bar topics that are missing and raise partition counts that are too low."""
+    from raytrader.errors import ConfigError
+    from raytrader.stack.config import DEFAULT_TOPICS
+    from raytrader.stack.kafka import create_topics
+
+    wanted = dict(DEFAULT_TOPICS)
+    if topic:
+        wanted = {}
+        for item in topic:
+            name, sep, n = item.partition("=")
+            if not sep or not name or not n.isdigit() or int(n) < 1:
+                raise ConfigError(f"--topic {item!r}: expected NAME=PARTITIONS, e.g. bars.1m=4")
+            wanted[name] = int(n)
+    result = create_topics(
+        _bootstrap(bootstrap),
+        wanted,
+        replication=replication,
+        wait_s=wait,
+        progress=lambda msg: typer.echo(msg, err=True),
+    )
+    for name, outcome in result.items():
+        typer.echo(f"{name}: {outcome} ({wanted[name]} partitions)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ processing time and sink write latency histograms.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import multiprocessing
 import time
@@ -42,7 +43,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from raytrader.config import StrictConfig
 from raytrader.data.bars import Bars, make_frame
@@ -65,6 +66,8 @@ class ConsumerConfig(StrictConfig):
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.5, gt=0.0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: the address /metrics binds: loopback locally, ``0.0.0.0`` in a pod Prometheus scrapes
+    metrics_host: str = "127.0.0.1"
     auto_offset_reset: str = "earliest"
     # static membership: a restarted consumer with the same id takes its partitions back at once
     # instead of waiting for the dead member's session to time out
@@ -84,6 +87,15 @@ class ConsumerConfig(StrictConfig):
     # less often. Full collections otherwise pause the poll loop for up to ~150 ms (measured),
     # which is the freshness p99. Process-wide: the consumer owns its process.
     tune_gc: bool = True
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _an_ip(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"metrics_host {v!r} is not an IP address") from None
+        return v
 
 
 class OfflineWriter(Protocol):
@@ -283,7 +295,9 @@ class FeatureConsumer:
         if config.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(config.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
+            start_http_server(
+                config.metrics_port, addr=str(config.metrics_host), registry=self.metrics.registry
+            )
 
     # -- partition ownership: state is only trusted for partitions we hold -------------------------
     def _on_assign(self, consumer: Any, partitions: Any) -> None:

@@ -1,0 +1,40 @@
+"""ConsumerConfig: the /metrics bind address is an IP address, loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from raytrader.streaming.consumer import ConsumerConfig, FeatureConsumer
+from raytrader.streaming.sinks import NullSink
+
+
+def test_metrics_bind_loopback_by_default_and_take_only_an_ip_address(tmp_path: Path) -> None:
+    assert ConsumerConfig(state_dir=str(tmp_path)).metrics_host == "127.0.0.1"
+    assert ConsumerConfig(state_dir=str(tmp_path), metrics_host="0.0.0.0").metrics_host == "0.0.0.0"  # noqa: S104
+    with pytest.raises(ValidationError, match="metrics_host 'localhost' is not an IP address"):
+        ConsumerConfig(state_dir=str(tmp_path), metrics_host="localhost")
+
+
+def test_metrics_are_served_on_the_configured_address(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = ConsumerConfig(
+        bootstrap="127.0.0.1:9",
+        state_dir=str(tmp_path),
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+        writer="thread",
+    )
+    consumer = FeatureConsumer(cfg, NullSink())
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert resp.status == 200
+            assert b"raytrader_" in resp.read()
+    finally:
+        consumer.close()
