@@ -9,8 +9,12 @@ PIP := $(BIN)/python -m pip
 CONSTRAINTS := requirements/constraints.txt
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export NUMBA_CACHE_DIR ?= $(HOME)/.cache/raytrader/numba
+# helm, kubeconform, helm-unittest, checkov and the offline schemas the chart tests (tests/deploy)
+# use: pinned in scripts/install-k8s-tools.sh, cached here across checkouts
+export RAYTRADER_K8S_TOOLS ?= $(HOME)/.cache/raytrader/k8s-tools
+K8S_TOOLS := $(RAYTRADER_K8S_TOOLS)/tools.env
 
-.PHONY: help venv demo test test-unit test-integration bench lint constraints clean
+.PHONY: help venv demo test test-unit test-integration chart-test bench lint constraints clean
 .PHONY: stack-up stack-down
 
 help: ## list the targets
@@ -37,12 +41,17 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q --no-deps finrl==0.3.7 stable-baselines3==2.9.2
 	touch $@
 
+# a no-op when every pinned tool is in the cache; re-runs when the pins or the cache change
+$(K8S_TOOLS): scripts/install-k8s-tools.sh scripts/crd-to-jsonschema.py requirements/checkov.txt
+	PYTHON=$(PYTHON) bash scripts/install-k8s-tools.sh
+	touch $@
+
 venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools
 
 demo: $(VENV)/.installed ## run the main job on embedded defaults (bundled data, local Ray)
 	$(BIN)/raytrader demo
 
-test: $(VENV)/.installed ## run every test (unit, integration with a local Ray, slow)
+test: $(VENV)/.installed $(K8S_TOOLS) ## run every test (unit, integration with a local Ray, slow)
 	$(BIN)/python -m pytest -q
 
 test-unit: $(VENV)/.installed ## unit tests only (no Ray, no services)
@@ -50,6 +59,9 @@ test-unit: $(VENV)/.installed ## unit tests only (no Ray, no services)
 
 test-integration: $(VENV)/.installed ## integration tests only
 	$(BIN)/python -m pytest -q -m integration
+
+chart-test: $(VENV)/.installed $(K8S_TOOLS) ## the Helm chart's offline checks (lint, kubeconform, checkov, helm-unittest)
+	$(BIN)/python -m pytest -q tests/deploy/test_chart.py
 
 bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
