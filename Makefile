@@ -15,7 +15,7 @@ export RAYTRADER_K8S_TOOLS ?= $(HOME)/.cache/raytrader/k8s-tools
 K8S_TOOLS := $(RAYTRADER_K8S_TOOLS)/tools.env
 
 .PHONY: help venv demo test test-unit test-integration chart-test bench lint constraints clean
-.PHONY: stack-up stack-down
+.PHONY: stack-up stack-down image image-test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,12 @@ test-integration: $(VENV)/.installed ## integration tests only
 
 chart-test: $(VENV)/.installed $(K8S_TOOLS) ## the Helm chart's offline checks (lint, kubeconform, checkov, helm-unittest)
 	$(BIN)/python -m pytest -q tests/deploy/test_chart.py
+
+image: ## build the image on the official Ray image (needs Docker Hub): raytrader:<version>
+	docker build -t raytrader:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) .
+
+image-test: $(VENV)/.installed ## build the image on a locally built base (no registry) and check it
+	$(BIN)/python -m pytest -q tests/deploy/test_image.py
 
 bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and its tests need, only those that are missing:
 # Java 17 (Kafka), Maven (resolves the Kafka jars), PostgreSQL (MLflow's backend store), Redis
-# (Feast's online store), kcat (an independent Kafka client used by the tests) and wrk (the HTTP
-# load generator of the serving benchmark).
+# (Feast's online store), kcat (an independent Kafka client used by the tests), wrk (the HTTP
+# load generator of the serving benchmark), and Docker and debootstrap (the image test builds a
+# Debian base image locally and runs its own daemon, scripts/dockerd.sh).
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)        # the image test's own daemon (scripts/dockerd.sh)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)  # the image test's local base image
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -25,6 +28,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # the package scripts may start system services on the default ports; the stack runs its own
-for svc in redis-server postgresql; do
+for svc in redis-server postgresql docker; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

@@ -1,0 +1,32 @@
+"""Print raytrader's requirements from ``pyproject.toml``: the core dependencies plus the named
+extras, one per line, for ``pip install -c requirements/constraints.txt -r -``.
+
+    python docker/requirements.py pyproject.toml stack          # what the image installs
+    python docker/requirements.py pyproject.toml stack,train    # with the training extras
+
+The image installs these before it copies the source, so a source change rebuilds only the last
+layers (see Dockerfile). Standard library only: it runs in the base image before anything else.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+
+
+def requirements(pyproject: str, extras: str) -> list[str]:
+    with open(pyproject, "rb") as f:
+        project = tomllib.load(f)["project"]
+    optional: dict[str, list[str]] = project.get("optional-dependencies", {})
+    out = list(project["dependencies"])
+    for extra in filter(None, (e.strip() for e in extras.split(","))):
+        if extra not in optional:
+            raise SystemExit(f"unknown extra {extra!r}; pyproject.toml has {sorted(optional)}")
+        out += optional[extra]
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: requirements.py PYPROJECT EXTRAS")
+    print("\n".join(requirements(sys.argv[1], sys.argv[2])))
