@@ -57,7 +57,17 @@ def test_bad_topic_specs_and_an_unreachable_broker_are_named() -> None:
 
 
 def test_sigterm_stops_the_consumer_cleanly(stack, tmp_path: Path) -> None:
+    from confluent_kafka import Producer
+
+    from raytrader.features.feast_repo import apply, store
+
     cfg = stack.config
+    # the topic holds other tests' bars and, here, a malformed one for the DLQ: the consumer is
+    # busy with real work when the signal comes
+    apply(store("redis", redis=cfg.redis_connection, data=tmp_path / "feast"))
+    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap})
+    producer.produce("bars.1d", key=b"TERM", value=b"not json")
+    assert producer.flush(30) == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
