@@ -11,7 +11,10 @@ the stack's Ray head):
     under one uvicorn worker, same :class:`ServiceConfig`, no Ray Serve;
 (c) ``ModelHolder.decide`` alone in this process (plus, to show where the latency goes, the same
     ensemble without MLflow's per-call schema enforcement, the Feast read and the whole
-    ``DecisionService.decide`` handler without HTTP).
+    ``DecisionService.decide`` handler without HTTP);
+(d) Ray Serve's floor (:mod:`benchmarks.serve_floor`): no-op apps of the same shape on the same
+    Serve proxy, a FastAPI ingress alone and an ingress making one handle call to a no-op model,
+    under the same load as (a): what Serve itself costs on this machine.
 
 HTTP load comes from ``wrk`` (Debian package ``wrk``, ``scripts/install-debian-deps.sh``): a fixed
 rate of 100 requests/s paced by a Lua ``delay()`` schedule, then closed-loop steps of 1..32
@@ -30,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -379,8 +384,9 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def _serve_pids() -> list[int]:
-    """The Serve processes on this machine: proxy, controller and the replicas."""
+def _serve_pids(app: str = "raytrader") -> list[int]:
+    """The Serve processes on this machine: proxy, controller and ``app``'s replicas."""
+    replica = f"ServeReplica:{app}:".encode()
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -389,9 +395,28 @@ def _serve_pids() -> list[int]:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if any(t in cmd for t in (b"ProxyActor", b"ServeController", b"ServeReplica:raytrader")):
+        if any(t in cmd for t in (b"ProxyActor", b"ServeController", replica)):
             out.append(int(entry.name))
     return out
+
+
+def _floor(cfg: Any, action: str) -> None:
+    """Deploy (``up``) or delete (``down``) the no-op apps of :mod:`benchmarks.serve_floor`."""
+    from raytrader.serving.cli import _env_for
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.serve_floor", action],
+        cwd=REPO_ROOT,
+        env=_env_for(cfg),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"benchmarks.serve_floor {action} failed: {(proc.stderr or proc.stdout)[-1500:]}"
+        )
 
 
 def _serve_replicas(cfg: Any) -> str:
@@ -539,11 +564,11 @@ def _inproc_row(label: str, t: dict[str, float]) -> list[str]:
     ]
 
 
-def _step_rows(a: list[Load], b: list[Load]) -> list[list[str]]:
+def _step_rows(*series: list[Load]) -> list[list[str]]:
     rows = []
     for i, c in enumerate(STEP_CONNECTIONS):
         cells = [str(c)]
-        for steps in (a, b):
+        for steps in series:
             if i < len(steps):
                 s = steps[i]
                 cells += [
@@ -560,6 +585,7 @@ def _step_rows(a: list[Load], b: list[Load]) -> list[list[str]]:
 
 
 def run() -> Section:
+    from benchmarks.serve_floor import APPS as FLOOR_APPS
     from raytrader.serving.cli import DEFAULT_CONFIG, _env_for, _serve_cli, render, serve_up
 
     load_start = load_average()
@@ -583,11 +609,12 @@ def run() -> Section:
         raise RuntimeError(f"the Serve app is not ready: {info['readyz']}")
     serve_url = info["url"]
     plain: Plain | None = None
+    floor_up = False
     try:
         plain = _start_plain(args, token)
         urls = {"a": serve_url, "b": plain.url}
         proc = plain.proc
-        pid_of = {"a": _serve_pids, "b": lambda: [proc.pid]}
+        pid_of: dict[str, Callable[[], list[int]]] = {"a": _serve_pids, "b": lambda: [proc.pid]}
         for key in ("a", "b"):
             for syms in ([SYMBOL], multi):
                 _check_decision(urls[key], token, syms, version)
@@ -625,9 +652,34 @@ def run() -> Section:
             log(f"serving: ({key}) closed-loop steps {STEP_CONNECTIONS}")
             steps[key] = _steps(urls[key], token, pid_of[key])
         replicas = _serve_replicas(cfg)
+
+        # (d) what Ray Serve itself costs here: the same proxy, no-op apps of the same shape
+        log("serving: (d) Ray Serve's floor: deploying benchmarks.serve_floor")
+        floor_up = True
+        _floor(cfg, "up")
+        for key, app in (("d0", "floor-ingress"), ("d1", "floor-hop")):
+            urls[key] = f"{serve_url}{FLOOR_APPS[app]}"
+            pid_of[key] = partial(_serve_pids, app)
+            status, body = _http(f"{urls[key]}/v1/decisions", token, {"symbols": [SYMBOL]})
+            if status != 200:
+                raise RuntimeError(f"{urls[key]}/v1/decisions answered HTTP {status}: {body}")
+            paced(key, [SYMBOL], WARMUP_SECONDS)
+            log(f"serving: ({key}) {app}: {RATE:.0f} req/s for {RATE_SECONDS} s")
+            fixed[key] = f = paced(key, [SYMBOL], RATE_SECONDS)
+            log(
+                f"serving:   {f.rps:.1f} req/s, p50 {fmt_s(f.p50)}, p99 {fmt_s(f.p99)}, "
+                f"errors {f.errors}"
+            )
+            log(f"serving: ({key}) {app}: closed-loop steps {STEP_CONNECTIONS}")
+            steps[key] = _steps(urls[key], token, pid_of[key])
     finally:
         if plain is not None:
             plain.stop()
+        if floor_up:
+            try:
+                _floor(cfg, "down")
+            except Exception as exc:  # the report still matters; say what is left deployed
+                log(f"serving: could not delete the floor apps {sorted(FLOOR_APPS)}: {exc}")
         if not was_up:
             log("serving: shutting the Serve app down (this section deployed it)")
             done = _serve_cli(
@@ -641,6 +693,10 @@ def run() -> Section:
     rows = [
         _load_row("(a) Ray Serve end-to-end, 1 symbol", a, steps["a"]),
         _load_row("(b) plain FastAPI + uvicorn, 1 symbol", b, steps["b"]),
+        _load_row("(d) Ray Serve's floor: no-op FastAPI ingress alone", fixed["d0"], steps["d0"]),
+        _load_row(
+            "(d) Ray Serve's floor: no-op ingress → handle → no-op model", fixed["d1"], steps["d1"]
+        ),
         _load_row(f"(a) Ray Serve end-to-end, {len(multi)} symbols", fixed["a8"], None),
         _load_row(f"(b) plain FastAPI + uvicorn, {len(multi)} symbols", fixed["b8"], None),
         _inproc_row("(c) the ensemble call alone (`ModelHolder.decide`, 1 row)", inproc["model"]),
@@ -704,6 +760,17 @@ def run() -> Section:
         ],
         _step_rows(steps["a"], steps["b"]),
     )
+    floor_table = table(
+        [
+            "connections",
+            *(
+                f"({k}) {col}"
+                for k in ("ingress", "hop")
+                for col in ("req/s", "p50", "p99", "errors", "wrk CPU")
+            ),
+        ],
+        _step_rows(steps["d0"], steps["d1"]),
+    )
     method = (
         f"**Method.** Everything runs on this machine ({cores} cores), on the local stack (MLflow "
         "server on PostgreSQL, Feast online store on Redis, the stack's Ray head; Kafka and the "
@@ -732,8 +799,15 @@ def run() -> Section:
         f"a step within the budget **and** with p99 ≤ {slo_ms}, *peak* the highest within the "
         "budget alone; the p99 verdict also needs the fixed run to achieve "
         f"≥ {MIN_ACHIEVED * RATE:.0f} req/s within the budget. *Server CPU / request*: user + "
-        "system CPU of the server processes during the fixed-rate run (for (a) the Serve proxy, "
-        "controller and replicas; Ray's GCS and raylet not counted) over the requests. wrk "
+        "system CPU of the server processes during the fixed-rate run (for (a) and (d) the Serve "
+        "proxy, controller and the app's replicas; Ray's GCS and raylet not counted) over the "
+        "requests. **(d)** Ray Serve's own floor (`benchmarks/serve_floor.py`): two no-op "
+        "applications deployed beside `raytrader` on the same Serve instance and proxy, each "
+        "answering the same `POST /v1/decisions` request: a FastAPI ingress that returns the "
+        "symbols (proxy → replica), and the same ingress making one handle call to a model "
+        "deployment that returns its argument (proxy → ingress → model, the service's topology "
+        "with no Feast read, auth, ensemble or response model); same load as (a), fixed rate "
+        "and steps. wrk "
         "shares the "
         f"{cores} cores with the servers (its CPU use, in cores, is in the step table). "
         f"`DecisionModel` replicas after the steps: {replicas}. Load average at start "
@@ -754,11 +828,43 @@ def run() -> Section:
             method,
             main_table,
             added_line,
+            _floor_line(fixed, steps, b, cores or 1),
             "**Closed-loop steps** (1 symbol per request; wrk CPU in cores):",
             step_table,
+            "**Closed-loop steps of Ray Serve's floor (d)** (the no-op apps; same request):",
+            floor_table,
         ]
     )
     return Section(NAME, TITLE, body, verdicts)
+
+
+def _floor_line(
+    fixed: dict[str, Load], steps: dict[str, list[Load]], plain: Load, cores: int
+) -> str:
+    """What the no-op apps (d) say about the targets: Serve's own cost against the whole of (b)."""
+    hop, ingress = fixed["d1"], fixed["d0"]
+
+    def per_req(load: Load) -> float:
+        return load.server_cpu_s / load.requests * 1000 if load.requests else float("nan")
+
+    line = (
+        f"**Ray Serve's floor (d).** With nothing inside, the service's topology (proxy → "
+        f"ingress → model) costs {per_req(hop):.2f} ms of server CPU per request "
+        f"(the ingress alone {per_req(ingress):.2f} ms), against {per_req(plain):.2f} ms for the "
+        f"whole plain FastAPI service (b) with Feast, auth and the ensemble; at {RATE:.0f} req/s "
+        f"that floor alone needs {per_req(hop) * RATE / 1000:.2f} of the {cores} cores, before "
+        "any of raytrader's work and wrk's. At the fixed rate it answers "
+        f"{hop.rps:.1f} req/s with p50 {fmt_s(hop.p50)} and p99 {fmt_s(hop.p99)} "
+        f"(ingress alone: {ingress.rps:.1f} req/s, p50 {fmt_s(ingress.p50)}, p99 "
+        f"{fmt_s(ingress.p99)})."
+    )
+    if steps.get("d1") and steps.get("b"):
+        h1, b1 = steps["d1"][0], steps["b"][0]
+        line += (
+            f" With 1 connection the no-op hop's p50 is {fmt_s(h1.p50)}, "
+            f"{_delta(h1.p50 - b1.p50)} over the whole plain service's {fmt_s(b1.p50)}."
+        )
+    return line
 
 
 def _wrk_version() -> str:
