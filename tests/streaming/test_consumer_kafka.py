@@ -124,7 +124,8 @@ def test_invalid_messages_go_to_the_dlq_and_the_consumer_keeps_going(stack, tmp_
         state_dir=str(tmp_path),
         writer="thread",
     )
-    consume_all(cfg, sink)
+    consumer = consume_all(cfg, sink)
+    consumer.close()  # closed already: a second close does nothing
     assert len(sink.rows["DLQT"]) == 3
     reader = Consumer(
         {

@@ -274,6 +274,7 @@ class FeatureConsumer:
         )
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._running = True
+        self._closed = False
         self._assigned = False
         self.totals = BatchStats()  # accumulated over run()
         self._pending: list[tuple[Bars, pd.DataFrame]] = []
@@ -311,12 +312,22 @@ class FeatureConsumer:
         self._running = False
 
     def close(self) -> None:
+        """Flush, then release the broker connections (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.flush()
         finally:
             self._writer.shutdown(wait=True)
             self._consumer.close()
-            self._dlq.flush(10)
+            left = self._dlq.flush(10)
+            if left:  # the broker is gone: close() must not wait on records it cannot deliver
+                log.error("%d dead-letter record(s) undelivered at close", left)
+                self._dlq.purge()
+            # close, not just drop: a consumer object kept alive (or frozen by tune_gc) would
+            # otherwise hold the producer's connection and retry a stopped broker until exit
+            self._dlq.close()
 
     def poll(self) -> BatchStats | None:
         """One poll: consume up to ``batch_size`` messages, process them, start or finish a
