@@ -295,6 +295,11 @@ class Load:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU (user + system) per request, in ms."""
+        return self.server_cpu_s / self.requests * 1000 if self.requests else float("nan")
+
+    @property
     def error_rate(self) -> float:
         return self.errors / max(self.requests, 1)
 
@@ -534,7 +539,6 @@ def _delta(seconds: float) -> str:
 def _load_row(label: str, load: Load, steps: list[Load] | None) -> list[str]:
     slo = _sustained(steps, P99_TARGET_S) if steps else None
     peak = _sustained(steps, None) if steps else None
-    per_req = load.server_cpu_s / load.requests * 1000 if load.requests else float("nan")
     return [
         label,
         fmt_s(load.p50),
@@ -542,7 +546,7 @@ def _load_row(label: str, load: Load, steps: list[Load] | None) -> list[str]:
         fmt_s(load.p99),
         fmt_s(load.max),
         f"{load.rps:,.1f} ({load.errors} errors / {load.requests:,})",
-        f"{per_req:.2f} ms",
+        f"{load.cpu_ms_per_request:.2f} ms",
         (f"{slo.rps:,.0f} ({slo.connections} conn.)" if slo else "none met it") if steps else "—",
         (f"{peak.rps:,.0f} ({peak.connections} conn.)" if peak else "none met it")
         if steps
@@ -843,16 +847,13 @@ def _floor_line(
 ) -> str:
     """What the no-op apps (d) say about the targets: Serve's own cost against the whole of (b)."""
     hop, ingress = fixed["d1"], fixed["d0"]
-
-    def per_req(load: Load) -> float:
-        return load.server_cpu_s / load.requests * 1000 if load.requests else float("nan")
-
+    hop_ms, ingress_ms, plain_ms = (x.cpu_ms_per_request for x in (hop, ingress, plain))
     line = (
         f"**Ray Serve's floor (d).** With nothing inside, the service's topology (proxy → "
-        f"ingress → model) costs {per_req(hop):.2f} ms of server CPU per request "
-        f"(the ingress alone {per_req(ingress):.2f} ms), against {per_req(plain):.2f} ms for the "
+        f"ingress → model) costs {hop_ms:.2f} ms of server CPU per request "
+        f"(the ingress alone {ingress_ms:.2f} ms), against {plain_ms:.2f} ms for the "
         f"whole plain FastAPI service (b) with Feast, auth and the ensemble; at {RATE:.0f} req/s "
-        f"that floor alone needs {per_req(hop) * RATE / 1000:.2f} of the {cores} cores, before "
+        f"that floor alone needs {hop_ms * RATE / 1000:.2f} of the {cores} cores, before "
         "any of raytrader's work and wrk's. At the fixed rate it answers "
         f"{hop.rps:.1f} req/s with p50 {fmt_s(hop.p50)} and p99 {fmt_s(hop.p99)} "
         f"(ingress alone: {ingress.rps:.1f} req/s, p50 {fmt_s(ingress.p50)}, p99 "
