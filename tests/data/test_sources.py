@@ -188,3 +188,102 @@ def test_a_file_without_a_timeframe_gets_its_most_common_spacing(tmp_path: Path)
         Timeframe.infer(idx, "x.csv")
     with pytest.raises(ConfigError, match="fewer than two bars"):
         Timeframe.infer(idx[:1], "x.csv")
+
+
+# ------------------------------------------------------------------------------ calendars, ranges
+def _write(path: Path, index: pd.DatetimeIndex) -> Path:
+    n = len(index)
+    close = 100.0 + np.cumsum(np.random.default_rng(1).normal(0, 1, n)) * 0.1
+    frame = pd.DataFrame(
+        {
+            "timestamp": [t.isoformat() for t in index],
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 1000.0,
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_weekday_only_daily_csv_is_equity_with_252_bars_a_year(tmp_path: Path) -> None:
+    days = pd.bdate_range("2020-01-01", periods=600, tz="UTC")
+    bars = load_bars(str(_write(tmp_path / "stock.csv", days)))
+    assert bars.calendar is Calendar.EQUITY
+    assert bars.periods_per_year == 252
+
+
+def test_a_24_7_hourly_file_is_crypto_with_8760_bars_a_year(tmp_path: Path) -> None:
+    hours = pd.date_range("2024-01-01", periods=24 * 30, freq="1h", tz="UTC")
+    bars = load_bars(str(_write(tmp_path / "btc.csv", hours)))
+    assert bars.calendar is Calendar.CRYPTO
+    assert bars.periods_per_year == 8760
+
+
+def test_fx_hours_from_sunday_evening_to_friday_evening_are_fx(tmp_path: Path) -> None:
+    hours = pd.date_range("2024-01-01", periods=24 * 60, freq="1h", tz="UTC")
+    dow, hour = hours.dayofweek, hours.hour
+    open_ = ~((dow == 5) | ((dow == 4) & (hour >= 21)) | ((dow == 6) & (hour < 21)))
+    bars = load_bars(str(_write(tmp_path / "eurusd.csv", hours[open_])))
+    assert bars.calendar is Calendar.FX
+    assert bars.periods_per_year == 260 * 24
+
+
+def test_weekday_round_the_clock_hours_are_fx_and_a_session_is_equity(tmp_path: Path) -> None:
+    hours = pd.date_range("2024-01-01", periods=24 * 60, freq="1h", tz="UTC")
+    weekdays = hours[hours.dayofweek < 5]
+    assert load_bars(str(_write(tmp_path / "fx.csv", weekdays))).calendar is Calendar.FX
+    session = weekdays[(weekdays.hour >= 14) & (weekdays.hour < 21)]
+    assert load_bars(str(_write(tmp_path / "aapl.csv", session))).calendar is Calendar.EQUITY
+
+
+def test_the_bundled_sets_keep_their_calendar_and_inference_agrees() -> None:
+    from raytrader.data.timeframe import infer_calendar
+
+    for name, expected in (("goog", "equity"), ("eurusd", "fx"), ("sp500", "equity")):
+        bars = load_bars(name)
+        assert bars.calendar.value == expected
+        assert infer_calendar(bars.index, bars.timeframe).value == expected
+
+
+def test_goog_as_a_csv_gives_the_same_metrics_as_the_bundled_set(tmp_path: Path) -> None:
+    from raytrader.backtest.engine import run_backtest
+    from raytrader.strategies.base import make_strategy
+
+    goog = load_bars("goog")
+    path = write_bars_csv(goog, tmp_path / "goog.csv")
+    from_file = load_bars(str(path))
+    assert from_file.calendar is Calendar.EQUITY
+    strategy = make_strategy("ma_cross", {"fast": 10, "slow": 20})
+    a = run_backtest(goog, strategy).summary()
+    b = run_backtest(from_file, strategy).summary()
+    assert b["symbol"] == "GOOG"
+    assert {k: v for k, v in a.items() if k != "symbol"} == {
+        k: v for k, v in b.items() if k != "symbol"
+    }
+    assert a["periods_per_year"] == 252
+
+
+def test_the_calendar_can_be_overridden_for_any_source(tmp_path: Path) -> None:
+    assert load_bars("goog", calendar="crypto").periods_per_year == 365
+    assert load_bars("goog", calendar="auto").calendar is Calendar.EQUITY
+    path = write_bars_csv(load_bars("goog"), tmp_path / "goog.csv")
+    assert load_bars(str(path), calendar="fx").calendar is Calendar.FX
+    with pytest.raises(ConfigError, match="unknown calendar 'nyse'"):
+        load_bars("goog", calendar="nyse")
+
+
+def test_start_and_end_select_bars_in_a_half_open_range() -> None:
+    bars = load_bars("goog", start="2010-01-01", end="2011-01-01")
+    assert bars.index[0] == pd.Timestamp("2010-01-04", tz="UTC")
+    assert bars.index[-1] == pd.Timestamp("2010-12-31", tz="UTC")
+    assert bars.calendar is Calendar.EQUITY
+    assert len(load_bars("goog", end="2004-08-20")) == 1  # end is exclusive
+    with pytest.raises(DataSourceError, match=r"no bars in \[2020-01-01.*the data runs 2004-08-19"):
+        load_bars("goog", start="2020-01-01")
+    with pytest.raises(ConfigError, match="is not before end"):
+        load_bars("goog", start="2012-01-01", end="2011-01-01")
+    with pytest.raises(ConfigError, match="start 'yesterday' is not an ISO-8601"):
+        load_bars("goog", start="yesterday")

@@ -239,3 +239,41 @@ def test_config_intervals(interval: str, expected: str) -> None:
 def test_config_rejects_bad_values(fields: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         YFinanceConfig.parse({"ticker": "AAPL", "start": "2024-01-01", **fields})
+
+
+def _as_instrument(ticker: str, instrument: str, every_day: bool) -> dict[str, Any]:
+    """The recorded chart re-labelled as another instrument in Yahoo's own wire format: its
+    ``meta.instrumentType`` (and, for a 24/7 market, one bar every calendar day in UTC)."""
+    import copy
+
+    chart = copy.deepcopy(CHART)
+    result = chart["chart"]["result"][0]
+    meta = result["meta"]
+    meta.update(symbol=ticker, instrumentType=instrument)
+    if every_day:
+        meta.update(exchangeTimezoneName="UTC", timezone="UTC", gmtoffset=0)
+        first = int(pd.Timestamp("2024-01-02", tz="UTC").timestamp())
+        result["timestamp"] = [first + 86_400 * i for i in range(len(result["timestamp"]))]
+    return chart
+
+
+@pytest.mark.parametrize(
+    ("ticker", "instrument", "every_day", "calendar", "ppy"),
+    [
+        ("BTC-USD", "CRYPTOCURRENCY", True, "crypto", 365),
+        ("EURUSD=X", "CURRENCY", False, "fx", 260),
+        ("SPY", "ETF", False, "equity", 252),
+        ("ES=F", "FUTURE", True, "crypto", 365),  # no rule for futures: inferred from the bars
+    ],
+)
+def test_the_calendar_follows_yahoos_instrument_type(
+    ticker: str, instrument: str, every_day: bool, calendar: str, ppy: int
+) -> None:
+    with ReplayServer() as srv:
+        install_yahoo(srv, charts={ticker: _as_instrument(ticker, instrument, every_day)})
+        cfg = config(srv, ticker=ticker, start="2024-01-01", end="2024-04-01")
+        bars = fetch_yfinance(cfg)
+        assert bars.calendar == calendar
+        assert bars.periods_per_year == ppy
+        override = fetch_yfinance(cfg.model_copy(update={"calendar": "equity"}))
+        assert override.calendar == "equity"

@@ -145,6 +145,17 @@ class Bars:
             source=self.source,
         )
 
+    def with_calendar(self, calendar: Calendar | str) -> Bars:
+        """The same bars annualized on another market calendar."""
+        return Bars(
+            frame=self.frame,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            calendar=Calendar(calendar),
+            source=self.source,
+            repair_report=self.repair_report,
+        )
+
     @cached_property
     def periods_per_year(self) -> float:
         return self.timeframe.periods_per_year(self.calendar)

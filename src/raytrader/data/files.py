@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from raytrader.data.bars import OHLCV, Bars
-from raytrader.data.timeframe import Calendar, Timeframe
+from raytrader.data.timeframe import Calendar, Timeframe, infer_calendar
 from raytrader.errors import DataSourceError, DataValidationError
 
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "open_time")
@@ -26,11 +26,12 @@ def read_bars_file(
     *,
     symbol: str | None = None,
     timeframe: str | None = None,
-    calendar: Calendar | str = Calendar.CRYPTO,
+    calendar: Calendar | str | None = None,
     repair: bool = False,
 ) -> Bars:
     """Load a ``.csv`` or ``.parquet`` file into validated :class:`Bars`; without ``timeframe``,
-    the bars' most common spacing is their timeframe."""
+    the bars' most common spacing is their timeframe, and without ``calendar`` the calendar their
+    weekdays and hours show (:func:`~raytrader.data.timeframe.infer_calendar`)."""
     p = Path(path)
     if not p.is_file():
         raise DataSourceError(f"{p}: no such file")
@@ -50,9 +51,11 @@ def read_bars_file(
         raise DataSourceError(f"{p}: cannot parse: {exc}") from exc
     sym = symbol or p.stem.upper()
     frame = normalize_columns(raw, source=str(p), symbol=sym)
-    tf = timeframe or Timeframe.infer(pd.DatetimeIndex(frame.index).sort_values(), str(p))
+    index = pd.DatetimeIndex(frame.index).sort_values()
+    tf = Timeframe.parse(timeframe) if timeframe else Timeframe.infer(index, str(p))
+    cal = calendar if calendar is not None else infer_calendar(index, tf)
     return Bars.from_frame(
-        frame, symbol=sym, timeframe=tf, calendar=calendar, source=str(p), repair=repair
+        frame, symbol=sym, timeframe=tf, calendar=cal, source=str(p), repair=repair
     )
 
 

@@ -46,6 +46,44 @@ class Calendar(StrEnum):
         return {Calendar.EQUITY: 6.5, Calendar.FX: 24.0, Calendar.CRYPTO: 24.0}[self]
 
 
+#: a weekend day "trades" when it holds at least this share of an average weekday's bars
+_SATURDAY_SHARE = 0.5
+#: FX trades from Sunday evening (about 21:00 UTC) to Friday evening: a few Sunday hours a week
+_SUNDAY_SHARE = 0.05
+#: intraday bars covering at least this many hours of a weekday trade around the clock
+_ROUND_THE_CLOCK_H = 20.0
+
+
+def infer_calendar(index: pd.DatetimeIndex, timeframe: Timeframe) -> Calendar:
+    """The market calendar the bars' days and hours show (their UTC weekdays):
+
+    * Saturday bars (at least half as many as on an average weekday) → ``crypto`` (every day);
+    * else Sunday bars (at least 5 % of an average weekday's: FX opens on Sunday evening) → ``fx``;
+    * else weekday-only: daily (or longer) bars → ``equity``; intraday bars that cover at least
+      20 hours of a median weekday → ``fx``, shorter sessions → ``equity``.
+
+    Bars spanning less than a week cannot show a weekend: there, intraday bars covering at least
+    20 hours of a day are ``crypto`` (24/7 is the only round-the-clock calendar they cannot rule
+    out), otherwise the weekday rules apply. Pass the calendar explicitly to override."""
+    if len(index) == 0:
+        return Calendar.CRYPTO
+    counts = np.bincount(np.asarray(index.dayofweek), minlength=7).astype(np.float64)
+    weekday = counts[:5].mean()
+    if counts[5] > 0 and counts[5] >= _SATURDAY_SHARE * weekday:
+        return Calendar.CRYPTO
+    if counts[6] > 0 and counts[6] >= _SUNDAY_SHARE * weekday:
+        return Calendar.FX
+    short = index[-1] - index[0] < pd.Timedelta(days=7)
+    if timeframe.seconds >= 86400:
+        return Calendar.EQUITY
+    hour_of_day = pd.Series((index - index.normalize()) / pd.Timedelta(hours=1), index=index.date)
+    per_day = hour_of_day.groupby(level=0)
+    hours = float(np.median((per_day.max() - per_day.min()).to_numpy())) + timeframe.seconds / 3600
+    if hours >= _ROUND_THE_CLOCK_H:
+        return Calendar.CRYPTO if short else Calendar.FX
+    return Calendar.EQUITY
+
+
 @dataclass(frozen=True, slots=True)
 class Timeframe:
     """A bar length such as ``1m``, ``5m``, ``1h``, ``4h`` or ``1d``."""

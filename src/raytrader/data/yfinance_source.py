@@ -19,8 +19,13 @@ Behaviour
 * Conversion to the bars contract: columns lower-cased to ``open, high, low, close, volume``,
   float64. Intraday bars keep their exact open instant, converted to UTC. Daily and weekly bars are
   stamped 00:00 UTC of their exchange-local session date (as every daily data set in raytrader
-  is), so ``2024-01-02`` of a New York stock is ``2024-01-02T00:00Z``, not 05:00Z. Calendar:
-  ``equity``; source: ``yfinance:<ticker>``.
+  is), so ``2024-01-02`` of a New York stock is ``2024-01-02T00:00Z``, not 05:00Z. Source:
+  ``yfinance:<ticker>``.
+* Calendar (what annualizes metrics): ``config.calendar`` when given; else from Yahoo's
+  ``instrumentType`` in the chart's metadata — ``CRYPTOCURRENCY`` → ``crypto`` (``BTC-USD``),
+  ``CURRENCY`` → ``fx`` (``EURUSD=X``), ``EQUITY``/``ETF``/``MUTUALFUND``/``INDEX`` →
+  ``equity``; anything else (futures, or no metadata) → inferred from the bars' weekdays and hours
+  (:func:`~raytrader.data.timeframe.infer_calendar`).
 * Errors: an empty result (no bars in the window, unknown or delisted ticker), an HTTP failure or an
   unparsable Yahoo answer raise :class:`~raytrader.errors.DataSourceError` naming ticker, interval
   and window, with yfinance's reason (and, with a base-URL override, the failing HTTP statuses).
@@ -64,7 +69,7 @@ from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, mode
 from raytrader.config import StrictConfig
 from raytrader.data.bars import OHLCV, Bars, make_frame
 from raytrader.data.http_override import OverrideSession, check_base_url, override_session
-from raytrader.data.timeframe import Calendar, Timeframe
+from raytrader.data.timeframe import Calendar, Timeframe, infer_calendar
 from raytrader.errors import DataSourceError
 
 #: raytrader timeframe name → yfinance interval
@@ -80,6 +85,15 @@ YF_INTERVALS = {
     "1d": "1d",
     "5d": "5d",
     "1w": "1wk",
+}
+#: Yahoo's ``instrumentType`` → the calendar its bars trade on
+INSTRUMENT_CALENDARS = {
+    "CRYPTOCURRENCY": Calendar.CRYPTO,
+    "CURRENCY": Calendar.FX,
+    "EQUITY": Calendar.EQUITY,
+    "ETF": Calendar.EQUITY,
+    "MUTUALFUND": Calendar.EQUITY,
+    "INDEX": Calendar.EQUITY,
 }
 _YAHOO_HOST = re.compile(r"(^|\.)yahoo\.com$", re.IGNORECASE)
 
@@ -102,6 +116,8 @@ class YFinanceConfig(StrictConfig):
     timeout_seconds: float = Field(default=30.0, gt=0.0)
     #: base URL that receives every request meant for a ``*.yahoo.com`` host (tests, mirrors)
     base_url_override: str | None = None
+    #: market calendar of the bars (None: from Yahoo's instrument type, see the module docstring)
+    calendar: Calendar | None = None
 
     @field_validator("ticker")
     @classmethod
@@ -206,7 +222,10 @@ class _ErrorLog(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _history(yf: Any, config: YFinanceConfig, session: Any, errors: _ErrorLog) -> pd.DataFrame:
+def _history(
+    yf: Any, config: YFinanceConfig, session: Any, errors: _ErrorLog
+) -> tuple[pd.DataFrame, str]:
+    """yfinance's history frame and Yahoo's ``instrumentType`` of the ticker ("" if unknown)."""
     logger = logging.getLogger("yfinance")
     logger.addHandler(errors)
     try:
@@ -224,9 +243,11 @@ def _history(yf: Any, config: YFinanceConfig, session: Any, errors: _ErrorLog) -
                 repair=False,
                 timeout=config.timeout_seconds,
             )
+            # read one key: the metadata mapping fetches intraday data for 'tradingPeriods'
+            kind = ticker.history_metadata.get("instrumentType") if raw is not None else None
     finally:
         logger.removeHandler(errors)
-    return raw
+    return raw, str(kind or "")
 
 
 def fetch_yfinance(config: YFinanceConfig) -> Bars:
@@ -242,7 +263,7 @@ def fetch_yfinance(config: YFinanceConfig) -> Bars:
     if override:
         _clear_response_cache()
     try:
-        raw = _history(yf, config, session, errors)
+        raw, instrument = _history(yf, config, session, errors)
     except DataSourceError:
         raise
     except Exception as exc:  # yfinance raises many types (its own, JSON, curl, requests)
@@ -264,11 +285,14 @@ def fetch_yfinance(config: YFinanceConfig) -> Bars:
             "empty window)" + _detail(session, errors)
         )
     frame = to_contract_frame(raw, config.tf)
+    calendar = config.calendar or INSTRUMENT_CALENDARS.get(instrument)
+    if calendar is None:
+        calendar = infer_calendar(pd.DatetimeIndex(frame.index), config.tf)
     return Bars.from_frame(
         frame,
         symbol=config.ticker,
         timeframe=config.tf,
-        calendar=Calendar.EQUITY,
+        calendar=calendar,
         source=config.source,
     )
 
@@ -289,4 +313,10 @@ def _detail(session: Any, errors: _ErrorLog) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-__all__ = ["YF_INTERVALS", "YFinanceConfig", "fetch_yfinance", "to_contract_frame"]
+__all__ = [
+    "INSTRUMENT_CALENDARS",
+    "YF_INTERVALS",
+    "YFinanceConfig",
+    "fetch_yfinance",
+    "to_contract_frame",
+]
