@@ -1,6 +1,7 @@
 """Market data: the bars contract, loaders, resampling and the Parquet store."""
 
-from raytrader.data.bars import OHLCV, Bars, RepairReport, validate
+from raytrader.contract import OHLCV
+from raytrader.data.bars import Bars, RepairReport, validate
 from raytrader.data.sources import dataset_names, load_bars
 from raytrader.data.timeframe import Calendar, Timeframe
 

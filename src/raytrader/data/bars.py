@@ -21,10 +21,9 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
+from raytrader.contract import OHLCV as OHLCV  # re-exported for older imports
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import DataValidationError
-
-OHLCV = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raytrader.data.bars import OHLCV, Bars
+from raytrader.contract import OHLCV
+from raytrader.data.bars import Bars
 from raytrader.data.timeframe import Calendar, Timeframe, infer_calendar
 from raytrader.errors import DataSourceError, DataValidationError
 

@@ -49,8 +49,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from raytrader.contract import OHLCV
 from raytrader.data.atomic import fsync_dir, write_parquet_atomic
-from raytrader.data.bars import OHLCV, Bars, make_frame
+from raytrader.data.bars import Bars, make_frame
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import ConfigError, StoreError
 

@@ -67,7 +67,8 @@ import pandas as pd
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
 from raytrader.config import StrictConfig
-from raytrader.data.bars import OHLCV, Bars, make_frame
+from raytrader.contract import OHLCV
+from raytrader.data.bars import Bars, make_frame
 from raytrader.data.http_override import OverrideSession, check_base_url, override_session
 from raytrader.data.timeframe import Calendar, Timeframe, infer_calendar
 from raytrader.errors import DataSourceError

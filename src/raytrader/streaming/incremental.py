@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from raytrader.data.bars import OHLCV, Bars, make_frame
+from raytrader.contract import OHLCV
+from raytrader.data.bars import Bars, make_frame
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.features.engine import WARM_COLUMN, compute_arrays
 from raytrader.features.spec import FeatureSet
