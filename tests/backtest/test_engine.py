@@ -16,7 +16,7 @@ from raytrader.backtest.metrics import METRIC_NAMES
 from raytrader.backtest.report import write_report
 from raytrader.data import Bars
 from raytrader.errors import ConfigError
-from raytrader.sim import SimConfig
+from raytrader.sim import MarginConfig, SimConfig
 from raytrader.strategies import make_strategy
 from tests.conftest import make_bars, random_targets
 
@@ -32,6 +32,7 @@ TRADE_COLUMNS = [
     "pnl",
     "return",
     "commission",
+    "carry",
     "exit_reason",
     "max_units",
 ]
@@ -199,16 +200,31 @@ def test_sweep_unknown_grid_parameter_error_names_it(goog: Bars) -> None:
         sweep(goog, "ma_cross", {"fsat": [5, 10], "slow": [20]})
 
 
-def test_sweep_rows_show_the_parameters_actually_run_when_fixed_overlaps_the_grid(
-    goog: Bars,
-) -> None:
-    try:
-        table = sweep(goog, "ma_cross", {"fast": [5, 10], "slow": [20]}, fixed={"fast": 3})
-    except ConfigError:
-        return  # rejecting the overlap is a fine answer too
+def test_sweep_rejects_a_parameter_both_swept_and_fixed(goog: Bars) -> None:
+    """A fixed value would silently replace the swept one, and the rows would show parameters that
+    never ran: the overlap is an error naming the parameter."""
+    with pytest.raises(ConfigError, match=r"\['fast'\] are both swept \(--grid\) and fixed"):
+        sweep(goog, "ma_cross", {"fast": [5, 10], "slow": [20]}, fixed={"fast": 3})
+
+
+def test_sweep_rows_show_the_parameters_run_together_with_the_fixed_ones(goog: Bars) -> None:
+    grid = {"fast": [5, 10], "slow": [20, 30]}
+    table = sweep(goog, "ma_cross", grid, fixed={"short": False})
+    assert list(table.columns[:2]) == ["fast", "slow"]
+    assert sorted(zip(table.fast, table.slow, strict=True)) == [
+        (5, 20),
+        (5, 30),
+        (10, 20),
+        (10, 30),
+    ]
     for row in table.itertuples():
-        single = run_backtest(goog, make_strategy("ma_cross", {"fast": row.fast, "slow": row.slow}))
+        params = {"fast": row.fast, "slow": row.slow, "short": False}
+        single = run_backtest(goog, make_strategy("ma_cross", params))
         assert row.final_equity == single.metrics["final_equity"]
+        assert row.sharpe == single.metrics["sharpe"]
+        # the fixed parameter really ran: a long-only strategy differs from stop-and-reverse
+        both_ways = run_backtest(goog, make_strategy("ma_cross", {**params, "short": True}))
+        assert row.final_equity != both_ways.metrics["final_equity"]
 
 
 @pytest.mark.parametrize(
@@ -232,6 +248,77 @@ def test_parse_grid_forms(spec: str | list[int], expected: list[float]) -> None:
 def test_parse_grid_errors(spec: str) -> None:
     with pytest.raises(ConfigError, match=r"grid p="):
         parse_grid({"p": spec})
+
+
+# ---- margin account -----------------------------------------------------------------------------------
+
+
+def test_rsi_short_on_goog_is_margin_called_instead_of_losing_more_than_everything(
+    goog: Bars,
+) -> None:
+    """The issue's case: the default ``rsi`` shorts GOOG from its first weeks; without a margin
+    account it lost 104.8% (equity -478). With the default retail margin account the short is
+    liquidated when equity falls to 30% of its value; the account keeps what is left and trades
+    again once the strategy's target changes."""
+    strategy = make_strategy("rsi")
+    result = run_backtest(goog, strategy)
+    trades = result.trades
+    first = trades.iloc[0]
+    assert (first.side, first.exit_reason) == ("short", "liquidation")
+    assert first.carry > 0.0  # the borrow fee
+    call = int(first.exit_bar)
+    left = result.equity.iloc[call]
+    assert left == pytest.approx(4591.577621639375, rel=1e-9)
+    value = -first.units * first.exit_price
+    assert 0.25 * value < left < 0.30 * value  # the maintenance margin less the exit's costs
+    # flat on what is left until the target changes, then trading again
+    second = trades.iloc[1]
+    assert second.entry_bar > call + 1
+    assert (result.positions.iloc[call : int(second.entry_bar)] == 0.0).all()
+    assert (result.equity.iloc[call : int(second.entry_bar)] == left).all()
+    assert len(trades) > 10
+    assert (result.equity > 0.0).all()
+    assert result.metrics["final_equity"] == result.equity.iloc[-1] > 0.0
+    assert result.metrics["total_return"] > -1.0
+    assert result.metrics["max_drawdown"] > -1.0
+    assert trades.pnl.sum() == pytest.approx(result.equity.iloc[-1] - 10_000.0, rel=1e-9)
+    # the old frictionless account: equity below zero, read by the metrics as a bust (-100%)
+    frictionless = run_backtest(goog, strategy, SimConfig(margin=None))
+    assert frictionless.metrics["final_equity"] == pytest.approx(-477.926419, rel=1e-8)
+    assert frictionless.metrics["total_return"] == -1.0
+    assert frictionless.metrics["max_drawdown"] == -1.0
+    assert frictionless.metrics["annual_return"] == -1.0
+
+
+@pytest.mark.parametrize("name", ["rsi", "bollinger", "mean_reversion"])
+def test_a_margin_call_does_not_end_the_backtest(goog: Bars, name: str) -> None:
+    """Each of these shorts GOOG in 2004 and is margin-called within weeks; the account keeps the
+    equity the call left and goes on trading (it used to stop after its one trade)."""
+    result = run_backtest(goog, make_strategy(name))
+    trades = result.trades
+    first = trades.iloc[0]
+    assert (first.side, first.exit_reason) == ("short", "liquidation")
+    assert first.exit_time.year == 2004
+    assert len(trades) > 10
+    assert (trades.entry_bar > first.exit_bar).sum() == len(trades) - 1
+    assert (result.equity > 0.0).all()  # no gap took it through zero: never bust
+    assert trades.pnl.sum() == pytest.approx(result.equity.iloc[-1] - 10_000.0, rel=1e-9)
+
+
+def test_ma_cross_on_goog_without_margin_reproduces_the_frictionless_numbers(goog: Bars) -> None:
+    """``margin=None`` is the account before margin existed: the same numbers as then."""
+    strategy = make_strategy("ma_cross", {"fast": 10, "slow": 20})
+    frictionless = run_backtest(goog, strategy, SimConfig(margin=None))
+    assert frictionless.metrics["final_equity"] == pytest.approx(67268.08744730958, rel=1e-12)
+    assert frictionless.metrics["sharpe"] == pytest.approx(0.8899256738608052, rel=1e-12)
+    assert (frictionless.trades.carry == 0.0).all()
+    # the default account pays the borrow fee on the short half of the stop-and-reverse trades
+    default = run_backtest(goog, strategy)
+    assert default.metrics["num_trades"] == frictionless.metrics["num_trades"]
+    carry = default.trades.carry.to_numpy()
+    assert (carry[default.trades.side == "short"] > 0.0).all()
+    assert 0.0 < default.metrics["final_equity"] < frictionless.metrics["final_equity"]
+    assert default.trades.pnl.sum() == pytest.approx(default.equity.iloc[-1] - 10_000, rel=1e-9)
 
 
 # ---- cross-check against backtesting.py ---------------------------------------------------------------
@@ -283,7 +370,15 @@ def test_ma_cross_matches_backtesting_py_on_goog(
         stats = Backtest(GOOG, SmaCross, commission=0.002, cash=10_000, finalize_trades=False).run()
     theirs = stats._trades
 
-    config = SimConfig(commission=0.002, slippage_bps=0.0, units="whole", initial_cash=10_000)
+    # backtesting.py's account: margin=1 (no leverage), no borrow fee or financing
+    cash_account = MarginConfig(initial_margin=1.0, borrow_rate=0.0, financing_rate=0.0)
+    config = SimConfig(
+        commission=0.002,
+        slippage_bps=0.0,
+        units="whole",
+        initial_cash=10_000,
+        margin=cash_account,
+    )
     ours = run_backtest(goog, make_strategy("ma_cross", {"fast": 10, "slow": 20}), config)
     closed = ours.trades[ours.trades.exit_reason != "open"].reset_index(drop=True)
 
@@ -334,6 +429,8 @@ def test_write_report_creates_pngs_csvs_and_metrics_json(goog: Bars, tmp_path: P
     expected_keys = {
         "symbol",
         "timeframe",
+        "calendar",
+        "periods_per_year",
         "strategy",
         "params",
         "start",

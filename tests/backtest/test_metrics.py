@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from raytrader.backtest.engine import run_backtest
-from raytrader.backtest.metrics import METRIC_NAMES, column_metrics, compute_metrics, equity_returns
+from raytrader.backtest.metrics import (
+    METRIC_NAMES,
+    column_metrics,
+    compute_metrics,
+    equity_returns,
+    wealth,
+)
 from raytrader.data import Bars
 from raytrader.sim import SimConfig
 from raytrader.sim import kernel as K
@@ -189,3 +195,83 @@ def test_metrics_of_many_columns_equal_each_column_alone(k: int) -> None:
         for name in METRIC_NAMES:
             assert np.array_equal(many[name][j], alone[name][0], equal_nan=True), name
             assert np.array_equal(rows[name][j], alone[name][0], equal_nan=True), name
+
+
+# ---- a bust curve ---------------------------------------------------------------------------------
+
+BUST = np.array([100.0, 110.0, 50.0, -20.0, -20.0, -30.0])  # cash 100; bust at bar 3
+
+
+def test_bust_curve_metrics_by_hand() -> None:
+    m = column_metrics(compute_metrics(BUST, 100.0, 252.0))
+    life = np.array([0.0, 0.1, 50.0 / 110.0 - 1.0, -1.0])  # returns up to the bust bar
+    assert m["total_return"] == -1.0  # all is lost, not -130%
+    assert m["final_equity"] == -30.0  # the account's own value: a debt
+    assert m["annual_return"] == -1.0
+    assert m["max_drawdown"] == -1.0
+    assert m["calmar"] == -1.0
+    assert m["max_drawdown_duration"] == 4.0  # below the 110 peak from bar 2 to the end
+    mean, std = life.mean(), life.std(ddof=1)
+    assert m["annual_volatility"] == pytest.approx(std * np.sqrt(252.0), rel=1e-14)
+    assert m["sharpe"] == pytest.approx(mean / std * np.sqrt(252.0), rel=1e-14)
+    downside = np.sqrt(np.mean(np.minimum(life, 0.0) ** 2))
+    assert m["sortino"] == pytest.approx(mean / downside * np.sqrt(252.0), rel=1e-14)
+    # 4 returns: the 5th percentile sits 0.15 of the way from the lowest to the next
+    lowest, second = -1.0, 50.0 / 110.0 - 1.0
+    assert m["var_95"] == pytest.approx(lowest + 0.15 * (second - lowest), rel=1e-14)
+    assert m["cvar_95"] == -1.0
+
+
+def test_bust_curve_life_metrics_match_empyrical_on_the_life_returns() -> None:
+    rng = np.random.default_rng(4)
+    equity = 1_000.0 * np.cumprod(1.0 + rng.normal(0.0, 0.03, 300))
+    equity[200:] = -55.0  # a gap through zero at bar 200; the account stays bust
+    life = equity_returns(equity.reshape(-1, 1), 1_000.0)[:201, 0]
+    assert life[-1] == -1.0
+    ours = compute_metrics(equity, 1_000.0, 252.0)
+    for name in ("annual_volatility", "sharpe", "sortino", "var_95", "cvar_95"):
+        ref = empyrical_reference(life, 252.0)[name]
+        np.testing.assert_allclose(ours[name][0], ref, rtol=RTOL, err_msg=name)
+    assert ours["max_drawdown"][0] == -1.0 == empyrical.max_drawdown(life)
+    assert ours["total_return"][0] == -1.0
+
+
+def test_equity_returns_of_a_bust_curve_are_minus_one_then_zero() -> None:
+    r = equity_returns(BUST.reshape(-1, 1), 100.0)[:, 0]
+    np.testing.assert_allclose(r, [0.0, 0.1, 50.0 / 110.0 - 1.0, -1.0, 0.0, 0.0], rtol=1e-15)
+    np.testing.assert_array_equal(wealth(BUST.reshape(-1, 1))[:, 0], [100, 110, 50, 0, 0, 0])
+
+
+def test_zero_equity_is_bust_and_a_curve_never_recovers_from_it() -> None:
+    # a hand-made curve that comes back after touching zero: the metrics read it as bust there
+    m = column_metrics(compute_metrics(np.array([100.0, 0.0, 120.0, 130.0]), 100.0, 252.0))
+    assert m["total_return"] == -1.0
+    assert m["final_equity"] == 130.0
+    # life returns 0, -1: mean -0.5, std sqrt(0.5)
+    assert m["sharpe"] == pytest.approx(-0.5 / np.sqrt(0.5) * np.sqrt(252.0), rel=1e-14)
+
+
+def test_margin_call_with_equity_left_is_an_ordinary_curve(goog: Bars) -> None:
+    """A liquidation that leaves equity above 0 is no bust: the flat cash after it returns 0 and
+    the metrics are empyrical's over every bar."""
+    result = run_backtest(goog, make_strategy("rsi"))  # the default short is margin-called
+    assert result.trades.exit_reason.iloc[0] == "liquidation"
+    assert len(result.trades) > 1  # and the account trades on
+    equity = result.equity.to_numpy()
+    assert equity.min() > 0.0
+    assert_matches_empyrical(equity, 10_000.0, 252.0)
+
+
+def test_liquidated_frictionless_backtest_is_bust(goog: Bars) -> None:
+    result = run_backtest(goog, make_strategy("rsi"), SimConfig(margin=None))
+    equity = result.equity.to_numpy()
+    bust = int(np.argmax(equity <= 0.0))
+    assert equity[bust] < 0.0
+    assert (equity[bust:] == equity[bust]).all()
+    m = result.metrics
+    assert m["total_return"] == m["max_drawdown"] == m["annual_return"] == -1.0
+    assert m["final_equity"] == equity[-1] < 0.0
+    life = equity_returns(equity.reshape(-1, 1), 10_000.0)[: bust + 1, 0]
+    np.testing.assert_allclose(
+        m["sharpe"], empyrical.sharpe_ratio(life, annualization=252.0), rtol=RTOL
+    )

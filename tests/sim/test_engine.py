@@ -1,5 +1,6 @@
 """The two paths into the kernel agree exactly: whole-series ``simulate`` vs the bar-by-bar ``Simulator``,
-many columns vs one column at a time (serial and parallel code paths), and repeated runs."""
+many columns vs one column at a time (serial and parallel code paths), and repeated runs — with and
+without the margin account (liquidations, borrow fees, financing)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from raytrader.errors import ConfigError
 from raytrader.sim import (
     FixedFraction,
     KellyCapped,
+    MarginConfig,
     SimConfig,
     Simulator,
     VolTarget,
@@ -23,8 +25,17 @@ from raytrader.sim import (
 from raytrader.sim import kernel as K
 from tests.conftest import ohlc, random_targets
 
+# thin margins and costly carry: liquidations inside bars and at gaps, large carry charges
+THIN_MARGIN = MarginConfig(
+    initial_margin=0.25,
+    maintenance_margin_long=0.1,
+    maintenance_margin_short=0.12,
+    borrow_rate=1.0,
+    financing_rate=2.0,
+)
 CONFIGS = {
     "default": SimConfig(),
+    "no-margin": SimConfig(margin=None),
     "close-fill": SimConfig(fill="close"),
     "stops": SimConfig(stop_loss=0.03, take_profit=0.06, slippage_bps=5.0, commission=0.002),
     "stops-close-whole": SimConfig(fill="close", units="whole", stop_loss=0.02, take_profit=0.04),
@@ -34,6 +45,25 @@ CONFIGS = {
     ),
     "kelly": SimConfig(sizing=KellyCapped(lookback=30, cap=2.0), fill="close", take_profit=0.08),
     "liquidation-prone": SimConfig(sizing=FixedFraction(fraction=8.0), commission=0.0),
+    "liquidation-prone-no-margin": SimConfig(
+        sizing=FixedFraction(fraction=8.0), commission=0.0, margin=None
+    ),
+    "thin-margin-stops": SimConfig(
+        sizing=FixedFraction(fraction=4.0), margin=THIN_MARGIN, stop_loss=0.08, take_profit=0.1
+    ),
+    "thin-margin-close-whole": SimConfig(
+        sizing=VolTarget(annual_vol=1.0, lookback=10, max_leverage=5.0),
+        margin=THIN_MARGIN,
+        fill="close",
+        units="whole",
+    ),
+    # 6.7x on 5% maintenance: margin calls that leave equity, and gaps through zero equity (bust)
+    "gap-bust": SimConfig(
+        sizing=FixedFraction(fraction=10.0),
+        margin=MarginConfig(
+            initial_margin=0.15, maintenance_margin_long=0.05, maintenance_margin_short=0.05
+        ),
+    ),
 }
 
 
@@ -79,7 +109,9 @@ def test_batch_and_step_paths_agree_exactly_on_shared_prices(goog: Bars, name: s
     assert_parity(o, h, lo, c, targets, CONFIGS[name], goog.periods_per_year)
 
 
-@pytest.mark.parametrize("name", ["default", "stops-close-whole", "vol-target-whole", "kelly"])
+@pytest.mark.parametrize(
+    "name", ["default", "stops-close-whole", "vol-target-whole", "kelly", "thin-margin-stops"]
+)
 def test_batch_and_step_paths_agree_exactly_on_per_column_prices(
     synthetic_bars: Callable[..., Bars], name: str
 ) -> None:
@@ -91,6 +123,50 @@ def test_batch_and_step_paths_agree_exactly_on_per_column_prices(
     assert_parity(o, h, lo, c, targets, CONFIGS[name], cols[0].periods_per_year)
 
 
+@pytest.mark.parametrize(
+    ("name", "bust_columns"),
+    [("thin-margin-stops", []), ("thin-margin-close-whole", []), ("gap-bust", [0])],
+)
+def test_margin_parity_configs_liquidate_inside_bars_and_at_gaps_and_charge_carry(
+    goog: Bars, name: str, bust_columns: list[int]
+) -> None:
+    """The parity tests are only as strong as what they run: on their inputs these configs must
+    margin-call every column, at the open (a gap) and inside a bar (at p*), more than once, trade
+    again after a margin call that left equity, and charge carry; ``gap-bust`` must also take a
+    column bust through a gap (equity <= 0 after the liquidation: no trade after it)."""
+    n = 900
+    o, h, lo, c = (a[:n] for a in ohlc(goog))
+    config = CONFIGS[name]
+    out = simulate(o, h, lo, c, random_targets(n, seed=11, k=3, p_change=0.1), config, 252.0)
+    trades = out.trades
+    liq = trades[trades[:, K.T_REASON] == K.REASON_LIQUIDATION]
+    assert set(liq[:, K.T_COL]) == {0.0, 1.0, 2.0}
+    assert len(liq) > 3
+    side = np.sign(liq[:, K.T_UNITS])
+    at_open = o[liq[:, K.T_EXIT_BAR].astype(int)] * (1 - side * config.slippage_bps / 1e4)
+    gap = liq[:, K.T_EXIT_PRICE] == at_open
+    assert gap.any()
+    assert not gap.all()
+    assert trades[:, K.T_CARRY].sum() > 1_000.0
+    for j in range(3):
+        mine = trades[trades[:, K.T_COL] == j]
+        calls = mine[mine[:, K.T_REASON] == K.REASON_LIQUIDATION]
+        eq = out.equity[:, j]
+        if j in bust_columns:  # the last liquidation went through zero: nothing after it
+            bust = int(calls[-1, K.T_EXIT_BAR])
+            assert np.argmax(eq <= 0.0) == bust
+            assert (eq[bust:] == eq[bust]).all()
+            assert (out.positions[bust:, j] == 0.0).all()
+            assert (mine[:, K.T_ENTRY_BAR] <= bust).all()
+            assert (eq[:bust] > 0.0).all()  # the margin calls before it left equity
+        else:
+            assert (eq > 0.0).all()
+        # a margin call that left equity: the column trades again
+        first = calls[0, K.T_EXIT_BAR]
+        assert eq[int(first)] > 0.0
+        assert (mine[:, K.T_ENTRY_BAR] > first).any()
+
+
 def test_simulator_trade_buffer_growth_keeps_parity(goog: Bars) -> None:
     o, h, lo, c = ohlc(goog)
     targets = random_targets(len(goog), seed=2, k=2, p_change=0.5)  # hundreds of trades per column
@@ -98,7 +174,7 @@ def test_simulator_trade_buffer_growth_keeps_parity(goog: Bars) -> None:
 
 
 def test_simulator_returns_equity_at_each_close_and_exposes_state() -> None:
-    sim = Simulator(SimConfig(commission=0.0, slippage_bps=0.0), 252.0, n_columns=2)
+    sim = Simulator(SimConfig(commission=0.0, slippage_bps=0.0, margin=None), 252.0, n_columns=2)
     eq = sim.step(100.0, 101.0, 99.0, 100.0, np.array([1.0, -1.0]))
     np.testing.assert_array_equal(eq, [10_000.0, 10_000.0])
     eq = sim.step(100.0, 111.0, 99.0, 110.0, np.array([1.0, -1.0]))
@@ -172,7 +248,10 @@ def _split_by_column(trades: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("k", [5, 63, 64, 80])
-@pytest.mark.parametrize("name", ["stops", "vol-target-whole", "liquidation-prone"])
+@pytest.mark.parametrize(
+    "name",
+    ["stops", "vol-target-whole", "liquidation-prone", "thin-margin-close-whole", "gap-bust"],
+)
 def test_many_columns_in_one_call_equal_each_column_alone(goog: Bars, k: int, name: str) -> None:
     assert K.PARALLEL_MIN_COLUMNS == 64  # k=64, 80 take the parallel path, 5 and 63 the serial one
     n = 600
@@ -228,6 +307,28 @@ def test_same_inputs_twice_give_identical_results(goog: Bars, k: int) -> None:
     assert np.array_equal(a.exposed_bars, b.exposed_bars)
 
 
+@pytest.mark.parametrize(
+    "name", ["default", "no-margin", "thin-margin-stops", "thin-margin-close-whole", "gap-bust"]
+)
+@pytest.mark.parametrize("m", [137, 450, 899])
+def test_truncated_inputs_give_the_same_prefix(goog: Bars, name: str, m: int) -> None:
+    """No bar reads a later one: liquidations, carry and stops on the first ``m`` bars are the same
+    whether or not the later bars exist."""
+    n = 900
+    o, h, lo, c = (a[:n] for a in ohlc(goog))
+    targets = random_targets(n, seed=11, k=3, p_change=0.1)
+    config = CONFIGS[name]
+    full = simulate(o, h, lo, c, targets, config, goog.periods_per_year)
+    cut = simulate(o[:m], h[:m], lo[:m], c[:m], targets[:m], config, goog.periods_per_year)
+    assert np.array_equal(full.equity[:m], cut.equity)
+    assert np.array_equal(full.positions[:m], cut.positions)
+    closed = full.trades[
+        (full.trades[:, K.T_EXIT_BAR] < m) & (full.trades[:, K.T_REASON] != K.REASON_OPEN)
+    ]
+    cut_closed = cut.trades[cut.trades[:, K.T_REASON] != K.REASON_OPEN]
+    assert np.array_equal(closed, cut_closed, equal_nan=True)
+
+
 def test_positions_flag_off_returns_same_equity_and_trades(goog: Bars) -> None:
     targets = random_targets(len(goog), seed=9, k=2)
     a = simulate(*ohlc(goog), targets, SimConfig(), 252.0)
@@ -265,6 +366,7 @@ def test_trades_frame_names_columns_reasons_and_sides() -> None:
         "pnl",
         "return",
         "commission",
+        "carry",
         "exit_reason",
         "max_units",
     ]

@@ -1,8 +1,10 @@
-"""Simulation semantics on hand-crafted prices: fills, costs, trades, stops, units, sizing, limits.
+"""Simulation semantics on hand-crafted prices: fills, costs, trades, stops, units, sizing, limits,
+margin (initial margin, liquidation, borrow and financing).
 
 Every expected number is computed by hand from the rules in the module docstring of
 :mod:`raytrader.sim.kernel` (fill at the next open / this close, adverse slippage, commission on traded
-notional, ``units = f x equity / (fill_price x (1 + commission))``).
+notional, ``units = f x equity / (fill_price x (1 + commission))``, the liquidation price
+``p* = -cash / (units x (1 - side x maintenance))``, carry per bar = annual rate / ppy).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raytrader.backtest.metrics import compute_metrics
 from raytrader.errors import ConfigError
 from raytrader.sim import (
     AllIn,
     FixedFraction,
     KellyCapped,
+    MarginConfig,
     SimConfig,
+    Simulator,
     VolTarget,
     simulate,
     trades_frame,
@@ -33,8 +38,13 @@ PPY = 252.0
 
 
 def cfg(**kw: object) -> SimConfig:
-    """A frictionless config unless costs are given."""
-    base: dict[str, object] = {"initial_cash": CASH, "commission": 0.0, "slippage_bps": 0.0}
+    """A frictionless config (no costs, no margin account) unless costs or a margin are given."""
+    base: dict[str, object] = {
+        "initial_cash": CASH,
+        "commission": 0.0,
+        "slippage_bps": 0.0,
+        "margin": None,
+    }
     base.update(kw)
     return SimConfig.model_validate(base)
 
@@ -485,10 +495,10 @@ def test_unchanged_target_does_not_rebalance_price_drift() -> None:
     assert len(trades) == 1
 
 
-# ---- liquidation ----------------------------------------------------------------------------------
+# ---- liquidation without a margin account ------------------------------------------------------------
 
 
-def test_all_in_short_on_rising_series_is_liquidated_and_stops_trading() -> None:
+def test_without_margin_liquidation_waits_for_equity_at_or_below_zero_at_a_close() -> None:
     c = [100.0 * 1.25**i for i in range(12)]
     o = [c[0], *c[:-1]]
     targets = [-1] * 7 + [1, 1, 0, -1, -1]
@@ -508,13 +518,371 @@ def test_all_in_short_on_rising_series_is_liquidated_and_stops_trading() -> None
     assert trades.pnl.sum() == pytest.approx(eq[-1] - CASH, rel=1e-9)
 
 
+# ---- margin account ------------------------------------------------------------------------------------
+
+
+def mcfg(margin: dict[str, float] | None = None, **kw: object) -> SimConfig:
+    """Frictionless but for a margin account: Reg T / FINRA rates, no borrow or financing costs
+    unless given."""
+    m: dict[str, float] = {"borrow_rate": 0.0, "financing_rate": 0.0}
+    m.update(margin or {})
+    return cfg(margin=MarginConfig(**m), **kw)
+
+
+def bars(rows: list[tuple[float, float, float, float]]) -> tuple[np.ndarray, ...]:
+    """(open, high, low, close) arrays from rows of (open, high, low, close)."""
+    o, h, lo, c = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    return o, h, lo, c
+
+
+FLAT = (100.0, 100.0, 100.0, 100.0)
+
+
+def test_default_margin_account_is_reg_t_and_finra_with_retail_carry_rates() -> None:
+    m = SimConfig().margin
+    assert m is not None
+    assert (m.initial_margin, m.maintenance_margin_long, m.maintenance_margin_short) == (
+        0.5,
+        0.25,
+        0.30,
+    )
+    assert (m.borrow_rate, m.financing_rate) == (0.003, 0.05)
+
+
+def test_liquidation_price_leaves_equity_exactly_at_maintenance() -> None:
+    for units, cash, mm in [(200.0, -10_000.0, 0.25), (-200.0, 30_000.0, 0.30)]:
+        p = K.liquidation_price(units, cash, 0.25, 0.30)
+        assert cash + units * p == pytest.approx(mm * abs(units) * p, rel=1e-14)
+    assert p == pytest.approx(30_000.0 / (200.0 * 1.3), rel=1e-15)
+    assert math.isnan(K.liquidation_price(100.0, 0.0, 0.25, 0.30))  # an unlevered long: none
+
+
+@pytest.mark.parametrize(
+    ("targets", "entry_bar", "fraction"),
+    [
+        # the target goes to 0 at bar 4 and back to 1 at bar 5: a new entry at bar 6's open
+        pytest.param([1, 1, 1, 1, 0, 1, 1, 1], 6, 1.5, id="target-0-then-1"),
+        # the target goes to 0.5 at bar 4: a new entry of 0.5 x 1.5 at bar 5's open
+        pytest.param([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5], 5, 0.75, id="target-0.5"),
+    ],
+)
+def test_leveraged_long_is_margin_called_inside_the_bar_keeps_its_equity_and_trades_again(
+    targets: list[float], entry_bar: int, fraction: float
+) -> None:
+    """A margin call is no bust: the position is closed at p* (reason ``liquidation``), the account
+    keeps the maintenance margin less the exit's costs, stays flat while the target stays 1 (like
+    after a stop exit) and re-enters from that equity when the target changes."""
+    comm, bps = 0.001, 5.0
+    slip = bps / 1e4
+    at_60 = (60.0, 60.0, 60.0, 60.0)
+    px = bars([FLAT, FLAT, (90.0, 91.0, 40.0, 60.0), at_60, at_60, at_60, at_60, at_60])
+    config = mcfg(commission=comm, slippage_bps=bps, sizing=FixedFraction(fraction=1.5))
+    eq, units, trades = run(px, targets, config)
+    entry = 100.0 * (1 + slip)
+    u = 1.5 * CASH / (entry * (1 + comm))
+    cash = CASH - u * entry * (1 + comm)  # -5000: 15 000 bought on 10 000 of equity
+    p_star = -cash / (u * (1 - 0.25))  # equity = 25% of the position's value there
+    assert 40.0 < p_star < 90.0  # not at the open, inside the bar
+    exit_price = p_star * (1 - slip)
+    after = cash + u * exit_price - u * exit_price * comm
+    # what is left: the 25% maintenance less the liquidation's slippage and commission
+    assert after == pytest.approx(u * p_star * (0.25 - slip - (1 - slip) * comm), rel=1e-12)
+    assert 1_500.0 < after < 2_000.0
+
+    first, second = trades.itertuples()  # the liquidation, then the new trade
+    assert (first.side, first.entry_bar, first.exit_bar, first.exit_reason) == (
+        "long",
+        1,
+        2,
+        "liquidation",
+    )
+    assert first.exit_price == pytest.approx(exit_price, rel=1e-12)
+    assert first.units == pytest.approx(u, rel=1e-14)
+    assert first.pnl == pytest.approx(after - CASH, rel=1e-12)
+    assert eq[2] == pytest.approx(after, rel=1e-12)
+    # flat on what the margin call left while the target stays 1 (and at 0): no order, no cost
+    assert (units[2:entry_bar] == 0.0).all()
+    assert (eq[2:entry_bar] == eq[2]).all()
+    # the target changed: a new long from that equity at the next open (60, slippage against)
+    entry2 = 60.0 * (1 + slip)
+    u2 = fraction * eq[2] / (entry2 * (1 + comm))
+    assert (second.side, second.entry_bar, second.exit_bar, second.exit_reason) == (
+        "long",
+        entry_bar,
+        7,
+        "open",
+    )
+    assert second.entry_price == pytest.approx(entry2, rel=1e-15)
+    assert second.units == pytest.approx(u2, rel=1e-14)
+    np.testing.assert_allclose(units[entry_bar:], u2, rtol=1e-14)
+    fee2 = u2 * entry2 * comm
+    assert second.pnl == pytest.approx((60.0 - entry2) * u2 - fee2, rel=1e-12)
+    np.testing.assert_allclose(eq[entry_bar:], eq[2] + second.pnl, rtol=1e-14)
+    assert trades.pnl.sum() == pytest.approx(eq[-1] - CASH, rel=1e-12)
+    # not bust: the metrics read an ordinary curve (wealth never 0)
+    m = compute_metrics(eq, CASH, PPY)
+    assert m["total_return"][0] == pytest.approx(eq[-1] / CASH - 1.0, rel=1e-14)
+    assert m["max_drawdown"][0] > -1.0
+
+
+@pytest.mark.parametrize(
+    ("side", "gap_open", "equity_after"),
+    [
+        # 2x long at 100: 200 units, cash -10 000, p* = 66.67; a gap to 60 leaves 2 000
+        pytest.param(1, 60.0, -10_000.0 + 200 * 60.0, id="long-gap-equity-positive"),
+        # a gap to 40 goes through zero equity (50): the account owes 2 000
+        pytest.param(1, 40.0, -10_000.0 + 200 * 40.0, id="long-gap-through-zero"),
+        # 2x short at 100: -200 units, cash 30 000, p* = 115.38
+        pytest.param(-1, 130.0, 30_000.0 - 200 * 130.0, id="short-gap-equity-positive"),
+        pytest.param(-1, 160.0, 30_000.0 - 200 * 160.0, id="short-gap-through-zero"),
+    ],
+)
+def test_gap_through_maintenance_is_liquidated_at_the_open(
+    side: int, gap_open: float, equity_after: float
+) -> None:
+    gap = (gap_open, gap_open + 1.0, gap_open - 1.0, gap_open)
+    px = bars([FLAT, FLAT, gap, FLAT, FLAT])
+    config = mcfg(sizing=FixedFraction(fraction=2.0))
+    eq, units, trades = run(px, [side] * 5, config)
+    assert units[1] == side * 200.0
+    (t,) = trades.itertuples()
+    assert (t.exit_bar, t.exit_reason, t.exit_price) == (2, "liquidation", gap_open)
+    assert t.pnl == pytest.approx(equity_after - CASH, rel=1e-14)
+    np.testing.assert_allclose(eq[2:], equity_after, rtol=1e-14)
+    assert (units[2:] == 0).all()
+    # only a gap can leave equity below zero; the metrics read that account as bust: -100%
+    m = compute_metrics(eq, CASH, PPY)
+    assert m["total_return"][0] == (max(equity_after, 0.0) / CASH - 1.0)
+    assert m["final_equity"][0] == pytest.approx(equity_after, rel=1e-14)
+    assert m["total_return"][0] >= -1.0
+
+
+def test_margin_call_at_the_open_comes_before_the_pending_order() -> None:
+    # long 2x from bar 1; at bar 1's close the target turns short; bar 2 gaps through p* = 66.67
+    px = bars([FLAT, FLAT, (60.0, 61.0, 59.0, 60.0), FLAT, FLAT, FLAT, FLAT])
+    targets = [1, -1, -1, -1, 0, -1, -1]
+    eq, units, trades = run(px, targets, mcfg(sizing=FixedFraction(fraction=2.0)))
+    first, second = trades.itertuples()
+    assert (first.side, first.exit_bar, first.exit_reason, first.exit_price) == (
+        "long",
+        2,
+        "liquidation",
+        60.0,
+    )
+    # the short pending at bar 2's open is cancelled and does not open while the target stays -1
+    assert (units[2:6] == 0).all()
+    np.testing.assert_allclose(eq[2:6], 2_000.0, rtol=1e-14)
+    # the target changes (0 at bar 4, -1 at bar 5): a 2x short of the 2 000 left at bar 6's open
+    assert (second.side, second.entry_bar, second.exit_reason) == ("short", 6, "open")
+    assert units[6] == pytest.approx(-2.0 * 2_000.0 / 100.0, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("gap_open", "bust"),
+    [
+        # 2x long at 100: 200 units, cash -10 000, p* = 66.67; zero equity at 50
+        pytest.param(40.0, True, id="through-zero-equity-bust"),
+        pytest.param(60.0, False, id="equity-left-trades-on"),
+    ],
+)
+def test_gap_liquidation_is_a_bust_only_when_it_leaves_equity_at_or_below_zero(
+    gap_open: float, bust: bool
+) -> None:
+    px = bars([FLAT, FLAT, (gap_open, gap_open + 1.0, gap_open - 1.0, gap_open), *[FLAT] * 5])
+    targets = [1, 1, 1, 0, 1, -1, 0.5, 1]
+    config = mcfg(sizing=FixedFraction(fraction=2.0))
+    eq, units, trades = run(px, targets, config)
+    left = -10_000.0 + 200.0 * gap_open  # -2 000 or +2 000
+    liq = trades.iloc[0]
+    assert (liq.exit_bar, liq.exit_reason, liq.exit_price) == (2, "liquidation", gap_open)
+    assert eq[2] == pytest.approx(left, rel=1e-14)
+    # the step path's state: bust (S_BUST) only through zero equity
+    sim = Simulator(config, PPY)
+    for i in range(len(targets)):
+        sim.step(px[0][i], px[1][i], px[2][i], px[3][i], targets[i])
+    assert sim.states[0, K.S_BUST] == float(bust)
+    if bust:
+        # the target changes at bars 3-7, yet the account never trades again; a debt of 2 000
+        assert len(trades) == 1
+        assert (units[2:] == 0.0).all()
+        assert (eq[2:] == eq[2]).all()
+        assert sim.equity[0] == eq[-1]
+        m = compute_metrics(eq, CASH, PPY)
+        assert m["total_return"][0] == -1.0
+        assert m["final_equity"][0] == eq[-1] < 0.0
+    else:
+        # 0 at bar 3, 1 at bar 4: long 2x of the 2 000 at bar 5; then -1 (bar 6) and 0.5 (bar 7)
+        assert list(trades.exit_reason) == ["liquidation", "signal", "signal", "open"]
+        np.testing.assert_allclose(units[2:], [0, 0, 0, 40, -40, 20], rtol=1e-14)
+        np.testing.assert_allclose(eq[2:], 2_000.0, rtol=1e-14)  # flat prices, no costs
+
+
+@pytest.mark.parametrize(
+    ("side", "stop_loss", "reason", "price"),
+    [
+        # 2x long at 100: p* = 66.67; a stop at 80 is reached first on the way down to 50
+        pytest.param(1, 0.2, "stop_loss", 80.0, id="long-stop-nearer-the-open"),
+        pytest.param(1, 0.4, "liquidation", 10_000.0 / 150.0, id="long-p-star-nearer"),
+        # 2x short at 100: p* = 115.38; the high is 130
+        pytest.param(-1, 0.1, "stop_loss", 110.0, id="short-stop-nearer-the-open"),
+        pytest.param(-1, 0.2, "liquidation", 30_000.0 / 260.0, id="short-p-star-nearer"),
+    ],
+)
+def test_stop_loss_and_liquidation_inside_one_bar_the_level_nearer_the_open_wins(
+    side: int, stop_loss: float, reason: str, price: float
+) -> None:
+    px = bars([FLAT, FLAT, (100.0, 130.0, 50.0, 100.0), FLAT, FLAT, FLAT])
+    config = mcfg(sizing=FixedFraction(fraction=2.0), stop_loss=stop_loss)
+    eq, units, trades = run(px, [side, side, side, 0, side, side], config)
+    first = trades.iloc[0]
+    assert (first.exit_bar, first.exit_reason) == (2, reason)
+    assert first.exit_price == pytest.approx(price, rel=1e-14)
+    # either exit leaves equity and the account trades on: flat while the target is unchanged,
+    # then (the target changed at bars 3-4) a new 2x entry at bar 5 from what the exit left
+    assert (units[2:5] == 0).all()
+    assert eq[4] == pytest.approx(CASH - 200.0 * abs(100.0 - price), rel=1e-14)
+    assert units[5] == pytest.approx(side * 2.0 * eq[4] / 100.0, rel=1e-14)
+    assert list(trades.exit_reason) == [reason, "open"]
+
+
+def test_unlevered_long_is_never_margin_called_and_a_1x_short_is_at_plus_54_percent() -> None:
+    crash = [100.0, 100.0, 50.0, 10.0, 2.0, 1.0]
+    eq, units, trades = run(prices(crash), [1] * 6, mcfg(units="whole"))
+    assert (units[1:] == 100.0).all()
+    assert list(trades.exit_reason) == ["open"]
+    assert eq[-1] == 100.0
+    # 1x short: -100 units, cash 20 000, p* = 20 000 / (100 x 1.3) = 153.85
+    rise = [(100.0, 100.0, 100.0, 100.0)] * 2 + [(150.0, 160.0, 150.0, 155.0)] * 2
+    eq, units, trades = run(bars(rise), [-1] * 4, mcfg())
+    (t,) = trades.itertuples()
+    assert (t.exit_bar, t.exit_reason) == (2, "liquidation")
+    assert t.exit_price == pytest.approx(20_000.0 / 130.0, rel=1e-14)
+    assert eq[-1] == pytest.approx(0.3 * 100 * 20_000.0 / 130.0, rel=1e-12)
+
+
+def test_short_pays_borrow_fee_every_bar_on_its_notional_at_the_close() -> None:
+    # borrow_rate 0.252 over 252 bars a year: 0.1% of |units| x close per bar
+    o = [100.0, 100.0, 110.0, 90.0, 100.0, 100.0]
+    config = mcfg({"borrow_rate": 0.252, "financing_rate": 0.9})  # financing: longs only
+    eq, units, trades = run(prices(o), [-1, -1, -1, -1, 0, 0], config)
+    assert (units[1:5] == -100.0).all()
+    fees = [0.001 * 100 * c for c in o[1:5]]  # bars 1-4 end short; bar 5 covers at the open
+    assert fees == pytest.approx([10.0, 11.0, 9.0, 10.0], rel=1e-14)
+    for i in range(1, 5):
+        assert eq[i] == pytest.approx(20_000.0 - sum(fees[:i]) - 100 * o[i], rel=1e-14)
+    (t,) = trades.itertuples()
+    assert t.carry == pytest.approx(40.0, rel=1e-14)
+    assert t.pnl == pytest.approx(-40.0, rel=1e-14)  # entered and covered at 100
+    assert t.commission == 0.0
+    assert eq[-1] == pytest.approx(CASH - 40.0, rel=1e-14)
+
+
+def test_leveraged_long_pays_financing_on_the_borrowed_cash_every_bar() -> None:
+    # 2x long at 100: 200 units, 10 000 borrowed; 0.1% a bar on the (growing) debt
+    config = mcfg({"financing_rate": 0.252, "borrow_rate": 0.9}, sizing=FixedFraction(fraction=2.0))
+    eq, units, trades = run(prices([100.0] * 6), [1] * 6, config)
+    assert (units[1:] == 200.0).all()
+    charges = [10.0 * 1.001**k for k in range(5)]  # the interest is added to the debt
+    for i in range(1, 6):
+        assert eq[i] == pytest.approx(CASH - sum(charges[:i]), rel=1e-13)
+    (t,) = trades.itertuples()
+    assert t.carry == pytest.approx(sum(charges), rel=1e-13)
+    assert t.pnl == pytest.approx(eq[-1] - CASH, rel=1e-13)
+
+
+def test_unlevered_long_pays_no_financing() -> None:
+    config = mcfg({"financing_rate": 0.252}, units="whole", commission=0.001)
+    eq, _, trades = run(prices([33.0] * 6), [1] * 6, config)
+    (t,) = trades.itertuples()
+    assert t.carry == 0.0
+    assert eq[-1] == eq[1]
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_initial_margin_cuts_an_order_to_the_largest_allowed_size(side: float) -> None:
+    comm = 0.001
+    px = prices([100.0] * 4)
+    big = FixedFraction(fraction=5.0)
+    _, units, _ = run(px, [side] * 4, mcfg(commission=comm, sizing=big))
+    # f is capped at (1 + c) / (IM + c): units = equity / (price x (IM + c))
+    assert units[1] == pytest.approx(side * CASH / (100.0 * (0.5 + comm)), rel=1e-14)
+    # from flat, equity after the commission is exactly the initial margin of the position
+    fee = abs(units[1]) * 100.0 * comm
+    assert CASH - fee == pytest.approx(0.5 * abs(units[1]) * 100.0, rel=1e-14)
+    # without a margin account 5x goes through; with initial margin 1.0 it is cut to 1x
+    _, free, _ = run(px, [side] * 4, cfg(commission=comm, sizing=big))
+    assert free[1] == pytest.approx(side * 5.0 * CASH / (100.0 * (1 + comm)), rel=1e-14)
+    _, cash_account, _ = run(px, [side] * 4, mcfg({"initial_margin": 1.0}, sizing=big))
+    assert cash_account[1] == side * CASH / 100.0
+
+
+@pytest.mark.parametrize("fraction", [1.0, 1.9])
+def test_orders_within_initial_margin_are_not_cut(fraction: float) -> None:
+    px = prices([100.0] * 4)
+    sizing = FixedFraction(fraction=fraction)
+    _, with_margin, _ = run(px, [1] * 4, mcfg(commission=0.001, sizing=sizing))
+    _, without, _ = run(px, [1] * 4, cfg(commission=0.001, sizing=sizing))
+    np.testing.assert_array_equal(with_margin, without)
+
+
+def _gapless(bars_: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The same bars with every open at the previous close: prices move only inside bars."""
+    o, h, lo, c = bars_
+    o = np.concatenate([[o[0]], c[:-1]])
+    return o, np.maximum(h, o), np.minimum(lo, o), c
+
+
+@pytest.mark.parametrize(
+    "sizing", [FixedFraction(fraction=2.0), VolTarget(annual_vol=2.0, max_leverage=10.0)]
+)
+def test_without_gaps_a_margin_account_never_has_negative_equity(goog, sizing: object) -> None:
+    px = _gapless(ohlc(goog))
+    targets = random_targets(len(goog), seed=21, k=40, p_change=0.05)
+    config = SimConfig(sizing=sizing)  # default margin account, costs and rates
+    out = simulate(*px, targets, config, goog.periods_per_year)
+    liquidated = out.trades[out.trades[:, K.T_REASON] == K.REASON_LIQUIDATION]
+    assert len(liquidated) >= 5  # the property is exercised
+    assert (out.equity >= 0.0).all()
+    # and liquidations leave about the 25% / 30% maintenance (less costs), not zero
+    assert (out.equity[-1, np.unique(liquidated[:, K.T_COL]).astype(int)] > 0.0).all()
+
+
+def test_margin_config_is_strict_and_round_trips() -> None:
+    with pytest.raises(
+        ConfigError, match=r"maintenance_margin_short \(0.3\) must be below initial_margin"
+    ):
+        SimConfig.parse({"margin": {"initial_margin": 0.3}})
+    with pytest.raises(ConfigError, match="must exceed a liquidation's slippage"):
+        SimConfig.parse({"commission": 0.09, "margin": {"maintenance_margin_long": 0.05}})
+    with pytest.raises(ConfigError, match=r"margin\.leverage"):
+        SimConfig.parse({"margin": {"leverage": 3}})
+    with pytest.raises(ConfigError, match="borrow_rate"):
+        SimConfig.parse({"margin": {"borrow_rate": -0.01}})
+    for config in (SimConfig(), SimConfig(margin=None), mcfg({"borrow_rate": 0.1})):
+        assert SimConfig.model_validate_json(config.model_dump_json()) == config
+    assert SimConfig.parse({"margin": None}).margin is None
+
+
 # ---- accounting identity ---------------------------------------------------------------------------
 
 SIZINGS = [
     AllIn(),
     FixedFraction(fraction=0.7),
+    FixedFraction(fraction=3.0),
     VolTarget(lookback=10, max_leverage=2.0),
     KellyCapped(lookback=15, kelly_fraction=0.5, cap=1.5),
+]
+MARGINS = [
+    None,
+    MarginConfig(),
+    # thin margins and costly carry: many liquidations and large borrow / financing charges
+    MarginConfig(
+        initial_margin=0.3,
+        maintenance_margin_long=0.1,
+        maintenance_margin_short=0.12,
+        borrow_rate=2.0,
+        financing_rate=3.0,
+    ),
 ]
 
 
@@ -532,6 +900,7 @@ SIZINGS = [
     slippage_bps=st.sampled_from([0.0, 1.0, 20.0]),
     allow_short=st.booleans(),
     p_change=st.sampled_from([0.02, 0.2, 0.8]),
+    margin=st.sampled_from(MARGINS),
 )
 def test_sum_of_trade_pnl_equals_final_equity_minus_initial_cash(
     goog,
@@ -545,6 +914,7 @@ def test_sum_of_trade_pnl_equals_final_equity_minus_initial_cash(
     slippage_bps: float,
     allow_short: bool,
     p_change: float,
+    margin: MarginConfig | None,
 ) -> None:
     config = SimConfig(
         fill=fill,
@@ -555,6 +925,7 @@ def test_sum_of_trade_pnl_equals_final_equity_minus_initial_cash(
         commission=commission,
         slippage_bps=slippage_bps,
         allow_short=allow_short,
+        margin=margin,
     )
     targets = random_targets(len(goog), seed, p_change=p_change)
     out = simulate(*ohlc(goog), targets, config, goog.periods_per_year)
@@ -577,3 +948,6 @@ def test_sum_of_trade_pnl_equals_final_equity_minus_initial_cash(
         assert (out.positions >= 0).all()
     if units == "whole":
         assert (out.positions == np.trunc(out.positions)).all()
+    if margin is None or margin.borrow_rate == margin.financing_rate == 0.0:
+        assert (tr[:, K.T_CARRY] == 0.0).all()
+    assert (tr[:, K.T_CARRY] >= 0.0).all()

@@ -40,6 +40,7 @@ class BacktestResult:
     ) -> None:
         self.symbol = bars.symbol
         self.timeframe = bars.timeframe.name
+        self.calendar = bars.calendar.value
         self.periods_per_year = bars.periods_per_year
         self.index = bars.index
         self.strategy = strategy
@@ -75,6 +76,8 @@ class BacktestResult:
         out: dict[str, Any] = {
             "symbol": self.symbol,
             "timeframe": self.timeframe,
+            "calendar": self.calendar,
+            "periods_per_year": self.periods_per_year,
             "strategy": self.strategy,
             "params": self.params,
             "start": self.index[0].isoformat(),

@@ -20,9 +20,22 @@ num_trades             round trips, including one still open at the end
 win_rate               winning closed trades / closed trades
 profit_factor          gross profit / gross loss of closed trades (inf without losses)
 expectancy             mean P&L per closed trade (currency)
+final_equity           E_T, as the account reports it (negative: a debt to the broker)
 =====================  ============================================================================
 A zero-dispersion return series has volatility 0 and a NaN Sharpe; with no losing bar Sortino is
 +inf (as empyrical's), and NaN when the mean is also 0.
+
+**A bust curve.** An account whose equity reaches 0 or below at bar ``b`` (the kernel's bust: with
+margin a liquidation through a gap past zero equity, without margin any liquidation) has lost
+everything: from ``b`` on its wealth is 0, whatever the curve says later or how negative it is.
+Every metric but ``final_equity`` reads that wealth, ``W_t = E_t`` before ``b`` and ``0`` from ``b``
+on, so ``total_return`` is -1 (never below), ``annual_return`` -1, ``max_drawdown`` -1, ``calmar``
+-1, and the drawdown lasts to the end. The return-based metrics (volatility, Sharpe, Sortino, VaR,
+CVaR) are those of the account's life: the returns ``r_0 .. r_b``, the last being -1; the bars after
+``b`` have no return (0 / 0) and are left out.
+A liquidation that leaves equity above 0 (a margin call) is no bust: the account keeps that equity and
+trades on once the strategy's target changes; the flat cash until then has returns of 0 and counts like
+any flat period.
 """
 
 from __future__ import annotations
@@ -51,12 +64,24 @@ _TRADE_METRICS = ("num_trades", "win_rate", "profit_factor", "expectancy")
 METRIC_NAMES = (*_CURVE_METRICS[:-1], "exposure", *_TRADE_METRICS, "final_equity")
 
 
-def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
-    """Simple returns of an equity matrix (n_bars x n_cols), the first against ``initial_cash``."""
+def wealth(equity: np.ndarray) -> np.ndarray:
+    """The equity matrix (n_bars x n_cols) as the metrics read it: 0 from the first bar at or below 0
+    on (a bust account has lost everything; see the module docstring)."""
     eq = np.asarray(equity, dtype=np.float64)
+    bust = np.maximum.accumulate(eq <= 0.0, axis=0)
+    out: np.ndarray = np.where(bust, 0.0, eq)
+    return out
+
+
+def equity_returns(equity: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Simple returns of an equity matrix (n_bars x n_cols), the first against ``initial_cash``.
+
+    Of the :func:`wealth`: the bar that goes bust returns -1, and the bars after it (0 / 0) return 0
+    here, for plots and weights; the metrics leave them out."""
+    eq = wealth(equity)
     prev = np.vstack([np.full((1, eq.shape[1]), initial_cash), eq[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: np.ndarray = eq / prev - 1.0
+        out: np.ndarray = np.where(prev > 0.0, eq / prev - 1.0, 0.0)
     return out
 
 
@@ -65,9 +90,6 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
     k, n = equity.shape
     out = np.full((k, len(_CURVE_METRICS)), np.nan)
     sq = math.sqrt(ppy)
-    pos = (n - 1) * 0.05
-    lo_i = math.floor(pos)
-    hi_i = min(lo_i + 1, n - 1)
     for j in nb.prange(k):
         eq = equity[j]
         r = np.empty(n)
@@ -76,12 +98,18 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
         max_dd = 0.0
         run = 0.0
         longest = 0.0
+        life = n  # bars with a return: up to and including the bar that goes bust
+        w = cash
         for i in range(n):
-            r[i] = eq[i] / prev - 1.0
-            prev = eq[i]
-            if eq[i] > peak:
-                peak = eq[i]
-            dd = eq[i] / peak - 1.0
+            if life == n:
+                w = 0.0 if eq[i] <= 0.0 else eq[i]
+                r[i] = w / prev - 1.0
+                prev = w
+                if w == 0.0:
+                    life = i + 1
+            if w > peak:
+                peak = w
+            dd = w / peak - 1.0
             if dd < max_dd:
                 max_dd = dd
             if dd < 0.0:
@@ -90,25 +118,26 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
                     longest = run
             else:
                 run = 0.0
-        total = eq[n - 1] / cash - 1.0
+        rl = r[:life]
+        total = w / cash - 1.0
         growth = 1.0 + total
-        annual = growth ** (ppy / n) - 1.0 if growth > 0.0 else np.nan
-        mean = r.sum() / n
-        rmin = r.min()
-        rmax = r.max()
+        annual = growth ** (ppy / n) - 1.0
+        mean = rl.sum() / life
+        rmin = rl.min()
+        rmax = rl.max()
         std = np.nan
-        if n > 1:
+        if life > 1:
             acc = 0.0
-            for i in range(n):
-                acc += (r[i] - mean) ** 2
-            std = math.sqrt(acc / (n - 1))
+            for i in range(life):
+                acc += (rl[i] - mean) ** 2
+            std = math.sqrt(acc / (life - 1))
             if rmax == rmin:
                 std = 0.0
         down = 0.0
-        for i in range(n):
-            if r[i] < 0.0:
-                down += r[i] * r[i]
-        down = math.sqrt(down / n) * sq
+        for i in range(life):
+            if rl[i] < 0.0:
+                down += rl[i] * rl[i]
+        down = math.sqrt(down / life) * sq
         o = out[j]
         o[0] = total
         o[1] = annual
@@ -125,7 +154,10 @@ def _curve_metrics_py(equity: np.ndarray, cash: float, ppy: float) -> np.ndarray
         o[7] = longest
         # the 5% tail needs only a partial order: after partitioning at hi_i, the hi_i smallest
         # returns sit before it (unordered) and the lo_i-th smallest is their maximum
-        part = np.partition(r, hi_i)
+        pos = (life - 1) * 0.05
+        lo_i = math.floor(pos)
+        hi_i = min(lo_i + 1, life - 1)
+        part = np.partition(rl, hi_i)
         if hi_i == lo_i:  # a single return
             o[8] = part[lo_i]
             o[9] = part[0]

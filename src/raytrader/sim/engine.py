@@ -28,6 +28,16 @@ def pack_params(config: SimConfig, periods_per_year: float) -> tuple[np.ndarray,
     p[K.P_PPY] = periods_per_year
     p[K.P_CASH] = config.initial_cash
     p[K.P_LONG_ONLY] = 0.0 if config.allow_short else 1.0
+    margin = config.margin
+    p[K.P_FMAX] = np.inf
+    if margin is not None:
+        p[K.P_MARGIN] = 1.0
+        p[K.P_MM_LONG] = margin.maintenance_margin_long
+        p[K.P_MM_SHORT] = margin.maintenance_margin_short
+        p[K.P_FMAX] = (1.0 + config.commission) / (margin.initial_margin + config.commission)
+        p[K.P_BORROW] = margin.borrow_rate / periods_per_year
+        p[K.P_FINANCE] = margin.financing_rate / periods_per_year
+        p[K.P_CARRY] = 1.0 if margin.borrow_rate > 0.0 or margin.financing_rate > 0.0 else 0.0
     sizing = config.sizing
     ring_len = 1
     if isinstance(sizing, FixedFraction):
@@ -161,7 +171,10 @@ def simulate_rows(
 def trades_frame(
     trades: np.ndarray, index: pd.DatetimeIndex, columns: list[str] | None = None
 ) -> pd.DataFrame:
-    """Trade records as a DataFrame with entry/exit timestamps and readable exit reasons."""
+    """Trade records as a DataFrame with entry/exit timestamps and readable exit reasons.
+
+    ``pnl`` includes ``commission`` (every fill of the trade) and ``carry`` (borrow fees of a short,
+    financing of a leveraged long, while it was open)."""
     t = np.asarray(trades, dtype=np.float64).reshape(-1, K.N_TRADE)
     entry = t[:, K.T_ENTRY_BAR].astype(np.int64)
     exit_ = t[:, K.T_EXIT_BAR].astype(np.int64)
@@ -181,6 +194,7 @@ def trades_frame(
             "pnl": t[:, K.T_PNL],
             "return": t[:, K.T_RETURN],
             "commission": t[:, K.T_COMMISSION],
+            "carry": t[:, K.T_CARRY],
             "exit_reason": np.asarray(K.REASONS, dtype=object)[t[:, K.T_REASON].astype(np.int64)],
             "max_units": t[:, K.T_MAX_UNITS],
         }
@@ -241,7 +255,8 @@ class Simulator:
             for x in (open_, high, low, close, targets)
         )
         self._check(t)
-        # each bar writes at most two trade records per column (a reversal, then a stop)
+        # each bar writes at most two trade records per column (a margin call at the open or a
+        # reversal, then a stop or margin call inside the bar or the close's liquidation)
         free = self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT]
         if (free < 3).any():
             self._grow()

@@ -1,4 +1,4 @@
-"""The one simulation kernel: orders, fills, costs, sizing, stops and accounting.
+"""The one simulation kernel: orders, fills, costs, sizing, stops, margin and accounting.
 
 Everything here is numba-compiled. :func:`bar_update` advances one column (one symbol or one parameter
 set) by one bar; the whole-series path (:func:`simulate_columns`) and the one-bar-at-a-time path
@@ -6,26 +6,49 @@ set) by one bar; the whole-series path (:func:`simulate_columns`) and the one-ba
 
 Per bar, in order (documented in the README, "Simulation semantics"):
 
-1. **Open** (``next_open`` fill mode): the order decided at the previous bar's close fills at this
+1. **Margin at the open** (margin on): the position carried from the last close is marked at this
+   bar's open. If equity there is below the maintenance requirement (``maintenance x |units| x open``,
+   the long or the short rate), the gap has gone through the liquidation price: the position is
+   closed at the open (slippage and commission apply, reason ``liquidation``) and the pending order is
+   cancelled (its target stays the desired one). Like a stop exit, the account then stays flat until
+   the target changes (step 5); it is bust only if the gap left equity <= 0 (step 7).
+2. **Open** (``next_open`` fill mode): the order decided at the previous bar's close fills at this
    bar's open, adverse slippage applied, commission charged on the traded notional.
-2. **Stops**: with a position open, stop-loss / take-profit levels (fractions of the average entry
-   price) are checked. The open comes first: if it is already beyond a level, that exit fills at the
-   open (a gap). Otherwise, inside the bar, the adverse extreme (low for longs, high for shorts) is
-   assumed to come before the favourable one, so if both levels lie inside the bar the stop-loss
-   wins (pessimistic) and fills at its level. Slippage and commission apply.
-3. **Close**: the bar's close-to-close return enters the sizing window, then the target for this bar is
-   read. An order is placed only when the target **changes** (NaN = keep the previous target); position
-   drift from price moves is not rebalanced, and after a stop exit the position stays flat until the
-   target changes. In ``close`` fill mode the order fills at this close; otherwise it waits for the next
-   open. Equity is marked at the close.
-4. **Liquidation**: if equity at the close is <= 0 with a position open, the position is closed at the
-   close (slippage and commission apply, reason ``liquidation``) and the account stops trading.
+3. **Exits inside the bar**: with a position open, stop-loss / take-profit levels (fractions of the
+   average entry price) and, with margin on, the liquidation price ``p*`` (where equity equals the
+   maintenance requirement: ``p* = -cash / (units x (1 - side x maintenance))``) are checked. The open
+   comes first: a stop-loss, then a take-profit, then ``p*`` already beyond the open exits at the open
+   (a gap). Otherwise the bar's adverse extreme (low for longs, high for shorts) is assumed to come
+   before the favourable one: of the stop-loss and ``p*``, the level the price reaches first (the one
+   nearer the open; the stop on a tie) exits at its level; only then is a take-profit inside the bar
+   taken. Slippage and commission apply. After any of these exits the position stays flat until the
+   target changes (step 5); a liquidation at ``p*`` leaves equity > 0, one at a gapped open may not
+   (step 7).
+4. **Carry** (margin on, rates > 0): a short pays ``borrow_rate / ppy x |units| x close``; a long
+   that borrowed cash (cash < 0) pays ``financing_rate / ppy x -cash``. Booked to the open trade.
+5. **Close**: the bar's close-to-close return enters the sizing window, then the target for this bar
+   is read. An order is placed only when the target **changes** (NaN = keep the previous target);
+   position drift from price moves is not rebalanced, and after a stop exit or a margin call (steps
+   1 and 3) the position stays flat until the target changes: the exit leaves the desired target as
+   it was, so an unchanged target places no order. With margin on the sizing fraction is capped at
+   ``(1 + commission) / (initial_margin + commission)``. In ``close`` fill mode the order fills at
+   this close; otherwise it waits for the next open.
+6. **Mark**: equity is marked at the close. If it is <= 0 with a position open (without margin, or
+   after carry with margin), the position is closed at the close (slippage and commission apply,
+   reason ``liquidation``) and the account is bust (step 7).
+7. **Bust**: an account whose equity after a liquidation is <= 0 (step 6, or with margin on a gap
+   through zero equity in step 1 or 3) stops trading for good: no more orders, equity stays where the
+   liquidation left it (the RL environment ends the episode). A margin call that leaves equity > 0
+   (the usual case: at ``p*`` the maintenance margin less the exit's costs is left) is no bust: the
+   account keeps that equity and trades again once the target changes. Without margin every
+   liquidation is step 6's, so every liquidation is a bust, as before margin existed.
 
 Sizing converts a target in [-1, 1] into units: ``units = f x equity / (fill_price x (1 + commission))``
 with ``f`` from the sizing rule, equity valued at the fill's reference price, and units truncated toward
 zero in ``whole`` mode. Trades are round trips: a run of non-zero position with one sign; scaling in
 moves the average entry price, scaling out realizes P&L, and a reversal closes one trade and opens
-another. A trade's P&L includes every commission paid on it.
+another. A trade's P&L includes every commission and every carry charge paid on it, so the sum of
+trade P&L is the change in equity.
 """
 
 from __future__ import annotations
@@ -51,13 +74,14 @@ S_PREV_CLOSE, S_NRET, S_RING_POS, S_TSLOT, S_TEND, S_EQUITY, S_EXPOSED, S_OVERFL
     15,
     16,
 )
-S_BUST = 17
-N_STATE = 18
+S_BUST = 17  # 1 once a liquidation left equity <= 0: the account stops trading for good
+S_TRADE_CARRY = 18  # borrow fees and financing paid on the open trade
+N_STATE = 19
 
 # ---- trade record (float64 row) --------------------------------------------------------------------
 T_COL, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PRICE, T_EXIT_PRICE, T_UNITS = 0, 1, 2, 3, 4, 5
-T_PNL, T_RETURN, T_COMMISSION, T_REASON, T_MAX_UNITS = 6, 7, 8, 9, 10
-N_TRADE = 11
+T_PNL, T_RETURN, T_COMMISSION, T_REASON, T_MAX_UNITS, T_CARRY = 6, 7, 8, 9, 10, 11
+N_TRADE = 12
 TRADE_FIELDS = (
     "column",
     "entry_bar",
@@ -70,6 +94,7 @@ TRADE_FIELDS = (
     "commission",
     "reason",
     "max_units",
+    "carry",
 )
 REASON_SIGNAL, REASON_STOP_LOSS, REASON_TAKE_PROFIT, REASON_OPEN, REASON_LIQUIDATION = 0, 1, 2, 3, 4
 REASONS = ("signal", "stop_loss", "take_profit", "open", "liquidation")
@@ -77,7 +102,10 @@ REASONS = ("signal", "stop_loss", "take_profit", "open", "liquidation")
 # ---- parameters (float64 vector) -------------------------------------------------------------------
 P_FILL, P_COMM, P_SLIP, P_WHOLE, P_SL, P_TP = 0, 1, 2, 3, 4, 5
 P_SIZING, P_S1, P_S2, P_S3, P_PPY, P_CASH, P_LONG_ONLY = 6, 7, 8, 9, 10, 11, 12
-N_PARAM = 13
+# margin: on/off, maintenance rates, the sizing cap from initial margin, carry rates per bar (annual
+# rate / ppy) and whether either is non-zero
+P_MARGIN, P_MM_LONG, P_MM_SHORT, P_FMAX, P_BORROW, P_FINANCE, P_CARRY = 13, 14, 15, 16, 17, 18, 19
+N_PARAM = 20
 FILL_NEXT_OPEN, FILL_CLOSE = 0.0, 1.0
 SIZING_FIXED, SIZING_VOL, SIZING_KELLY = 0.0, 1.0, 2.0
 
@@ -122,6 +150,7 @@ def _write_trade(
     row[T_COMMISSION] = st[S_TRADE_COMM]
     row[T_REASON] = reason
     row[T_MAX_UNITS] = st[S_TRADE_MAXU]
+    row[T_CARRY] = st[S_TRADE_CARRY]
     st[S_TSLOT] = slot + 1
 
 
@@ -132,6 +161,7 @@ def _open_trade(st: np.ndarray, bar: int, units: float, price: float, fee: float
     st[S_TRADE_PNL] = -fee
     st[S_TRADE_COMM] = fee
     st[S_TRADE_MAXU] = abs(units)
+    st[S_TRADE_CARRY] = 0.0
 
 
 @nb.njit(cache=True)
@@ -173,6 +203,7 @@ def fill(
             st[S_TRADE_PNL] = 0.0
             st[S_TRADE_COMM] = 0.0
             st[S_TRADE_MAXU] = 0.0
+            st[S_TRADE_CARRY] = 0.0
     st[S_UNITS] = new_units
 
 
@@ -206,41 +237,93 @@ def _order_to_fraction(
 
 
 @nb.njit(cache=True, inline="always")
-def _check_stops(
+def liquidation_price(units: float, cash: float, mm_long: float, mm_short: float) -> float:
+    """The price ``p*`` at which equity equals the maintenance requirement of a position
+    (``cash + units x p* = maintenance x |units| x p*``, maintenance ``mm_long`` or ``mm_short`` by
+    side); NaN when no price can get there (a long that borrowed nothing). Below it (longs) or above
+    it (shorts) the account is liquidated."""
+    if units > 0.0:
+        if cash >= 0.0:
+            return np.nan
+        return -cash / (units * (1.0 - mm_long))
+    return -cash / (units * (1.0 + mm_short))
+
+
+@nb.njit(cache=True, inline="always")
+def _exit(
+    units: float, avg: float, liq: float, o: float, h: float, lo: float, sl: float, tp: float
+) -> tuple[float, float]:
+    """Step 3's exit of a position, as (price before slippage, reason); NaN price: none.
+
+    The open first (a level already beyond it exits at the open: stop-loss, take-profit, then the
+    liquidation price ``liq``, NaN for none), then inside the bar the adverse extreme before the
+    favourable one; of the stop-loss and the liquidation price the one nearer the open is reached
+    first (the stop on a tie). Scalars only: numba reference-counts array arguments, a cost every
+    bar, so the arrays are touched only when there is an exit."""
+    side = 1.0 if units > 0.0 else -1.0
+    sl_level = avg * (1.0 - side * sl)
+    tp_level = avg * (1.0 + side * tp)
+    adverse = lo if side > 0.0 else h
+    favourable = h if side > 0.0 else lo
+    has_liq = not math.isnan(liq)
+    if sl > 0.0 and side * (o - sl_level) <= 0.0:
+        return o, REASON_STOP_LOSS
+    if tp > 0.0 and side * (o - tp_level) >= 0.0:
+        return o, REASON_TAKE_PROFIT
+    if has_liq and side * (o - liq) < 0.0:
+        return o, REASON_LIQUIDATION
+    hit_sl = sl > 0.0 and side * (adverse - sl_level) <= 0.0
+    hit_liq = has_liq and side * (adverse - liq) < 0.0
+    if hit_liq and not (hit_sl and side * (sl_level - liq) >= 0.0):  # p* comes first
+        return liq, REASON_LIQUIDATION
+    if hit_sl:
+        return sl_level, REASON_STOP_LOSS
+    if tp > 0.0 and side * (favourable - tp_level) >= 0.0:
+        return tp_level, REASON_TAKE_PROFIT
+    return np.nan, REASON_STOP_LOSS
+
+
+@nb.njit(cache=True, inline="always")
+def _carry(units: float, cash: float, c: float, borrow: float, finance: float) -> float:
+    """Step 4's charge for one bar: a short's borrow fee on its notional at the close, a long's
+    financing on the cash it borrowed (rates per bar: annual rate / ppy)."""
+    if units < 0.0:
+        return borrow * -units * c
+    return finance * -cash if cash < 0.0 else 0.0
+
+
+@nb.njit(cache=True, inline="always")
+def _bust(st: np.ndarray, equity: float) -> None:
+    """Step 7: the account stops trading for good; every later bar returns ``equity``."""
+    st[S_BUST] = 1.0
+    st[S_PENDING] = np.nan
+    st[S_EQUITY] = equity
+
+
+@nb.njit(cache=True)
+def _close_out(
     st: np.ndarray,
     trades: np.ndarray,
     col: int,
     bar: int,
-    o: float,
-    h: float,
-    lo: float,
+    price: float,
+    reason: float,
     params: np.ndarray,
-) -> None:
-    """Stop-loss / take-profit for the open position: the open first (a gap beyond a level fills at
-    the open), then inside the bar the adverse extreme before the favourable one."""
+) -> float:
+    """Close the whole position at ``price`` (slippage applied here). A liquidation (a margin call)
+    also cancels the pending order, and the account is bust (step 7) when it leaves equity <= 0.
+    Returns equity after it."""
     units = st[S_UNITS]
-    sl = params[P_SL]
-    tp = params[P_TP]
-    if units == 0.0 or (sl <= 0.0 and tp <= 0.0):
-        return
     side = 1.0 if units > 0.0 else -1.0
-    sl_level = st[S_AVG] * (1.0 - side * sl)
-    tp_level = st[S_AVG] * (1.0 + side * tp)
-    adverse = lo if side > 0.0 else h
-    favourable = h if side > 0.0 else lo
-    price = np.nan
-    reason = REASON_STOP_LOSS
-    if sl > 0.0 and side * (o - sl_level) <= 0.0:
-        price = o
-    elif tp > 0.0 and side * (o - tp_level) >= 0.0:
-        price, reason = o, REASON_TAKE_PROFIT
-    elif sl > 0.0 and side * (adverse - sl_level) <= 0.0:
-        price = sl_level
-    elif tp > 0.0 and side * (favourable - tp_level) >= 0.0:
-        price, reason = tp_level, REASON_TAKE_PROFIT
-    if not math.isnan(price):
-        exit_price = price * (1.0 - side * params[P_SLIP])
-        fill(st, trades, col, bar, -units, exit_price, params[P_COMM], reason)
+    fill(
+        st, trades, col, bar, -units, price * (1.0 - side * params[P_SLIP]), params[P_COMM], reason
+    )
+    equity: float = st[S_CASH]
+    if reason == REASON_LIQUIDATION:
+        st[S_PENDING] = np.nan
+        if equity <= 0.0:
+            _bust(st, equity)
+    return equity
 
 
 @nb.njit(cache=True)
@@ -287,7 +370,7 @@ def decide(
     target: float,
     params: np.ndarray,
 ) -> None:
-    """Step 3's decision at a bar's close: ``target`` (NaN keeps the previous one) becomes the
+    """Step 5's decision at a bar's close: ``target`` (NaN keeps the previous one) becomes the
     desired position; an order is placed only when it changes (``close`` mode fills it at ``c``,
     ``next_open`` mode leaves it pending for the next open)."""
     t = target
@@ -298,6 +381,8 @@ def decide(
     if t != st[S_DESIRED]:
         frac = _sizing_fraction(t, st, ring, params)
         if not math.isnan(frac):
+            fmax = params[P_FMAX]  # initial margin (inf without margin)
+            frac = min(max(frac, -fmax), fmax)
             st[S_DESIRED] = t
             if params[P_FILL] == FILL_CLOSE:
                 _order_to_fraction(st, trades, col, bar, c, frac, params)
@@ -322,15 +407,40 @@ def bar_update(
     """Advance one column by one bar (see the module docstring); returns equity at the close."""
     if st[S_BUST] != 0.0:
         return float(st[S_EQUITY])
+    # the per-bar checks read scalars; the array-taking calls happen only when something trades:
+    # even a call that returns at once costs ~10 ns a bar (numba reference-counts array arguments)
+    margin = params[P_MARGIN] != 0.0
+    units = st[S_UNITS]
+    if margin and units != 0.0:  # step 1: a gap through the liquidation price
+        liq = liquidation_price(units, st[S_CASH], params[P_MM_LONG], params[P_MM_SHORT])
+        if not math.isnan(liq) and (o < liq if units > 0.0 else o > liq):
+            _close_out(st, trades, col, bar, o, REASON_LIQUIDATION, params)
+            if st[S_BUST] != 0.0:  # the gap went through zero equity
+                return float(st[S_EQUITY])
+            units = 0.0  # the pending order is cancelled; flat until the target changes
     if params[P_FILL] == FILL_NEXT_OPEN:
         pending = st[S_PENDING]
         if not math.isnan(pending):
             st[S_PENDING] = np.nan
             _order_to_fraction(st, trades, col, bar, o, pending, params)
-    # guarded here, not inside: even a call that returns at once costs ~10 ns a bar, because numba
-    # reference-counts the array arguments of every call
-    if st[S_UNITS] != 0.0 and (params[P_SL] > 0.0 or params[P_TP] > 0.0):
-        _check_stops(st, trades, col, bar, o, h, lo, params)
+            units = st[S_UNITS]
+    sl = params[P_SL]
+    tp = params[P_TP]
+    if units != 0.0 and (margin or sl > 0.0 or tp > 0.0):  # step 3
+        liq = np.nan
+        if margin:
+            liq = liquidation_price(units, st[S_CASH], params[P_MM_LONG], params[P_MM_SHORT])
+        price, reason = _exit(units, st[S_AVG], liq, o, h, lo, sl, tp)
+        if not math.isnan(price):
+            _close_out(st, trades, col, bar, price, reason, params)
+            if st[S_BUST] != 0.0:  # a liquidation that left equity <= 0
+                return float(st[S_EQUITY])
+            units = 0.0  # a stop or a margin call: flat until the target changes
+    if units != 0.0 and params[P_CARRY] != 0.0:  # step 4
+        cost = _carry(units, st[S_CASH], c, params[P_BORROW], params[P_FINANCE])
+        st[S_CASH] -= cost
+        st[S_TRADE_PNL] -= cost
+        st[S_TRADE_CARRY] += cost
 
     prev = st[S_PREV_CLOSE]
     if params[P_SIZING] != SIZING_FIXED and not math.isnan(prev):  # only these sizings read it
@@ -345,13 +455,10 @@ def bar_update(
 
     units = st[S_UNITS]
     equity: float = st[S_CASH] + units * c
-    if equity <= 0.0 and units != 0.0:
-        price = c * (1.0 + params[P_SLIP]) if units < 0.0 else c * (1.0 - params[P_SLIP])
-        fill(st, trades, col, bar, -units, price, params[P_COMM], REASON_LIQUIDATION)
-        st[S_BUST] = 1.0
-        st[S_PENDING] = np.nan
-        units = 0.0
-        equity = st[S_CASH]
+    if equity <= 0.0 and units != 0.0:  # step 6: liquidated and bust (step 7)
+        equity = _close_out(st, trades, col, bar, c, REASON_LIQUIDATION, params)
+        _bust(st, equity)
+        return equity
     st[S_EQUITY] = equity
     if units != 0.0:
         st[S_EXPOSED] += 1.0
@@ -411,7 +518,8 @@ def _trade_capacity(targets: np.ndarray) -> np.ndarray:
     """Per-column upper bound of trade records (n_cols x n_bars targets), as cumulative offsets.
 
     Every trade opens with an order, and an order needs a change of the (NaN-forward-filled) target,
-    so changes + 1 (the open trade) + 1 (a liquidation) bounds the records.
+    so changes + 1 (the open trade) + 1 (a liquidation) bounds the records: an exit (a stop, a margin
+    call, however many) closes a trade that an order opened and opens none itself.
     """
     k, n = targets.shape
     counts = np.zeros(k + 1, dtype=np.int64)
@@ -539,7 +647,7 @@ def decide_columns(
     targets (``next_open`` mode only, where a decision places no fill; the RL environment uses this
     to act on the close it observed). Gives the same orders, trades and equity as passing the
     targets to :func:`step_columns` for that bar: there the decision comes after the sizing window
-    is updated, and the close marking and liquidation that follow it do not read it (a liquidated
+    is updated, and the close marking and liquidation that follow it do not read it (a bust
     account ignores later decisions either way)."""
     for j in range(states.shape[0]):
         if states[j, S_BUST] == 0.0:
