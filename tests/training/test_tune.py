@@ -1,5 +1,7 @@
 """Hyperparameter search: walk-forward windows, Ray Tune with ASHA + Optuna, nested MLflow runs,
-Tuner.restore resuming an interrupted search, and the rule, supervised and RL targets."""
+Tuner.restore resuming an interrupted search, the rule, supervised and RL targets, and the honest
+report: the holdout scored once for the selected config, the no-trades rule, the Deflated Sharpe
+Ratio and the selection-window tags."""
 
 from __future__ import annotations
 
@@ -11,19 +13,46 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from raytrader.data.bars import Bars, make_frame
 from raytrader.errors import ConfigError
-from raytrader.training.objectives import window_scores, with_params
-from raytrader.training.tune import SearchConfig, fold_windows, run_search
+from raytrader.training.objectives import (
+    NO_TRADES_SCORE,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    holdout_evaluation,
+    objective,
+    periodic_stats,
+    probabilistic_sharpe_ratio,
+    trial_report,
+    window_scores,
+    with_params,
+)
+from raytrader.training.tune import (
+    SearchConfig,
+    fold_windows,
+    holdout_window,
+    run_search,
+    select_best,
+    tally_trials,
+)
 from tests.support.markets import momentum_csv, pattern_csv
 
 SPACE = {
     "fast": {"kind": "int", "low": 5, "high": 30},
     "slow": {"kind": "int", "low": 40, "high": 200},
 }
+
+
+def same(a: object, b: object) -> bool:
+    """Equal as JSON (NaN metrics, e.g. the win rate of a single open trade, compare equal)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def search(tmp_path: Path, **overrides: object) -> SearchConfig:
@@ -48,6 +77,8 @@ def test_windows_are_consecutive_and_leave_the_holdout_out(tmp_path: Path) -> No
     assert w[0][0] == 100
     assert all(a[1] == b[0] for a, b in itertools.pairwise(w))
     assert w[-1][1] == 2100 - int(2000 * 0.25)
+    assert holdout_window(2100, cfg) == (w[-1][1], 2100)  # the tail right after the last window
+    assert holdout_window(2100, cfg.model_copy(update={"holdout_fraction": 0.0})) == (2100, 2100)
     with pytest.raises(ConfigError, match="under 20 bars"):
         fold_windows(150, cfg)
 
@@ -70,10 +101,22 @@ def test_search_with_asha_and_optuna_logs_nested_mlflow_runs(tmp_path: Path) -> 
     summary = run_search(cfg)
     assert summary["trials"] == 6
     assert summary["errors"] == 0
+    counts = ("completed", "stopped_early", "no_trades", "invalid", "errors")
+    assert sum(summary[k] for k in counts) == 6
     # the reported optimum is the objective itself, reproducible without Tune
-    assert summary["best_sharpe"] == pytest.approx(
-        float(np.mean(list(window_scores(summary["best_params"], cfg)))), rel=0, abs=1e-12
+    best = summary["best_params"]
+    assert summary["best_validation_sharpe"] == pytest.approx(
+        objective(list(window_scores(best, cfg))), rel=0, abs=1e-12
     )
+    assert "biased upward" in summary["best_validation_sharpe_note"]
+    # the holdout: the selected config's one evaluation, the tail after the last window
+    holdout = summary["holdout"]
+    assert same(holdout, holdout_evaluation(cfg, best))
+    assert holdout["start_bar"] == summary["selection"]["end_bar"] + 1
+    assert set(holdout) >= {"best", "buy_and_hold", "start", "end", "end_bar"}
+    dsr = summary["deflated_sharpe"]
+    assert 0.0 <= dsr["dsr"] <= 1.0
+    assert dsr["trials"] == summary["completed"] + summary["stopped_early"] + summary["no_trades"]
     client = MlflowClient(f"sqlite:///{(tmp_path / 'tune' / 'mlflow.db').resolve()}")
     exp = client.get_experiment_by_name("raytrader-tune-rule")
     runs = client.search_runs([exp.experiment_id], max_results=100)
@@ -81,15 +124,38 @@ def test_search_with_asha_and_optuna_logs_nested_mlflow_runs(tmp_path: Path) -> 
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1
     assert len(children) == 6
-    assert parents[0].data.metrics["best_sharpe"] == pytest.approx(summary["best_sharpe"])
+    logged = parents[0].data.metrics
+    assert logged["best_validation_sharpe"] == pytest.approx(summary["best_validation_sharpe"])
+    assert logged["deflated_sharpe_ratio"] == pytest.approx(dsr["dsr"])
+    assert logged["holdout_sharpe"] == pytest.approx(holdout["best"]["sharpe"])
+    assert logged["holdout_buy_and_hold_sharpe"] == pytest.approx(holdout["buy_and_hold"]["sharpe"])
+    assert logged["trials_completed"] == summary["completed"]
     folds_run = [len(client.get_metric_history(c.info.run_id, "sharpe")) for c in children]
     assert max(folds_run) == 4  # metrics per window, batched by the callback
     assert min(folds_run) < 4  # ASHA stopped at least one trial early
-    # the best parameters are registered as a rule pyfunc, logged into the parent run
+    # the best parameters are registered as a rule pyfunc, logged into the parent run, tagged
+    # with the bars the selection read and the holdout, not the whole data range
     assert summary["registered_version"] == "1"
     version = client.get_model_version("ma-cross-best", "1")
     assert version.run_id == parents[0].info.run_id
-    assert version.tags["raytrader.kind"] == "rule"
+    tags = version.tags
+    assert tags["raytrader.kind"] == "rule"
+    sel = summary["selection"]
+    assert (tags["raytrader.selection.start_bar"], tags["raytrader.selection.end_bar"]) == (
+        str(sel["start_bar"]),
+        str(sel["end_bar"]),
+    )
+    assert tags["raytrader.selection.start"] == sel["start"]
+    assert tags["raytrader.selection.end"] == sel["end"]
+    assert tags["raytrader.holdout.start"] == holdout["start"]
+    assert tags["raytrader.holdout.end"] == holdout["end"]
+    assert tags["raytrader.holdout.start_bar"] == str(holdout["start_bar"])
+    assert tags["raytrader.data"].startswith("goog ")
+    assert tags["raytrader.data"].endswith(f"..{sel['end']}")  # never the holdout's bars
+    assert float(tags["raytrader.search.holdout_sharpe"]) == pytest.approx(
+        holdout["best"]["sharpe"]
+    )
+    assert float(tags["raytrader.search.deflated_sharpe_ratio"]) == pytest.approx(dsr["dsr"])
     with pytest.raises(ConfigError, match="register_as is for the rule target"):
         search(
             tmp_path,
@@ -224,10 +290,14 @@ def test_supervised_windows_train_only_on_the_past(tmp_path: Path) -> None:
     assert windows[-1][1] == 3000 - int(2800 * 0.2)  # the holdout is never validated on
     params = {"threshold": 0.5, "params.max_depth": 3}
     a = list(window_scores(params, cfg))
-    assert a == list(window_scores(params, cfg))  # seeded: exactly the same
+    b = list(window_scores(params, cfg))
+    assert [s.sharpe for s in a] == [s.sharpe for s in b]  # seeded: exactly the same
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.returns, y.returns)
     assert len(a) == 3
+    assert all(s.traded for s in a)
     # the momentum is real and costs are zero: the classifier trades it profitably out of sample
-    assert np.mean(a) > 0.5
+    assert objective(a) > 0.5
     # too short a training head for min_train is a clear error, not a silent score
     short = supervised_search(tmp_path, train_fraction=0.01)
     bigger = short.base | {"validation": {"purge": 3, "min_train": 400}}
@@ -242,9 +312,17 @@ def test_supervised_search_reports_the_objective(tmp_path: Path) -> None:
     summary = run_search(cfg)
     assert summary["trials"] == 4
     assert summary["errors"] == 0
-    assert summary["best_sharpe"] == pytest.approx(
-        float(np.mean(list(window_scores(summary["best_params"], cfg)))), rel=0, abs=1e-12
+    assert summary["best_validation_sharpe"] == pytest.approx(
+        objective(list(window_scores(summary["best_params"], cfg))), rel=0, abs=1e-12
     )
+    # refitted on everything before the holdout, scored there once, next to buy-and-hold
+    holdout = summary["holdout"]
+    assert same(holdout, holdout_evaluation(cfg, summary["best_params"]))
+    assert holdout["start_bar"] == holdout_window(3000, cfg)[0]
+    assert holdout["end_bar"] == 2999
+    assert np.isfinite(holdout["best"]["sharpe"])
+    assert holdout["buy_and_hold"]["num_trades"] == 1
+    assert 0.0 <= summary["deflated_sharpe"]["dsr"] <= 1.0
     # the best config is a complete ClassifierConfig, ready for `raytrader train supervised`
     assert summary["best_config"]["threshold"] == summary["best_params"]["threshold"]
     assert summary["best_config"]["params"]["max_iter"] == 20
@@ -290,17 +368,27 @@ def test_rl_search_schedules_on_iterations_and_checkpoints(tmp_path: Path) -> No
     assert summary["trials"] == 2
     assert summary["errors"] == 0
     assert summary["completed"] >= 1
-    assert np.isfinite(summary["best_sharpe"])
+    assert np.isfinite(summary["best_validation_sharpe"])
+    # the selected trial's final agent (its last checkpoint) plays the holdout once
+    holdout = summary["holdout"]
+    assert "skipped" not in holdout, holdout
+    assert holdout["start_bar"] >= holdout_window(2000, cfg)[0]
+    assert holdout["end_bar"] == 1999
+    assert np.isfinite(holdout["best"]["final_equity"])
+    assert np.isfinite(holdout["buy_and_hold"]["sharpe"])
     assert summary["best_config"]["lr"] == summary["best_params"]["lr"]
     assert summary["best_config"]["iterations"] == 3
     trials = [p for p in Path(summary["path"]).iterdir() if (p / "result.json").exists()]
     reports = [
         [json.loads(line) for line in (t / "result.json").read_text().splitlines()] for t in trials
     ]
-    # one report per RLlib iteration, each scoring both windows
+    # one report per RLlib iteration, each scoring both windows (a Sharpe per window it traded in)
     for rows in reports:
         assert [r["iteration"] for r in rows] == list(range(1, len(rows) + 1))
-        assert all({"fold_1_sharpe", "fold_2_sharpe"} <= set(r) for r in rows)
+        assert all(r["windows"] == 2 for r in rows)
+        for r in rows:
+            traded = {f"fold_{i}_sharpe" for i in (1, 2)} & set(r)
+            assert len(traded) == r["traded_windows"]
     # Tune checkpoints at iteration 2 and at the last one, for --restore to continue from
     full = [t for t, rows in zip(trials, reports, strict=True) if len(rows) == 3]
     assert full
@@ -346,3 +434,240 @@ def test_restored_rl_search_continues_trials_from_their_checkpoints(tmp_path: Pa
     assert all(r[-1]["iteration"] == 6 for r in rows)
     # the interrupted trial went on from its checkpoint instead of training from scratch
     assert max(row["restored_from"] for r in rows for row in r) >= 2
+
+
+# --- the honest report: no trades, Deflated Sharpe Ratio, the holdout ------------------------
+
+
+def ar1_bars(
+    n: int, phi: float, seed: int, *, tail: int = 0, tail_drift: float = 0.0
+) -> pd.DataFrame:
+    """5m bars with AR(1) log returns (``phi``); the last ``tail`` bars instead rise by
+    ``tail_drift`` per bar around which the returns revert (AR(1), -0.5). Opens equal the previous
+    close."""
+    rng = np.random.default_rng(seed)
+    eps = rng.normal(0.0, 0.001, n)
+    r = np.empty(n)
+    r[0] = eps[0]
+    for i in range(1, n):
+        r[i] = (phi if i < n - tail else -0.5) * r[i - 1] + eps[i]
+    if tail:
+        r[n - tail :] += tail_drift
+    close = 100.0 * np.exp(np.cumsum(r))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    frame = make_frame(
+        pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC"),
+        open_,
+        np.maximum(open_, close) * 1.0002,
+        np.minimum(open_, close) * 0.9998,
+        close,
+        np.full(n, 1000.0),
+    )
+    Bars.from_frame(frame, symbol="AR", timeframe="5m")  # valid by the bars contract
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path)
+    return str(path)
+
+
+def momentum_search(tmp_path: Path, data: str, **overrides: object) -> SearchConfig:
+    fields: dict[str, object] = {
+        "name": "mom",
+        "strategy": "momentum",
+        "data": data,
+        "base": {"period": 1},
+        "space": {"threshold": {"kind": "choice", "values": [0.0, 9.0]}},
+        "folds": 3,
+        "num_samples": 4,
+        "scheduler": "none",
+        "search": "random",
+        "max_concurrent": 2,
+        "mlflow": False,
+        "output_dir": str(tmp_path / "tune"),
+    }
+    fields.update(overrides)
+    return SearchConfig.parse(fields)
+
+
+def test_a_window_without_trades_has_no_score_not_zero(tmp_path: Path) -> None:
+    # mean-reverting returns: a one-bar momentum rule loses, net of costs, in every window
+    data = write_csv(ar1_bars(2000, -0.5, 1), tmp_path / "revert.csv")
+    cfg = momentum_search(tmp_path, data)
+    losing = list(window_scores({"threshold": 0.0}, cfg))
+    idle = list(window_scores({"threshold": 9.0}, cfg))  # a 900% move per bar never happens
+    assert all(s.traded and s.sharpe < 0.0 for s in losing)
+    assert not any(s.traded for s in idle)
+    assert all(np.isnan(s.sharpe) for s in idle)  # not 0, which would beat every loser
+    assert objective(losing) < 0.0
+    assert np.isnan(objective(idle))
+    # to the scheduler a trial that has not traded yet reports the floor, below any real score
+    assert trial_report(idle) == {"sharpe": NO_TRADES_SCORE, "windows": 3, "traded_windows": 0}
+    # a window that did not trade is left out of the mean, not averaged in as 0
+    mixed = [losing[0], idle[1], losing[2]]
+    assert objective(mixed) == pytest.approx((losing[0].sharpe + losing[2].sharpe) / 2)
+    report = trial_report(mixed)
+    assert report["traded_windows"] == 2
+    assert report["bar_count"] == len(losing[0].returns) + len(losing[2].returns)
+
+
+def trial(sharpe: float, step: int, traded: int, **extra: object) -> SimpleNamespace:
+    metrics: dict[str, object] = {"sharpe": sharpe, "fold": step, "traded_windows": traded}
+    metrics.update(extra)
+    return SimpleNamespace(metrics=metrics, error=None, config={"x": sharpe})
+
+
+def test_a_config_that_never_trades_cannot_be_selected(tmp_path: Path) -> None:
+    cfg = search(tmp_path)  # 4 folds
+    losing = trial(-0.8, 4, 4, bar_sharpe=-0.05)
+    idle = trial(NO_TRADES_SCORE, 4, 0)
+    idle_early = trial(NO_TRADES_SCORE, 1, 0)
+    stopped = trial(0.9, 2, 2, bar_sharpe=0.06)  # better so far, but stopped early
+    invalid = SimpleNamespace(metrics={"sharpe": -10.0, "fold": 4, "invalid": "x"}, error=None)
+    errored = SimpleNamespace(metrics={}, error=RuntimeError("boom"))
+    tally = tally_trials([losing, idle, idle_early, stopped, invalid, errored], cfg)
+    assert tally.counts() == {
+        "completed": 1,
+        "stopped_early": 1,
+        "no_trades": 2,
+        "invalid": 1,
+        "errors": 1,
+    }
+    assert len(tally.scored) == 4  # the N of the deflated Sharpe: every trial that ran a window
+    assert select_best(tally, cfg) is losing  # doing nothing does not beat a losing config
+    with pytest.raises(ConfigError, match="no trial that ran to the end ever traded"):
+        select_best(tally_trials([idle, idle_early], cfg), cfg)
+
+
+def test_deflated_sharpe_ratio_matches_the_papers_worked_example() -> None:
+    """Bailey & López de Prado (2014), section "A numerical example": N = 100 trials whose
+    annualized Sharpes vary with V = 1/2, a best annualized Sharpe of 2.5 over T = 1250 daily
+    returns with skewness -3 and kurtosis 10 → SR0 ≈ 0.1132 per day, DSR ≈ 0.9004."""
+    days = 250  # the paper's annualization
+    variance = 0.5 / days  # per-day Sharpe variance: annualized Sharpe = daily x sqrt(250)
+    sr = 2.5 / np.sqrt(days)
+    sr0 = expected_max_sharpe(variance, 100)
+    # by hand: sqrt(V) * ((1 - g) * z(0.99) + g * z(1 - 1/(100 e)))
+    g = 0.5772156649015329
+    z99, z_e = 2.3263478740408408, 2.6802104449668875  # scipy.stats.norm.ppf
+    assert sr0 == pytest.approx(np.sqrt(variance) * ((1 - g) * z99 + g * z_e), rel=1e-9)
+    assert sr0 == pytest.approx(0.1132, abs=5e-5)
+    assert sr0 * np.sqrt(days) == pytest.approx(1.7898, abs=5e-4)
+    dsr = deflated_sharpe_ratio(sr, variance, 100, 1250, -3.0, 10.0)
+    assert dsr == pytest.approx(0.9004, abs=5e-5)
+    # = Z((SR - SR0) sqrt(T - 1) / sqrt(1 - g3 SR + (g4 - 1)/4 SR^2)), here by hand
+    z = (sr - sr0) * np.sqrt(1249) / np.sqrt(1 + 3 * sr + 9 / 4 * sr**2)
+    from scipy.stats import norm  # type: ignore[import-untyped]  # scipy ships no stubs here
+
+    assert dsr == pytest.approx(float(norm.cdf(z)), rel=1e-12)
+    # one trial is no selection: DSR is the probabilistic Sharpe ratio against 0
+    assert expected_max_sharpe(variance, 1) == 0.0
+    assert deflated_sharpe_ratio(sr, variance, 1, 1250, -3.0, 10.0) == pytest.approx(
+        probabilistic_sharpe_ratio(sr, 0.0, 1250, -3.0, 10.0)
+    )
+    # more trials, or more dispersion between them, raise the bar
+    assert deflated_sharpe_ratio(sr, variance, 1000, 1250, -3.0, 10.0) < dsr
+    assert deflated_sharpe_ratio(sr, 2 * variance, 100, 1250, -3.0, 10.0) < dsr
+    assert np.isnan(deflated_sharpe_ratio(np.nan, variance, 100, 1250, -3.0, 10.0))
+
+
+def test_periodic_stats_are_per_bar_not_annualized() -> None:
+    r = np.array([0.01, -0.02, 0.03, 0.0])
+    stats = periodic_stats(r)
+    mean, dev = 0.005, r - 0.005
+    m2, m3, m4 = np.mean(dev**2), np.mean(dev**3), np.mean(dev**4)
+    assert stats["sharpe"] == pytest.approx(mean / np.std(r, ddof=1))
+    assert stats["skewness"] == pytest.approx(m3 / m2**1.5)
+    assert stats["kurtosis"] == pytest.approx(m4 / m2**2)
+    assert stats["count"] == 4
+    normal = periodic_stats(np.random.default_rng(0).normal(0.001, 0.01, 200_000))
+    assert normal["kurtosis"] == pytest.approx(3.0, abs=0.05)  # non-excess: 3 for a normal
+    assert abs(normal["skewness"]) < 0.02
+    assert np.isnan(periodic_stats(np.zeros(5))["sharpe"])
+
+
+def test_rule_holdout_is_the_tail_backtested_alone_next_to_buy_and_hold(tmp_path: Path) -> None:
+    from raytrader.backtest.engine import run_targets
+    from raytrader.data.sources import load_bars
+    from raytrader.strategies.base import make_strategy
+
+    cfg = search(tmp_path)
+    params = {"fast": 10, "slow": 50}
+    result = holdout_evaluation(cfg, params)
+    bars = load_bars("goog")
+    lo, hi = holdout_window(len(bars), cfg)
+    assert (result["start_bar"], result["end_bar"]) == (lo, hi - 1)
+    assert result["start"] == bars.index[lo].isoformat()
+    mask = np.zeros(len(bars), dtype=bool)
+    mask[lo:hi] = True
+    tail = bars.head_mask(mask)
+    targets = make_strategy("ma_cross", params).target_positions(bars.frame).to_numpy()[lo:hi]
+    _, direct = run_targets(tail, targets, cfg.sim)
+    assert result["best"]["sharpe"] == pytest.approx(float(direct["sharpe"][0]))
+    _, hold = run_targets(tail, np.ones(hi - lo), cfg.sim)
+    assert result["buy_and_hold"]["total_return"] == pytest.approx(float(hold["total_return"][0]))
+    assert not result["no_trades"]
+    none = holdout_evaluation(cfg.model_copy(update={"holdout_fraction": 0.0}), params)
+    assert "no held-out tail" in none["skipped"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_do_nothing_config_does_not_win_the_search(tmp_path: Path) -> None:
+    data = write_csv(ar1_bars(2000, -0.5, 1), tmp_path / "revert.csv")
+    summary = run_search(momentum_search(tmp_path, data))
+    # both choices were tried (seeded), the idle one as "no_trades"
+    assert summary["no_trades"] >= 1
+    assert summary["completed"] >= 1
+    # before: threshold 9 (never trades, every window 0) beat the losing threshold 0
+    assert summary["best_params"] == {"threshold": 0.0}
+    assert summary["best_validation_sharpe"] < 0.0
+    assert summary["best_traded_windows"] == 3
+    # it loses on the holdout too, and the report shows buy-and-hold beside it
+    assert summary["holdout"]["best"]["num_trades"] > 0
+    assert np.isfinite(summary["holdout"]["buy_and_hold"]["sharpe"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_holdout_is_scored_once_and_never_selects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two series equal up to the holdout: momentum that follows the last return wins on the
+    autocorrelated validation windows; on one series the tail is a steady rise where the slow
+    rule would win. The tail changes the holdout numbers only, never the selection."""
+    import raytrader.training.tune as tune_module
+
+    n, tail = 3000, int(2800 * 0.2)
+    plain = write_csv(ar1_bars(n, 0.5, 0), tmp_path / "plain.csv")
+    rising = write_csv(ar1_bars(n, 0.5, 0, tail=tail, tail_drift=0.0003), tmp_path / "rising.csv")
+    fields: dict[str, Any] = {
+        "space": {"period": {"kind": "choice", "values": [1, 100]}},
+        "base": {},
+        "num_samples": 6,
+        "sim": {"commission": 0.0, "slippage_bps": 0.0},
+    }
+    calls: list[dict[str, Any]] = []
+    real = tune_module.holdout_evaluation
+
+    def counted(config: SearchConfig, params: Any, checkpoint: Any = None) -> dict[str, Any]:
+        calls.append(dict(params))
+        return real(config, params, checkpoint)
+
+    monkeypatch.setattr(tune_module, "holdout_evaluation", counted)
+    a = run_search(momentum_search(tmp_path, plain, name="plain", **fields))
+    assert calls == [a["best_params"]]  # once, for the selected config only
+    b = run_search(momentum_search(tmp_path, rising, name="rising", **fields))
+    assert len(calls) == 2
+    assert a["completed"] == b["completed"] == 6  # both periods were tried
+    # the holdout never reached the selection: same winner, same validation numbers
+    assert a["best_params"] == b["best_params"] == {"period": 1}
+    assert a["best_validation_sharpe"] == b["best_validation_sharpe"]
+    assert same(a["deflated_sharpe"], b["deflated_sharpe"])
+    assert a["selection"] == b["selection"]
+    assert a["holdout"]["best"]["sharpe"] != b["holdout"]["best"]["sharpe"]
+    # on the rising tail the slow rule, which lost the selection, would have won the holdout
+    slow = holdout_evaluation(momentum_search(tmp_path, rising, **fields), {"period": 100})
+    assert slow["best"]["sharpe"] > b["holdout"]["best"]["sharpe"] + 1.0

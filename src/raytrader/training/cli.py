@@ -156,20 +156,84 @@ def tune_cmd(
     )
     with con.status(f"searching {cfg.target} {cfg.name!r}: {budget}, {cfg.scheduler} scheduler"):
         summary = run_search(cfg, restore=restore)
+    _print_search(cfg.name, cfg.target, summary, cfg.register_as)
+
+
+def _span(span: dict[str, Any] | None) -> str:
+    if not span or "skipped" in span:
+        return "none"
+    return f"bars {span['start_bar']}..{span['end_bar']} ({span['start']} → {span['end']})"
+
+
+def _print_search(
+    name: str, target: str, summary: dict[str, Any], register_as: str | None = None
+) -> None:
+    """The search summary as two tables: what was selected and how honest its number is, then
+    the one holdout evaluation next to buy-and-hold."""
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"search {cfg.name}: best validation Sharpe over {cfg.folds} windows")
+    con = _console()
+    dsr = summary["deflated_sharpe"]
+    n = dsr["trials"]
+    t = Table(title=f"search {name} ({target})", show_header=False)
+    t.add_column("", style="bold")
     t.add_column("")
-    t.add_column("")
-    t.add_row("best sharpe", f"{summary['best_sharpe']:.3f}")
-    for key, value in summary["best_params"].items():
-        t.add_row(key, str(value))
-    t.add_row("trials", f"{summary['trials']} ({summary['completed']} ran to the end)")
-    t.add_row("errors", str(summary["errors"]))
+    t.add_row(
+        "trials",
+        f"{summary['trials']}: {summary['completed']} completed, {summary['stopped_early']} "
+        f"stopped early, {summary['no_trades']} never traded, {summary['invalid']} invalid, "
+        f"{summary['errors']} errors",
+    )
+    params = ", ".join(f"{k}={v}" for k, v in summary["best_params"].items())
+    t.add_row("best params", escape(params))
+    t.add_row(
+        "best validation Sharpe",
+        f"{summary['best_validation_sharpe']:.3f} (annualized, mean over the "
+        f"{summary['best_traded_windows']}/{summary['windows']} windows it traded in; the max "
+        f"over {summary['completed']} completed trials: biased upward)",
+    )
+    t.add_row(
+        "trial Sharpe variance",
+        f"{dsr['trial_sharpe_variance']:.3g} per-bar Sharpe² (std "
+        f"{dsr['trial_sharpe_std_annualized']:.2f} annualized) over {dsr['trials_with_sharpe']} "
+        "trials that traded",
+    )
+    t.add_row(
+        "deflated Sharpe ratio",
+        f"{dsr['dsr']:.3f} = P(true Sharpe > {dsr['expected_max_sharpe_per_bar']:.4f}/bar "
+        f"= {dsr['expected_max_sharpe_annualized']:.2f} annualized, the expected best of {n} "
+        f"trials without skill); best: {dsr['sharpe_per_bar']:.4f}/bar over "
+        f"{dsr['observations']} bars, skew {dsr['skewness']:.2f}, kurtosis {dsr['kurtosis']:.2f}",
+    )
+    t.add_row("selection", _span(summary["selection"]))
+    t.add_row("holdout", _span(summary["holdout"]))
     if "registered_version" in summary:
-        t.add_row("registered", f"{cfg.register_as} version {summary['registered_version']}")
-    t.add_row("results", summary["path"])
+        t.add_row("registered", f"{register_as} version {summary['registered_version']}")
+    t.add_row("results", escape(summary["path"]))
     con.print(t)
+    holdout = summary["holdout"]
+    if "skipped" in holdout:
+        con.print(f"holdout not scored: {escape(holdout['skipped'])}")
+        return
+    h = Table(title="holdout, scored once after the search (kernel backtest, costs included)")
+    for c in ("", "total return", "sharpe", "max drawdown", "trades", "exposure"):
+        h.add_column(c, justify="right" if c else "left")
+    for label, key in (("best config", "best"), ("buy and hold", "buy_and_hold")):
+        m = holdout[key]
+        h.add_row(
+            label,
+            f"{m['total_return']:+.2%}",
+            f"{m['sharpe']:.2f}",
+            f"{m['max_drawdown']:.2%}",
+            f"{int(m['num_trades'])}",
+            f"{m['exposure']:.0%}",
+        )
+    con.print(h)
+    if holdout.get("no_trades"):
+        con.print("the best config did not trade on the holdout")
+    if "note" in holdout:
+        con.print(f"holdout: {holdout['note']}")
 
 
 @models_app.command("list")

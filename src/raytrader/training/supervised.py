@@ -119,7 +119,8 @@ def _track(
     from mlflow.tracking import MlflowClient
 
     from raytrader.backtest.report import write_report
-    from raytrader.registry import FEATURE_SERVICE, data_range
+    from raytrader.contract import FEATURE_SERVICE
+    from raytrader.registry import data_range
     from raytrader.tracking import experiment_id, resolve_uri
     from raytrader.training.data import resolve_source
 

@@ -1,10 +1,14 @@
-"""Hyperparameter search with Ray Tune: ASHA early stopping, Optuna (TPE) search, MLflow tracking.
+"""Hyperparameter search with Ray Tune: ASHA early stopping, Optuna (TPE) search, MLflow tracking,
+and an honest report of what the search found.
 
 The objective is the **validation Sharpe net of costs** (the kernel's equity, the pinned Sharpe of
 :mod:`raytrader.backtest.metrics`) averaged over walk-forward validation windows. The series' usable
 bars (after ``warmup_bars``) split into a training head (``train_fraction``; none for ``rule``, half
-by default for ``supervised`` and ``rl``), ``folds`` consecutive validation windows, and a held-out
-tail (``holdout_fraction``) the search never sees. A window where nothing trades scores 0.
+by default for ``supervised`` and ``rl``), ``folds`` consecutive validation windows (the *selection
+range*), and a held-out tail (``holdout_fraction``) no trial sees
+(:mod:`raytrader.training.search_config`). A window in which the config never trades is excluded
+from the mean, never scored 0, and a trial that trades in no window cannot be selected
+(:mod:`raytrader.training.objectives`, *No trades*).
 
 Targets (what a trial computes: :mod:`raytrader.training.objectives`):
 
@@ -20,212 +24,65 @@ Targets (what a trial computes: :mod:`raytrader.training.objectives`):
     after each iteration.
 
 ASHA's unit is the window for ``rule``/``supervised`` (a trial reports the running mean after each
-window, so a poor trial stops after its first windows) and the RLlib iteration for ``rl``. Only
-trials that reached the last unit compete for best. Each trial is logged to MLflow as a child run of
-one parent run per search (``mlflow.parentRunId``), with its parameters and every report's metrics.
-``Tuner.restore`` resumes an interrupted search from ``<output_dir>/<name>`` (``--restore``); an
-``rl`` trial continues from its last Tune checkpoint (every ``checkpoint_every`` iterations).
+window, so a poor trial stops after its first windows) and the RLlib iteration for ``rl``. Each
+trial is logged to MLflow as a child run of one parent run per search (``mlflow.parentRunId``), with
+its parameters and every report's metrics. ``Tuner.restore`` resumes an interrupted search from
+``<output_dir>/<name>`` (``--restore``); an ``rl`` trial continues from its last Tune checkpoint
+(every ``checkpoint_every`` iterations).
+
+Trials
+    ``completed``: ran every window (iteration) and traded in at least one: only these compete.
+    ``stopped_early``: stopped by ASHA (or the time budget) before the last window. ``no_trades``:
+    traded in none of the windows it ran. ``invalid``: parameters the target rejects (e.g.
+    ``fast >= slow``). ``errors``: trials that raised.
+Summary (:func:`run_search`)
+    ``best_params`` / ``best_config``; ``best_validation_sharpe``: the selected trial's objective,
+    the **maximum over the completed trials, so biased upward** (``best_sharpe`` is a deprecated
+    alias); ``best_traded_windows`` of ``windows``; the trial counts; ``deflated_sharpe``: the
+    Deflated Sharpe Ratio of the selected trial's per-bar validation returns against ``N`` = every
+    trial that scored a window, ``V`` = the variance of their per-bar Sharpes
+    (``trial_sharpe_variance``); ``holdout``: the selected config scored **once** on the held-out
+    tail, next to buy-and-hold on the same bars with the same costs (an ``rl`` target uses the
+    selected trial's final agent; ``skipped`` says why when there is nothing to score);
+    ``selection`` / ``searched_bars`` / ``holdout`` bar positions (inclusive) and UTC timestamps.
+MLflow
+    The parent run gets the numbers as metrics (``best_validation_sharpe``,
+    ``deflated_sharpe_ratio``, ``holdout_sharpe``, ``holdout_buy_and_hold_sharpe``, ...), the
+    windows as ``raytrader.selection.*`` / ``raytrader.holdout.*`` tags and the whole summary as
+    ``search_summary.json``. ``register_as`` (rule) tags the version the same way, with
+    ``raytrader.data`` covering only the bars the selection read (never the holdout) and the
+    numbers under ``raytrader.search.*``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
-from collections.abc import Iterator, Mapping
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError
-from raytrader.sim.config import SimConfig
-
-
-class Param(StrictConfig):
-    """One dimension of the search space."""
-
-    kind: Literal["int", "float", "log", "choice"]
-    low: float | None = None
-    high: float | None = None
-    values: tuple[float | int | str | bool, ...] | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> Param:
-        if self.kind == "choice":
-            if not self.values:
-                raise ValueError("a choice needs values")
-        elif self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"a {self.kind} range needs low < high")
-        elif self.kind == "log" and self.low <= 0:
-            raise ValueError("a log range needs low > 0")
-        return self
-
-    def corner(self, end: Literal["low", "high"]) -> Any:
-        """The value at one end of the range (the first or last choice)."""
-        if self.kind == "choice":
-            values = self.values or ()
-            return values[0] if end == "low" else values[-1]
-        value = self.low if end == "low" else self.high
-        return int(value or 0) if self.kind == "int" else value
-
-    def domain(self) -> Any:
-        from ray import tune
-
-        if self.kind == "choice":
-            return tune.choice(list(self.values or ()))
-        lo, hi = float(self.low or 0.0), float(self.high or 0.0)
-        if self.kind == "int":
-            return tune.randint(int(lo), int(hi) + 1)  # both ends included
-        if self.kind == "log":
-            return tune.loguniform(lo, hi)
-        return tune.uniform(lo, hi)
-
-
-RL_OWNED = ("train_fraction", "num_env_runners", "mlflow", "tracking_uri", "output_dir")
-"""RLConfig fields the search sets itself (``train_fraction`` from the search's)."""
-
-
-class SearchConfig(StrictConfig):
-    """One search (the ``hyperopt`` pipeline's config file)."""
-
-    name: str = Field(default="search", pattern=r"^[A-Za-z0-9_.-]+$")
-    target: Literal["rule", "supervised", "rl"] = "rule"
-    #: rule target: the strategy searched
-    strategy: str = "ma_cross"
-    #: load_bars spec; default: goog for rule, the base config's own data for supervised and rl
-    data: str | None = None
-    #: the target's fixed settings that sampled values override (module docstring)
-    base: dict[str, Any] = Field(default_factory=dict)
-    space: dict[str, Param]
-    folds: int = Field(default=4, ge=1, le=50)
-    #: share of the usable bars before the first window (default 0 for rule, 0.5 otherwise)
-    train_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
-    holdout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
-    warmup_bars: int = Field(default=200, ge=0)
-    sim: SimConfig = Field(default_factory=SimConfig)
-    num_samples: int = Field(default=20, ge=1)
-    time_budget_s: float | None = Field(default=None, gt=0.0)
-    max_concurrent: int = Field(default=2, ge=1)
-    scheduler: Literal["asha", "none"] = "asha"
-    search: Literal["optuna", "random"] = "optuna"
-    grace_period: int = Field(default=1, ge=1)
-    reduction_factor: int = Field(default=3, ge=2)
-    seed: int = 0
-    output_dir: str = "runs/tune"
-    mlflow: bool = True
-    tracking_uri: str | None = None
-    #: rule target: register the best parameters as a pyfunc under this name (in the parent run)
-    register_as: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
-
-    @model_validator(mode="after")
-    def _check(self) -> SearchConfig:
-        if not self.space:
-            raise ValueError("space must name at least one parameter")
-        if self.register_as is not None and (self.target != "rule" or not self.mlflow):
-            raise ValueError(
-                "register_as is for the rule target with mlflow on; train the best supervised or "
-                "rl config (best_config) to register it"
-            )
-        if self.fractions[0] + self.holdout_fraction >= 1.0:
-            raise ValueError("train_fraction + holdout_fraction leave no bars to validate on")
-        if self.target == "rl":
-            owned = sorted(set(self.base) & set(RL_OWNED))
-            if owned:
-                raise ValueError(f"base must not set {owned}: the search sets them")
-        if self.grace_period > self.steps:
-            unit = "iterations" if self.target == "rl" else "folds"
-            raise ValueError(f"grace_period cannot exceed {unit} ({self.steps})")
-        for corner in ("low", "high"):  # a typo in a path or a type fails here, not in a trial
-            try:
-                self.target_config({k: p.corner(corner) for k, p in self.space.items()})
-            except ConfigError as exc:
-                if self.target != "rule":
-                    raise ValueError(f"base + space ({corner} end): {exc}") from exc
-        return self
-
-    @property
-    def fractions(self) -> tuple[float, float]:
-        """(train, holdout) shares of the usable bars."""
-        train = self.train_fraction
-        if train is None:
-            train = 0.0 if self.target == "rule" else 0.5
-        return train, self.holdout_fraction
-
-    @property
-    def steps(self) -> int:
-        """ASHA's ``max_t``: windows, or RLlib iterations for ``rl``."""
-        if self.target == "rl":
-            return int(self.base.get("iterations", 20))
-        return self.folds
-
-    @property
-    def progress_attr(self) -> str:
-        """The reported counter ASHA schedules on (``fold`` or ``iteration``)."""
-        return "iteration" if self.target == "rl" else "fold"
-
-    def final_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``base`` with ``params`` as a config to train for real (``raytrader train``): without
-        the settings the search imposes on its trials (no final fit, its own train split)."""
-        from raytrader.training.objectives import with_params
-
-        merged = with_params(self.base, params)
-        if self.target == "rule":
-            return merged
-        if self.data is not None:
-            merged["data"] = self.data
-        if self.target == "supervised":
-            from raytrader.models.supervised import ClassifierConfig
-
-            return ClassifierConfig.parse(merged).model_dump(mode="json")
-        from raytrader.training.rl import RLConfig
-
-        return RLConfig.parse(merged).model_dump(mode="json")
-
-    def target_config(self, params: Mapping[str, Any]) -> Any:
-        """What a trial runs: the rule strategy's parameter dict, or the ClassifierConfig /
-        RLConfig of ``base`` with ``params`` set at their paths."""
-        from raytrader.training.objectives import with_params
-
-        merged = with_params(self.base, params)
-        where = f"search {self.name!r} {self.target} config"
-        if self.target == "rule":
-            return merged
-        if self.target == "supervised":
-            from raytrader.models.supervised import ClassifierConfig
-
-            merged.update(fit_final=False, importance="none")
-            if self.data is not None:
-                merged["data"] = self.data
-            return ClassifierConfig.parse(merged, where=where)
-        from raytrader.training.rl import RLConfig
-
-        merged.update(
-            train_fraction=self.fractions[0], num_env_runners=0, mlflow=False, output_dir="."
-        )
-        if self.data is not None:
-            merged["data"] = self.data
-        return RLConfig.parse(merged, where=where)
-
-
-def fold_windows(
-    n_bars: int, config: SearchConfig, start: int | None = None
-) -> list[tuple[int, int]]:
-    """The ``[lo, hi)`` bar ranges of the validation windows: from ``start`` (default: after the
-    warm-up and the training head) to the held-out tail."""
-    usable = n_bars - config.warmup_bars
-    usable_end = n_bars - int(usable * config.holdout_fraction)
-    if start is None:
-        start = config.warmup_bars + int(usable * config.fractions[0])
-    edges = np.linspace(start, usable_end, config.folds + 1).astype(int)
-    windows = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
-    if any(b - a < 20 for a, b in windows):
-        raise ConfigError(
-            f"{n_bars} bars give validation windows under 20 bars; use fewer folds or more data"
-        )
-    return windows
+from raytrader.training.objectives import (
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    holdout_evaluation,
+    rl_trainable,
+    search_range,
+    window_trainable,
+)
+from raytrader.training.search_config import (
+    RL_OWNED,
+    Param,
+    SearchConfig,
+    fold_windows,
+    holdout_window,
+)
 
 
 def _tuner(config: SearchConfig, parent_run: str | None, restore: bool) -> Any:
@@ -234,8 +91,6 @@ def _tuner(config: SearchConfig, parent_run: str | None, restore: bool) -> Any:
     from ray.tune.schedulers import FIFOScheduler as _FIFO
 
     fifo: Any = _FIFO  # unannotated in Ray
-
-    from raytrader.training.objectives import rl_trainable, window_trainable
 
     function = rl_trainable if config.target == "rl" else window_trainable
     trainable = tune.with_parameters(function, spec=config.model_dump(mode="json"))
@@ -306,8 +161,111 @@ def _uri(config: SearchConfig) -> str:
     return resolve_uri(config.tracking_uri, Path(config.output_dir))
 
 
+@dataclass
+class TrialTally:
+    """The trials of a finished search by outcome (module docstring: *Trials*)."""
+
+    completed: list[Any] = field(default_factory=list)
+    stopped_early: list[Any] = field(default_factory=list)
+    no_trades: list[Any] = field(default_factory=list)
+    invalid: list[Any] = field(default_factory=list)
+    errored: list[Any] = field(default_factory=list)
+    unreported: list[Any] = field(default_factory=list)
+
+    @property
+    def scored(self) -> list[Any]:
+        """Trials that scored at least one window: the ``N`` of the Deflated Sharpe Ratio."""
+        return [*self.completed, *self.stopped_early, *self.no_trades]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "completed": len(self.completed),
+            "stopped_early": len(self.stopped_early),
+            "no_trades": len(self.no_trades),
+            "invalid": len(self.invalid),
+            "errors": len(self.errored),
+        }
+
+
+def tally_trials(results: Sequence[Any], config: SearchConfig) -> TrialTally:
+    """Sort Tune results (anything with ``metrics`` and ``error``) by outcome. Only ``completed``
+    trials (every window or iteration run, at least one window traded, valid parameters) can be
+    selected; a trial that traded in none of the windows it ran is ``no_trades`` wherever it
+    stopped."""
+    tally = TrialTally()
+    for r in results:
+        metrics = r.metrics or {}
+        if getattr(r, "error", None) is not None:
+            tally.errored.append(r)
+        elif "invalid" in metrics:
+            tally.invalid.append(r)
+        elif config.progress_attr not in metrics:
+            tally.unreported.append(r)
+        elif int(metrics.get("traded_windows", 0)) == 0:
+            tally.no_trades.append(r)
+        elif metrics[config.progress_attr] == config.steps:
+            tally.completed.append(r)
+        else:
+            tally.stopped_early.append(r)
+    return tally
+
+
+def select_best(tally: TrialTally, config: SearchConfig, first_error: str = "") -> Any:
+    """The completed trial with the highest objective; a clear error when there is none."""
+    if tally.completed:
+        return max(tally.completed, key=lambda r: float(r.metrics["sharpe"]))
+    if tally.no_trades:
+        raise ConfigError(
+            f"search {config.name!r}: no trial that ran to the end ever traded "
+            f"({len(tally.no_trades)} never traded in any window); a config that does not trade "
+            "cannot be selected"
+        )
+    if tally.invalid and not tally.stopped_early:
+        reason = tally.invalid[0].metrics["invalid"]
+        raise ConfigError(f"search {config.name!r}: every trial was invalid, e.g. {reason}")
+    raise ConfigError(
+        f"search {config.name!r}: no trial reached {config.progress_attr} {config.steps}"
+        + first_error
+    )
+
+
+def deflated_sharpe(best: Any, tally: TrialTally, periods_per_year: float) -> dict[str, Any]:
+    """The Deflated Sharpe Ratio of the selected trial (:mod:`raytrader.training.objectives`):
+    its per-bar validation Sharpe against the expected maximum of ``N`` = every trial that scored
+    a window (completed, stopped early or never trading), with ``V`` the variance (ddof=1) of the
+    per-bar Sharpes of the trials that traded."""
+    sharpes = [
+        float(r.metrics["bar_sharpe"])
+        for r in [*tally.completed, *tally.stopped_early]
+        if math.isfinite(float(r.metrics.get("bar_sharpe", math.nan)))
+    ]
+    variance = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else 0.0
+    n_trials = len(tally.scored)
+    m = best.metrics
+    sharpe = float(m.get("bar_sharpe", math.nan))
+    n_obs = int(m.get("bar_count", 0))
+    skew, kurt = float(m.get("bar_skewness", math.nan)), float(m.get("bar_kurtosis", math.nan))
+    benchmark = expected_max_sharpe(variance, n_trials)
+    root = math.sqrt(periods_per_year)
+    return {
+        "dsr": deflated_sharpe_ratio(sharpe, variance, n_trials, n_obs, skew, kurt),
+        "sharpe_per_bar": sharpe,
+        "sharpe_annualized": sharpe * root,
+        "expected_max_sharpe_per_bar": benchmark,
+        "expected_max_sharpe_annualized": benchmark * root,
+        "trials": n_trials,
+        "trial_sharpe_variance": variance,
+        "trial_sharpe_std_annualized": math.sqrt(variance) * root,
+        "trials_with_sharpe": len(sharpes),
+        "observations": n_obs,
+        "skewness": skew,
+        "kurtosis": kurt,
+    }
+
+
 def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]:
-    """Run (or resume) a search; returns the best parameters, its score and the trial count."""
+    """Run (or resume) a search, select the best completed trial, score it once on the holdout
+    next to buy-and-hold, and deflate its Sharpe; returns the summary (module docstring)."""
     from raytrader.strategies.runner import ensure_ray
 
     ensure_ray()
@@ -344,54 +302,137 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
     scope = using_uri(_uri(config)) if config.mlflow else contextlib.nullcontext()
     with scope:
         results = _tuner(config, parent, restore).fit()
-    # only trials that reached the last window/iteration compete: one ASHA stopped early reports
-    # a mean over fewer windows (or a less trained agent), which is not the objective
-    attr = config.progress_attr
-    complete = [r for r in results if r.metrics and r.metrics.get(attr) == config.steps]
-    if not complete:
-        raise ConfigError(
-            f"search {config.name!r}: no trial reached {attr} {config.steps}"
-            + _first_error(results)
-        )
-    valid = [r for r in complete if "invalid" not in r.metrics]
-    if not valid:
-        reason = complete[0].metrics["invalid"]
-        raise ConfigError(f"search {config.name!r}: every trial was invalid, e.g. {reason}")
-    best = max(valid, key=lambda r: float(r.metrics["sharpe"]))
+    tally = tally_trials(list(results), config)
+    best = select_best(tally, config, _first_error(results))
     params = {k: best.config[k] for k in config.space}
+    where = search_range(config, params)
+    checkpoint = None
+    if config.target == "rl" and best.checkpoint is not None:
+        checkpoint = best.checkpoint.path
+    # the one look at the held-out tail: the selected config only, after the selection
+    holdout = holdout_evaluation(config, params, checkpoint)
+    if config.target == "rl" and "skipped" not in holdout:
+        holdout["note"] = "the selected trial's final agent, trained on the training head only"
+    validation = float(best.metrics["sharpe"])
     summary: dict[str, Any] = {
         "best_params": params,
-        "best_sharpe": float(best.metrics["sharpe"]),
+        "best_validation_sharpe": validation,
+        "best_validation_sharpe_note": (
+            f"mean annualized Sharpe over the {int(best.metrics['traded_windows'])} of "
+            f"{len(where.windows)} validation windows the best config traded in; the maximum over "
+            f"{len(tally.completed)} completed trials, so biased upward"
+        ),
+        "best_traded_windows": int(best.metrics["traded_windows"]),
+        "windows": len(where.windows),
         "best_config": config.final_config(params),
         "trials": len(results),
-        "completed": len(complete),
-        "errors": len(results.errors),
-        "path": str(Path(config.output_dir).resolve() / config.name),
+        **tally.counts(),
+        "deflated_sharpe": deflated_sharpe(best, tally, where.periods_per_year),
+        "holdout": holdout,
+        **where.describe(),
+        "path": str(path),
     }
+    summary["trial_sharpe_variance"] = summary["deflated_sharpe"]["trial_sharpe_variance"]
+    # deprecated alias of best_validation_sharpe for callers that still read it
+    summary["best_sharpe"] = validation
     if parent is not None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(_uri(config))
-        client.log_metric(parent, "best_sharpe", float(summary["best_sharpe"]))
-        client.set_tag(parent, "best_params", json.dumps(summary["best_params"]))
+        _log_parent(client, parent, summary)
         if config.register_as is not None:
-            summary["registered_version"] = _register_rule(config, params, parent)
+            summary["registered_version"] = _register_rule(config, params, parent, summary)
         client.set_terminated(parent, "FINISHED")
     return summary
 
 
-def _register_rule(config: SearchConfig, sampled: dict[str, Any], run_id: str) -> str:
+def _finite(values: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in values.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def _summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The parent run's metrics (and the registered version's ``raytrader.*`` numbers)."""
+    dsr = summary["deflated_sharpe"]
+    values: dict[str, Any] = {
+        "best_validation_sharpe": summary["best_validation_sharpe"],
+        "best_traded_windows": summary["best_traded_windows"],
+        "trials": summary["trials"],
+        **{f"trials_{k}": v for k, v in summary.items() if k in _COUNTS},
+        "deflated_sharpe_ratio": dsr["dsr"],
+        "expected_max_sharpe_per_bar": dsr["expected_max_sharpe_per_bar"],
+        "trial_sharpe_variance": dsr["trial_sharpe_variance"],
+        "best_sharpe_per_bar": dsr["sharpe_per_bar"],
+    }
+    holdout = summary["holdout"]
+    if "skipped" not in holdout:
+        for side, prefix in (("best", "holdout"), ("buy_and_hold", "holdout_buy_and_hold")):
+            for key in _HOLDOUT_METRICS:
+                values[f"{prefix}_{key}"] = holdout[side][key]
+    return _finite(values)
+
+
+_COUNTS = ("completed", "stopped_early", "no_trades", "invalid", "errors")
+_HOLDOUT_METRICS = ("sharpe", "total_return", "max_drawdown", "num_trades", "exposure")
+
+
+def _window_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Tags naming the selection range and the holdout (bars, inclusive, and UTC timestamps)."""
+    tags: dict[str, str] = {}
+    spans = {"selection": summary["selection"], "holdout": summary["holdout"]}
+    for name, span in spans.items():
+        if span is None or "skipped" in span:
+            tags[f"raytrader.{name}"] = str((span or {}).get("skipped", "none"))
+            continue
+        for key in ("start_bar", "end_bar", "start", "end"):
+            tags[f"raytrader.{name}.{key}"] = str(span[key])
+    return tags
+
+
+def _log_parent(client: Any, run_id: str, summary: Mapping[str, Any]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in _summary_metrics(summary).items()]
+    client.log_batch(run_id, metrics=metrics)
+    client.set_tag(run_id, "best_params", json.dumps(summary["best_params"]))
+    for key, value in _window_tags(summary).items():
+        client.set_tag(run_id, key, value)
+    client.log_dict(run_id, dict(summary), "search_summary.json")
+
+
+def _tag(value: float) -> str:
+    """A number as a tag: counts without a trailing ``.0``, other values exactly (``repr``)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _register_rule(
+    config: SearchConfig, sampled: dict[str, Any], run_id: str, summary: Mapping[str, Any]
+) -> str:
+    """Register the selected rule; the version's tags name the bars the selection read
+    (``raytrader.data``: up to the last validation bar, never the holdout), the selection range,
+    the holdout, and the search's honest numbers (``raytrader.search.*``)."""
     from raytrader.data.sources import load_bars
     from raytrader.registry import RuleStrategyModel, data_range, register_model, serving_example
 
-    data = config.data or "goog"
+    data = config.dataset
     bars = load_bars(data)
+    searched = summary["searched_bars"]
+    tags = {
+        "raytrader.data": data_range(data, bars.frame.iloc[: int(searched["end_bar"]) + 1]),
+        **_window_tags(summary),
+        **{f"raytrader.search.{k}": _tag(v) for k, v in _summary_metrics(summary).items()},
+    }
     return register_model(
         RuleStrategyModel(config.strategy, config.target_config(sampled)),
         name=str(config.register_as),
         kind="rule",
         input_example=serving_example(bars),
-        tags={"raytrader.data": data_range(data, bars)},
+        tags=tags,
         tracking_uri=config.tracking_uri,
         root=config.output_dir,
         run_id=run_id,
@@ -412,6 +453,21 @@ def main(argv: list[str] | None = None) -> int:
 
     flags = [("restore", "resume an interrupted search")]
     return pipeline_main("python -m raytrader.training.tune", SearchConfig, run, argv, flags)
+
+
+__all__ = [  # SearchConfig, Param and the window helpers live in search_config; imported from here
+    "RL_OWNED",
+    "Param",
+    "SearchConfig",
+    "TrialTally",
+    "deflated_sharpe",
+    "fold_windows",
+    "holdout_window",
+    "main",
+    "run_search",
+    "select_best",
+    "tally_trials",
+]
 
 
 if __name__ == "__main__":

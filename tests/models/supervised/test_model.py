@@ -82,10 +82,45 @@ def test_folds_are_purged_and_in_time_order(trained: TrainResult) -> None:
     for prev, f in itertools.pairwise(folds):
         assert prev.test_end < f.test_start
     for f in folds:
-        # a 1-bar label at the last training bar ends one bar later, before the test window
-        assert f.train_end + pd.Timedelta(minutes=5) < f.test_start
+        # a 1-bar label at the last training bar enters at the next open and exits at the open
+        # after that (two bars later), before the test window
+        assert f.train_end + pd.Timedelta(minutes=10) < f.test_start
         assert f.n_test == len(f.predictions) == len(f.targets)
     assert str(folds[0].test_start.tz) == "UTC"
+
+
+def test_dataset_labels_trade_like_the_kernel_and_purge_through_the_exit_fill() -> None:
+    # opens gap away from the previous close, so entering at the next open matters
+    base = momentum_bars(600, seed=2)
+    frame = base.frame.copy()
+    gap = np.exp(np.random.default_rng(4).normal(0.0, 0.002, len(frame)))
+    frame["open"] = frame["open"] * gap
+    frame["high"] = np.maximum(frame["high"], frame["open"])
+    frame["low"] = np.minimum(frame["low"], frame["open"])
+    bars = Bars.from_frame(frame, symbol="GAP", timeframe="5m")
+    h = 3
+    cfg = small_config(labels={"kind": "fixed_horizon", "horizon": h})
+    assert cfg.labels.entry == "open"
+    ds = build_dataset(bars, cfg)
+    o = bars.column("open")
+    p = ds.bar_pos
+    # the class of the sample at bar p: sign of o[p+1+h] / o[p+1] - 1 (fill to fill)
+    np.testing.assert_array_equal(ds.y, np.sign(o[p + 1 + h] / o[p + 1] - 1.0).astype(np.int64))
+    # its purge horizon reaches the exit fill's bar p+1+h (as a sample position: the last sample
+    # at or before that bar, which is the bar itself except at the unlabelled end)
+    inner = p + 1 + h <= p[-1]
+    np.testing.assert_array_equal(p[ds.ends][inner], (p + 1 + h)[inner])
+    assert (p[ds.ends][~inner] == p[-1]).all()
+    assert p[-1] == len(bars) - 2 - h  # the last h+1 bars have no exit fill in the data
+    # close-to-close stays available, explicitly, and labels differently on gapping bars
+    cc = build_dataset(
+        bars, small_config(labels={"kind": "fixed_horizon", "horizon": h, "entry": "close"})
+    )
+    c = bars.column("close")
+    np.testing.assert_array_equal(cc.y, np.sign(c[cc.bar_pos + h] / c[cc.bar_pos] - 1.0))
+    inner = cc.bar_pos + h <= cc.bar_pos[-1]
+    np.testing.assert_array_equal(cc.bar_pos[cc.ends][inner], (cc.bar_pos + h)[inner])
+    assert (cc.y[: len(ds.y)] != ds.y).any()
 
 
 @pytest.mark.parametrize(

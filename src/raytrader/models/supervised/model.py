@@ -11,7 +11,10 @@ Pipeline
     ``features`` named); rows before warm-up are dropped, NaNs after it (a ratio over a zero range)
     are left to the estimators, which route missing values natively.
 Samples
-    bar ``i`` is a sample when it is warm and has a label; its class is ``y_i`` in {-1, 0, +1}.
+    bar ``i`` is a sample when it is warm and has a label; its class is ``y_i`` in {-1, 0, +1}. By
+    default (``labels.entry="open"``) the label is the return a position decided at bar ``i``'s
+    close actually earns in the kernel: entered at bar ``i+1``'s open, exited at the open ``h``
+    bars later; ``entry="close"`` keeps the close-to-close label.
 Validation (:func:`cross_validate`)
     the folds of :mod:`raytrader.models.supervised.walkforward`, purged with each label's end bar.
     Per fold: ``accuracy``; ``precision``, ``recall``, ``f1`` macro-averaged over the classes present in
@@ -55,6 +58,7 @@ from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError, RaytraderError
 from raytrader.features import BAR_FEATURES_V1, WARM_COLUMN, compute_features
 from raytrader.models.supervised.labels import (
+    Entry,
     Labels,
     fixed_horizon_labels,
     triple_barrier_labels,
@@ -93,6 +97,8 @@ class FixedHorizonLabel(StrictConfig):
     kind: Literal["fixed_horizon"] = "fixed_horizon"
     horizon: int = Field(default=12, ge=1, le=100_000)
     min_return: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    #: open: from the next bar's open to the open h bars later (the kernel's fills); close: c→c
+    entry: Entry = "open"
 
 
 class TripleBarrierLabel(StrictConfig):
@@ -104,20 +110,28 @@ class TripleBarrierLabel(StrictConfig):
     lower: float = Field(default=2.0, gt=0.0, allow_inf_nan=False)
     vol_window: int = Field(default=20, ge=2, le=100_000)
     vertical: Literal["sign", "zero"] = "sign"
+    #: open: enter at the next bar's open (the kernel's fill), exit h bars later; close: c→c
+    entry: Entry = "open"
 
 
 LabelConfig = Annotated[FixedHorizonLabel | TripleBarrierLabel, Field(discriminator="kind")]
 
 
 def make_labels(
-    close: np.ndarray | pd.Series, config: FixedHorizonLabel | TripleBarrierLabel
+    prices: Bars | pd.DataFrame, config: FixedHorizonLabel | TripleBarrierLabel
 ) -> Labels:
-    """The labels ``config`` defines for a close series."""
+    """The labels ``config`` defines for bars (or a frame with ``open`` and ``close`` columns)."""
+    frame = prices.frame if isinstance(prices, Bars) else prices
+    close, open_ = frame["close"].to_numpy(np.float64), frame["open"].to_numpy(np.float64)
     if isinstance(config, FixedHorizonLabel):
-        return fixed_horizon_labels(close, config.horizon, min_return=config.min_return)
+        return fixed_horizon_labels(
+            close, config.horizon, open_=open_, entry=config.entry, min_return=config.min_return
+        )
     return triple_barrier_labels(
         close,
         config.horizon,
+        open_=open_,
+        entry=config.entry,
         upper=config.upper,
         lower=config.lower,
         vol_window=config.vol_window,
@@ -286,7 +300,7 @@ def build_dataset(
     _check_features(feats, config)
     if not feats.index.equals(bars.index):
         raise ConfigError(f"features are not indexed like the {len(bars)} bars of {bars.symbol}")
-    labels = make_labels(bars.column("close"), config.labels)
+    labels = make_labels(bars, config.labels)
     keep = feats[WARM_COLUMN].to_numpy(dtype=bool) & labels.valid
     bar_pos = np.flatnonzero(keep).astype(np.int64)
     # a label's end bar → the last sample position at or before it; end < bar of sample s ⇔ pos < s
