@@ -5,19 +5,26 @@ interface (:mod:`raytrader.registry`): the serving frame in, one row per input r
 member model's files are copied into the ensemble's artifacts when it is built, so the ensemble
 keeps working if a member version is later deleted or its alias moves.
 
-Combining member targets ``t_i`` (in [-1, 1]) and confidences ``c_i`` with weights ``w_i``:
+Member targets ``t_i`` and confidences ``c_i`` are combined with the members' weights ``w_i`` by
+:mod:`raytrader.strategies.combine` (the one semantics the parallel runner's ensemble uses too):
+a member whose target is NaN is **missing** on that row (no decision: it broke, its features were
+NaN) and is masked, the present members' weights renormalized:
 
 ``weighted``
-    ``target = Σ w_i t_i / Σ w_i``, ``confidence = Σ w_i c_i / Σ w_i``.
+    ``target = Σ w_i t_i / Σ w_i``, ``confidence = Σ w_i c_i / Σ w_i`` over the present members.
 ``average``
     the same with every weight 1.
 ``voting``
-    each member votes ``sign(t_i)`` with its weight; the side with the largest total wins (a tie
-    is ``0``); ``target`` is the winning side, ``confidence`` its share of the total weight.
+    each present member votes ``sign(t_i)`` with its weight; the side with the largest total wins
+    (a tie is ``0``); ``target`` is the winning side, ``confidence`` its share of the present
+    weight.
 
-``action`` is ``buy`` when ``target > hold_band``, ``sell`` when ``target < -hold_band``, else
-``hold``. The output also carries every member's target and confidence (``<name>.target``,
-``<name>.confidence``).
+A row with every member missing has no decision: target NaN, confidence 0, action ``keep``.
+
+``action`` is ``buy`` when ``target > hold_band``, ``sell`` when ``target < -hold_band``, ``keep``
+when the target is NaN (no decision: keep your current position), else ``hold``. The output also
+carries ``members_missing`` (how many members were missing on the row) and every member's target
+and confidence (``<name>.target``, ``<name>.confidence``; NaN for a missing member).
 
 ``build_ensemble`` checks each member exists, backtests the ensemble and each member on the kernel
 over ``data`` (every member sees what the service sends, :func:`decision_frame`: each bar's
@@ -39,17 +46,20 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from raytrader.config import StrictConfig
+from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE
 from raytrader.errors import ConfigError
-from raytrader.registry import ACCOUNT_COLUMNS, FEATURE_SERVICE, own_pyfunc
+from raytrader.registry import own_pyfunc
 from raytrader.sim.config import SimConfig
+from raytrader.strategies.combine import Combined, Method, combine
 
 try:  # mlflow comes with the stack/train extras, as for raytrader.registry
     from mlflow.pyfunc.model import PythonModel
 except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]  # only when mlflow is absent
 
-Combine = Literal["weighted", "average", "voting"]
-ACTIONS = ("sell", "hold", "buy")
+Combine = Method
+#: ``keep``: no decision (every member missing), keep the current position
+ACTIONS = ("sell", "hold", "buy", "keep")
 
 
 class Member(StrictConfig):
@@ -105,28 +115,12 @@ def decision_frame(frame: pd.DataFrame, account: pd.DataFrame | None = None) -> 
     return out
 
 
-def combine(
-    targets: np.ndarray, confidences: np.ndarray, weights: np.ndarray, how: Combine
-) -> tuple[np.ndarray, np.ndarray]:
-    """(target, confidence) per row from ``(rows, members)`` arrays (module docstring)."""
-    t = np.nan_to_num(np.asarray(targets, dtype=np.float64))
-    c = np.nan_to_num(np.asarray(confidences, dtype=np.float64))
-    w = np.ones(t.shape[1]) if how == "average" else np.asarray(weights, dtype=np.float64)
-    total = w.sum()
-    if how in ("weighted", "average"):
-        return t @ w / total, c @ w / total
-    sides = np.sign(t)
-    votes = np.stack([(sides == s) @ w for s in (-1.0, 0.0, 1.0)], axis=1)
-    best = votes.max(axis=1)
-    tie = (votes == best[:, None]).sum(axis=1) > 1
-    target = np.where(tie, 0.0, np.array([-1.0, 0.0, 1.0])[votes.argmax(axis=1)])
-    return target, np.where(tie, 0.0, best / total)
-
-
 def actions(target: np.ndarray, hold_band: float) -> np.ndarray:
-    """``buy`` / ``sell`` / ``hold`` per target."""
+    """``buy`` / ``sell`` / ``hold`` per target, ``keep`` where it is NaN (no decision)."""
     t = np.asarray(target, dtype=np.float64)
-    return np.where(t > hold_band, "buy", np.where(t < -hold_band, "sell", "hold"))
+    with np.errstate(invalid="ignore"):
+        decided = np.where(t > hold_band, "buy", np.where(t < -hold_band, "sell", "hold"))
+    return np.where(np.isnan(t), "keep", decided)
 
 
 def _input_names(model: Any) -> list[str] | None:
@@ -141,6 +135,7 @@ class Ensemble:
         self.config = config
         self.models = models
         self.weights = np.array([m.weight for m in config.members])
+        self.names = [m.name for m in config.members]
         # each member gets the columns its signature names (all of them when it has none)
         self.columns = [_input_names(m) for m in models]
         # raytrader's own pyfuncs are called directly: the ensemble's input was already checked
@@ -163,19 +158,27 @@ class Ensemble:
                 raise ConfigError(f"member {member.name} v{member.version}: {why}") from exc
         t = np.column_stack([o["target"].to_numpy(dtype=np.float64) for o in outs])
         c = np.column_stack([o["confidence"].to_numpy(dtype=np.float64) for o in outs])
-        target, confidence = combine(t, c, self.weights, self.config.combine)
-        out = pd.DataFrame(
-            {
-                "target": target,
-                "confidence": confidence,
-                "action": actions(target, self.config.hold_band),
-            },
-            index=frame.index,
-        )
+        done = self.combine(t, c)
+        out: dict[str, Any] = {
+            "target": done.target,
+            "confidence": done.confidence,
+            "action": actions(done.target, self.config.hold_band),
+            "members_missing": done.members_missing,
+        }
         for i, member in enumerate(self.config.members):
             out[f"{member.name}.target"] = t[:, i]
-            out[f"{member.name}.confidence"] = c[:, i]
-        return out
+            out[f"{member.name}.confidence"] = np.where(done.missing[:, i], np.nan, c[:, i])
+        return pd.DataFrame(out, index=frame.index)
+
+    def combine(self, targets: np.ndarray, confidences: np.ndarray) -> Combined:
+        """The members' ``(rows, members)`` targets and confidences combined (module docstring)."""
+        return combine(
+            targets,
+            self.config.combine,
+            weights=self.weights,
+            confidences=confidences,
+            names=self.names,
+        )
 
 
 class EnsembleModel(PythonModel):

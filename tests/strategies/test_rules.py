@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ from raytrader.strategies import (
     get_strategy,
     make_strategy,
     register,
+    rules,
     strategy_names,
 )
 from raytrader.strategies import base as strategy_base
@@ -45,6 +50,22 @@ def test_builtin_strategies_are_registered() -> None:
         n for n in strategy_names() if get_strategy(n).__module__ == "raytrader.strategies.rules"
     ]
     assert builtin == BUILTIN
+    assert sorted(cls.name for cls in rules.BUILTIN) == BUILTIN
+
+
+def test_the_registry_imports_no_strategy_and_a_fresh_process_sees_the_builtins() -> None:
+    """No import cycle: base.py imports nothing from the rules; importing only the registry
+    module (which imports the package first) registers the built-ins."""
+    tree = ast.parse(Path(strategy_base.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not {m for m in imported if m.startswith("raytrader.strategies")}
+    code = "from raytrader.strategies.base import strategy_names; print(strategy_names())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == str(BUILTIN)
 
 
 @pytest.fixture(scope="module", params=["goog", "syn"])
@@ -274,10 +295,17 @@ def _breakout_class() -> type[Strategy]:
     return Breakout
 
 
+@pytest.fixture
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, type[Strategy]]:
+    """A copy of the registry for this test alone (restored afterwards)."""
+    scratch = dict(strategy_base._REGISTRY)
+    monkeypatch.setattr(strategy_base, "_REGISTRY", scratch)
+    return scratch
+
+
 def test_registering_a_user_strategy_makes_it_usable_everywhere(
-    goog: Bars, monkeypatch: pytest.MonkeyPatch
+    goog: Bars, scratch_registry: dict[str, type[Strategy]]
 ) -> None:
-    monkeypatch.setattr(strategy_base, "_REGISTRY", dict(strategy_base._REGISTRY))
     cls = register(_breakout_class())
     assert "user_breakout_test" in strategy_names()
     assert get_strategy("user_breakout_test") is cls
@@ -298,8 +326,44 @@ def test_registering_a_user_strategy_makes_it_usable_everywhere(
         make_strategy("user_breakout_test", {"windw": 3})
 
 
-def test_registry_is_restored_after_the_user_strategy_test() -> None:
-    assert "user_breakout_test" not in strategy_names()
+def test_a_registration_in_a_scratch_registry_is_gone_afterwards() -> None:
+    """The isolation the user-strategy tests rely on, checked inside one test (so it does not
+    depend on which test ran before)."""
+    before = strategy_names()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(strategy_base, "_REGISTRY", dict(strategy_base._REGISTRY))
+        register(_breakout_class())
+        assert strategy_names() == sorted([*before, "user_breakout_test"])
+    assert strategy_names() == before
+    assert "user_breakout_test" not in before
+
+
+def test_a_taken_name_is_refused_unless_replace_is_given(
+    scratch_registry: dict[str, type[Strategy]],
+) -> None:
+    first = register(_breakout_class())
+    assert register(first) is first  # the same class again: nothing to refuse
+    second = _breakout_class()
+    with pytest.raises(
+        ConfigError,
+        match=r"strategy name 'user_breakout_test' is taken by tests\.strategies\.test_rules\."
+        r"_breakout_class\.<locals>\.Breakout; use @register\(replace=True\)",
+    ):
+        register(second)
+    assert get_strategy("user_breakout_test") is first
+    assert register(second, replace=True) is second
+    assert get_strategy("user_breakout_test") is second
+
+    @register(replace=True)
+    class Third(second):  # a subclass of the local class
+        pass
+
+    assert get_strategy("user_breakout_test") is Third
+    with pytest.raises(ConfigError, match="strategy name 'ma_cross' is taken by raytrader"):
+
+        @register
+        class MyCross(MaCross):
+            pass
 
 
 def test_register_requires_a_name() -> None:

@@ -70,6 +70,8 @@ def test_runner_runs_five_strategies_and_a_weighted_ensemble(ray_local, goog) ->
     assert result.ensemble is not None
     assert result.ensemble.success
     assert set(result.ensemble.weights or {}) == set(FIVE)
+    assert result.ensemble.members_missing == dict.fromkeys(FIVE, 0)
+    assert result.summary()["ensemble"]["members_missing"] == dict.fromkeys(FIVE, 0)
     assert result.stats.successes == 5
     assert result.stats.failures == 0
     assert result.stats.workers == 2

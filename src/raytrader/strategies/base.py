@@ -2,10 +2,17 @@
 
 A strategy is one method: a DataFrame of bars (and optionally features), indexed by bar open time, in
 → target positions out, a float Series aligned with the frame, each value in [-1, 1] as a fraction of
-equity (-1 all short, 0 flat, 1 all long) decided at that bar's close. Parameters are a pydantic model
-(``extra="forbid"``), so an unknown or invalid parameter is an error naming it. Optional hooks arrive as
-keyword arguments, so the interface can grow without breaking user strategies; ``interface_version``
-says which version a strategy was written against.
+equity (-1 all short, 0 flat, 1 all long) decided at that bar's close.
+
+**NaN means no decision** on that bar (the strategy cannot tell, e.g. a feature it reads is NaN),
+never flat: the kernel keeps the previous target, and an ensemble counts the strategy as missing on
+that bar (:mod:`raytrader.strategies.combine`). The built-in rules decide every bar of a price
+window (their state machines start flat); read from single feature rows
+(:meth:`Strategy.feature_targets`) they are NaN where those features are.
+
+Parameters are a pydantic model (``extra="forbid"``), so an unknown or invalid parameter is an error
+naming it. Optional hooks arrive as keyword arguments, so the interface can grow without breaking
+user strategies; ``interface_version`` says which version a strategy was written against.
 
 Register your own with ``@register``::
 
@@ -15,13 +22,19 @@ Register your own with ``@register``::
         Params = BreakoutParams
         def target_positions(self, frame, **hooks):
             ...
+
+A name is registered once: registering another class under a taken name is a
+:class:`~raytrader.errors.ConfigError` naming the class that holds it, unless you say
+``@register(replace=True)`` (re-registering the same class is a no-op). The built-in rules
+(:mod:`raytrader.strategies.rules`) are registered by the ``raytrader.strategies`` package when it
+is imported, which importing this module always does first; this module imports no strategy.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, overload
 
 import numba as nb
 import numpy as np
@@ -62,13 +75,15 @@ class Strategy(ABC):
 
     @abstractmethod
     def target_positions(self, frame: pd.DataFrame, **hooks: Any) -> pd.Series:
-        """Target position in [-1, 1] for each bar of ``frame``, decided at the bar's close."""
+        """Target position in [-1, 1] (or NaN: no decision) for each bar of ``frame``, decided
+        at the bar's close."""
 
     def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
         """The held target of each row read from that row's ``bar_features_v1`` values alone
         (what the online store serves: one row, no price window), or None when the rule's state
         cannot be read from one row. Where it can, it equals :meth:`target_positions` once the
-        rule's look-back is warm (tested); the decision service serves rules through this."""
+        rule's look-back is warm (tested); the decision service serves rules through this. A row
+        whose features the rule reads are NaN gets NaN (no decision), never 0 (flat)."""
         return None
 
     @classmethod
@@ -129,21 +144,35 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 S = TypeVar("S", bound=type[Strategy])
 
 
-def register(cls: S) -> S:
-    """Class decorator adding a strategy to the registry under ``cls.name``."""
-    if not getattr(cls, "name", None):
-        raise ConfigError(f"{cls.__name__} needs a class attribute 'name'")
-    _REGISTRY[cls.name] = cls
-    return cls
+@overload
+def register(cls: S, *, replace: bool = False) -> S: ...
+@overload
+def register(cls: None = None, *, replace: bool = False) -> Callable[[S], S]: ...
+def register(cls: S | None = None, *, replace: bool = False) -> S | Callable[[S], S]:
+    """Class decorator adding a strategy to the registry under ``cls.name``: ``@register``, or
+    ``@register(replace=True)`` to take over a name another class holds."""
+
+    def add(c: S) -> S:
+        name = getattr(c, "name", None)
+        if not name:
+            raise ConfigError(f"{c.__name__} needs a class attribute 'name'")
+        held = _REGISTRY.get(name)
+        if held is not None and held is not c and not replace:
+            raise ConfigError(
+                f"strategy name {name!r} is taken by {held.__module__}.{held.__qualname__}; "
+                f"use @register(replace=True) to replace it with {c.__module__}.{c.__qualname__}"
+            )
+        _REGISTRY[name] = c
+        return c
+
+    return add if cls is None else add(cls)
 
 
 def strategy_names() -> list[str]:
-    _ensure_builtin()
     return sorted(_REGISTRY)
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -152,7 +181,3 @@ def get_strategy(name: str) -> type[Strategy]:
 
 def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
     return get_strategy(name)(params or {})
-
-
-def _ensure_builtin() -> None:
-    import raytrader.strategies.rules  # noqa: F401  (registers the built-in strategies)

@@ -1,7 +1,8 @@
 """Built-in rule strategies and benchmarks. Indicators come from TA-Lib; every rule is causal.
 
 All are "stop-and-reverse" state machines: an entry event sets the target, it is held until the next
-event, and ``short=False`` turns short targets into flat.
+event, and ``short=False`` turns short targets into flat. :data:`BUILTIN` lists them; the
+``raytrader.strategies`` package registers them when it is imported.
 
 =================  ==========================================================================
 ma_cross           +1 when SMA(fast) crosses above SMA(slow), -1 when it crosses below (a cross
@@ -29,11 +30,12 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from raytrader.sim.kernel import Twins
-from raytrader.strategies.base import Strategy, StrategyParams, register
+from raytrader.strategies.base import Strategy, StrategyParams
 
 
 def _sided(side: np.ndarray, short: bool) -> np.ndarray:
-    """A -1/0/+1 side as a target: short targets become flat without ``short``."""
+    """A -1/0/+1 side as a target: short targets become flat without ``short``; NaN (the side
+    is unknown: a feature it is read from is NaN) stays NaN, the member is missing there."""
     return side if short else np.maximum(side, 0.0)
 
 
@@ -52,7 +54,6 @@ class MaCrossParams(StrategyParams):
         return self
 
 
-@register
 class MaCross(Strategy):
     name = "ma_cross"
     Params = MaCrossParams
@@ -69,12 +70,12 @@ class MaCross(Strategy):
 
     def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
         """After the first cross the held target is the side of fast vs slow SMA, which the
-        features carry for periods 10, 20 and 50."""
+        features carry for periods 10, 20 and 50; NaN (missing) where either SMA is NaN."""
         fast, slow = f"sma_{self.params.fast}", f"sma_{self.params.slow}"
         if fast not in features.columns or slow not in features.columns:
             return None
         side = np.sign(features[fast].to_numpy(np.float64) - features[slow].to_numpy(np.float64))
-        return _sided(np.nan_to_num(side), self.params.short)
+        return _sided(side, self.params.short)
 
     @classmethod
     def target_rows(cls, frame: pd.DataFrame, param_sets: Sequence[StrategyParams]) -> np.ndarray:
@@ -134,7 +135,6 @@ class RsiParams(StrategyParams):
         return self
 
 
-@register
 class Rsi(Strategy):
     name = "rsi"
     Params = RsiParams
@@ -164,7 +164,6 @@ class MacdParams(StrategyParams):
         return self
 
 
-@register
 class Macd(Strategy):
     name = "macd"
     Params = MacdParams
@@ -182,11 +181,11 @@ class Macd(Strategy):
 
     def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
         """Every bar is an event (the histogram's sign), so the held target is that sign; the
-        features carry the histogram for the default 12/26/9."""
+        features carry the histogram for the default 12/26/9. NaN (missing) where it is NaN."""
         p = self.params
         if (p.fast, p.slow, p.signal) != (12, 26, 9) or "macd_hist" not in features.columns:
             return None
-        return _sided(np.nan_to_num(np.sign(features["macd_hist"].to_numpy(np.float64))), p.short)
+        return _sided(np.sign(features["macd_hist"].to_numpy(np.float64)), p.short)
 
 
 class BollingerParams(StrategyParams):
@@ -194,7 +193,6 @@ class BollingerParams(StrategyParams):
     nbdev: float = Field(default=2.0, gt=0.0, le=10.0)
 
 
-@register
 class Bollinger(Strategy):
     name = "bollinger"
     Params = BollingerParams
@@ -224,7 +222,6 @@ class MomentumParams(StrategyParams):
     threshold: float = Field(default=0.0, ge=0.0, lt=10.0)
 
 
-@register
 class Momentum(Strategy):
     name = "momentum"
     Params = MomentumParams
@@ -255,7 +252,6 @@ class MeanReversionParams(StrategyParams):
         return self
 
 
-@register
 class MeanReversion(Strategy):
     name = "mean_reversion"
     Params = MeanReversionParams
@@ -287,7 +283,6 @@ class BuyAndHoldParams(StrategyParams):
     short: bool = False
 
 
-@register
 class BuyAndHold(Strategy):
     name = "buy_and_hold"
     Params = BuyAndHoldParams
@@ -298,3 +293,15 @@ class BuyAndHold(Strategy):
 
     def feature_targets(self, features: pd.DataFrame) -> np.ndarray | None:
         return np.ones(len(features))
+
+
+#: the built-in rules, in the table's order; ``raytrader.strategies`` registers them
+BUILTIN: tuple[type[Strategy], ...] = (
+    MaCross,
+    Rsi,
+    Macd,
+    Bollinger,
+    Momentum,
+    MeanReversion,
+    BuyAndHold,
+)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
@@ -38,7 +38,7 @@ from raytrader.data.bars import Bars
 from raytrader.errors import RaytraderError
 from raytrader.sim import SimConfig
 from raytrader.strategies.base import Strategy, get_strategy, make_strategy
-from raytrader.strategies.ensemble import EnsembleMethod, combine
+from raytrader.strategies.ensemble import EnsembleMethod, combine_members
 
 
 class StrategySpec(StrictConfig):
@@ -56,8 +56,11 @@ class StrategySpec(StrictConfig):
 class RunnerConfig(StrictConfig):
     max_concurrency: int = Field(default=4, ge=1, le=10_000)
     timeout_s: float = Field(default=120.0, gt=0.0)
+    #: how the ensemble combines the members (:mod:`raytrader.strategies.ensemble`); None: none
     ensemble: EnsembleMethod | None = "weighted"
-    weights: dict[str, float] | None = None
+    #: per member label, >= 0 (weighted, voting); None: inverse volatility (weighted), equal (voting)
+    weights: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
+    #: bars of member returns behind each inverse-volatility weight
     vol_lookback: int = Field(default=63, ge=2)
     sim: SimConfig = Field(default_factory=SimConfig)
     history_path: str | None = None
@@ -75,6 +78,8 @@ class StrategyEntry:
     execution_time: float = 0.0
     error: str | None = None
     weights: dict[str, float] | None = None
+    #: the ensemble's members: on how many bars each was missing (its target NaN)
+    members_missing: dict[str, int] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -86,6 +91,11 @@ class StrategyEntry:
             "execution_time": self.execution_time,
             "error": self.error,
             **({"weights": self.weights} if self.weights is not None else {}),
+            **(
+                {"members_missing": self.members_missing}
+                if self.members_missing is not None
+                else {}
+            ),
         }
 
 
@@ -110,6 +120,10 @@ class RunResult:
     entries: list[StrategyEntry]
     ensemble: StrategyEntry | None
     stats: ExecutionStats
+    timeframe: str = ""
+    #: the market calendar and bars per year that annualized every entry's metrics
+    calendar: str = ""
+    periods_per_year: float = float("nan")
 
     @property
     def success(self) -> bool:
@@ -120,6 +134,9 @@ class RunResult:
             "run_id": self.run_id,
             "started_at": self.started_at.isoformat(),
             "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "calendar": self.calendar,
+            "periods_per_year": self.periods_per_year,
             "success": self.success,
             "strategies": [e.summary() for e in self.entries],
             "ensemble": self.ensemble.summary() if self.ensemble else None,
@@ -272,7 +289,17 @@ class StrategyRunner:
             failures=sum(not e.success for e in entries),
         )
         ensemble = self._ensemble(entries, bars) if cfg.ensemble else None
-        result = RunResult(uuid.uuid4().hex[:12], started, bars.symbol, entries, ensemble, stats)
+        result = RunResult(
+            uuid.uuid4().hex[:12],
+            started,
+            bars.symbol,
+            entries,
+            ensemble,
+            stats,
+            timeframe=bars.timeframe.name,
+            calendar=bars.calendar.value,
+            periods_per_year=bars.periods_per_year,
+        )
         self._remember(result)
         return result
 
@@ -339,7 +366,7 @@ class StrategyRunner:
             if e.equity is not None
         }  # present only for inverse-volatility weights
         try:
-            combined, weights = combine(
+            combined = combine_members(
                 targets,
                 cfg.ensemble,
                 weights=cfg.weights,
@@ -350,17 +377,19 @@ class StrategyRunner:
             return StrategyEntry("ensemble", f"ensemble:{cfg.ensemble}", False, {}, error=str(exc))
         import pandas as pd
 
-        result = run_backtest(bars, pd.Series(combined, index=bars.index), cfg.sim, name="ensemble")
+        series = pd.Series(combined.target, index=bars.index)
+        result = run_backtest(bars, series, cfg.sim, name="ensemble")
         return StrategyEntry(
             label="ensemble",
             strategy=f"ensemble:{cfg.ensemble}",
             success=True,
             params={"method": cfg.ensemble, "members": list(targets)},
             metrics=result.metrics,
-            targets=combined,
+            targets=combined.target,
             equity=result.equity.to_numpy(),
             execution_time=time.perf_counter() - t0,
-            weights=weights,
+            weights=combined.weights,
+            members_missing=combined.members_missing,
         )
 
     def _remember(self, result: RunResult) -> None:
