@@ -248,10 +248,15 @@ def _reads(redis: str, feast_url: str) -> tuple[list[list[str]], list[Verdict]]:
     service = fs.get_feature_service(FEATURE_SERVICE)
 
     def sdk() -> None:
-        fs.get_online_features(features=service, entity_rows=[{"symbol": "GOOG"}]).to_dict()
+        fs.get_online_features(
+            features=service, entity_rows=[{"symbol": "GOOG", "timeframe": "1d"}]
+        ).to_dict()
 
     session = requests.Session()
-    body = {"feature_service": FEATURE_SERVICE, "entities": {"symbol": ["GOOG"]}}
+    body = {
+        "feature_service": FEATURE_SERVICE,
+        "entities": {"symbol": ["GOOG"], "timeframe": ["1d"]},
+    }
 
     def http() -> None:
         r = session.post(f"{feast_url}/get-online-features", json=body, timeout=5)

@@ -2,7 +2,9 @@
 
 One feature view, ``bar_features_v1``: the 70 float64 features of
 :data:`raytrader.features.BAR_FEATURES_V1`, its boolean ``warm`` flag and ``bar_open_time``, keyed by
-the entity ``symbol``. The schema is generated from the feature set itself, so it cannot drift from
+two entities, ``symbol`` and ``timeframe``: a row is one bar of one symbol at one bar length, so the
+1m and 1d rows of BTC/USDT never overwrite each other offline or online, and every reader names the
+timeframe it wants. The schema is generated from the feature set itself, so it cannot drift from
 what :func:`raytrader.features.compute_features` produces (a test checks the names).
 
 **Event timestamp = bar CLOSE time.** A bar is stamped by its open time, but its features are only
@@ -13,7 +15,7 @@ the previous (closed) bar's features, a time exactly at a close gets the bar tha
 the open time instead would leak the whole bar (its close, high, low, volume) into training rows.
 Rows are built by :func:`raytrader.features.feast_repo.feature_rows`; nothing else should write them.
 
-Sources: the batch (offline) source is a directory of Parquet files, one per symbol, written
+Sources: the batch (offline) source is a directory of Parquet files, one per symbol and timeframe, written
 idempotently by :func:`raytrader.features.feast_repo.append_offline`; the push source
 ``bar_features_v1_push`` carries it and is the live path (the stream job pushes each closed bar).
 
@@ -47,6 +49,7 @@ from raytrader.features.feast_repo import (
     FEATURE_SERVICE,
     FEATURE_VIEW,
     PUSH_SOURCE,
+    TIMEFRAME,
     Definitions,
     data_dir,
     offline_dir,
@@ -63,13 +66,19 @@ def build(data: Path) -> Definitions:
         value_type=ValueType.STRING,
         description="Instrument symbol as raytrader names it (Bars.symbol), e.g. GOOG, BTC/USDT.",
     )
+    timeframe = Entity(
+        name=TIMEFRAME,
+        join_keys=[TIMEFRAME],
+        value_type=ValueType.STRING,
+        description="Bar length as raytrader names it (Timeframe.name), e.g. 1m, 1h, 1d.",
+    )
     batch_source = FileSource(
         name=f"{FEATURE_VIEW}_source",
         path=str(offline_dir(data)),
         file_format=ParquetFormat(),
         timestamp_field=EVENT_TIMESTAMP,
         created_timestamp_column=CREATED,
-        description="One Parquet file per symbol; event_timestamp is the bar CLOSE time.",
+        description="One Parquet file per symbol and timeframe; event_timestamp is the bar CLOSE.",
     )
     push_source = PushSource(
         name=PUSH_SOURCE,
@@ -78,6 +87,7 @@ def build(data: Path) -> Definitions:
     )
     schema = [
         Field(name=ENTITY, dtype=String),
+        Field(name=TIMEFRAME, dtype=String),
         *(
             Field(name=spec.name, dtype=Float64, description=spec.description)
             for spec in BAR_FEATURES_V1.features
@@ -87,7 +97,7 @@ def build(data: Path) -> Definitions:
     ]
     view = FeatureView(
         name=FEATURE_VIEW,
-        entities=[symbol],
+        entities=[symbol, timeframe],
         ttl=TTL,
         schema=schema,
         source=push_source,
@@ -102,6 +112,7 @@ def build(data: Path) -> Definitions:
     )
     return Definitions(
         entity=symbol,
+        timeframe=timeframe,
         batch_source=batch_source,
         push_source=push_source,
         feature_view=view,
@@ -110,6 +121,11 @@ def build(data: Path) -> Definitions:
 
 
 # module-level objects for `feast apply` (it collects every Feast object bound in the repo's modules)
-symbol, bar_features_v1_source, bar_features_v1_push, bar_features_v1, ensemble_v1 = build(
-    data_dir()
-)
+(
+    symbol,
+    timeframe,
+    bar_features_v1_source,
+    bar_features_v1_push,
+    bar_features_v1,
+    ensemble_v1,
+) = build(data_dir())

@@ -67,7 +67,7 @@ def test_definitions_cannot_drift_from_the_feature_set(tmp_path: Path) -> None:
     view = defs.feature_view
     assert [f.name for f in view.features] == SERVED
     assert list(fr.FEATURE_NAMES) == BAR_FEATURES_V1.names
-    keys = ("symbol", "event_timestamp", "created", "bar_open_time")
+    keys = ("symbol", "timeframe", "event_timestamp", "created", "bar_open_time")
     row_columns = (*keys, *BAR_FEATURES_V1.names, "warm")
     assert row_columns == fr.ROW_COLUMNS
     from feast.types import Bool, Float64, UnixTimestamp
@@ -76,8 +76,9 @@ def test_definitions_cannot_drift_from_the_feature_set(tmp_path: Path) -> None:
     assert all(dtypes[n] == Float64 for n in BAR_FEATURES_V1.names)
     assert dtypes[WARM_COLUMN] == Bool
     assert dtypes[fr.BAR_OPEN_TIME] == UnixTimestamp
-    assert view.entities == ["symbol"]
+    assert view.entities == ["symbol", "timeframe"]
     assert defs.entity.join_key == "symbol"
+    assert defs.timeframe.join_key == "timeframe"
     assert defs.push_source.name == "bar_features_v1_push"
     assert defs.push_source.batch_source is defs.batch_source
     assert defs.batch_source.timestamp_field == "event_timestamp"
@@ -100,6 +101,7 @@ def test_feature_rows_stamp_rows_at_the_bar_close(goog: Bars, goog_rows: pd.Data
     assert tuple(rows.columns) == fr.ROW_COLUMNS
     assert len(rows) == len(goog)
     assert (rows["symbol"] == "GOOG").all()
+    assert (rows["timeframe"] == "1d").all()
     opens = pd.Series(goog.index)
     pd.testing.assert_series_equal(rows["bar_open_time"], opens, check_names=False)
     pd.testing.assert_series_equal(
@@ -213,6 +215,7 @@ def test_python_apply_registers_the_generated_schema(goog_store) -> None:
     service = goog_store.get_feature_service("ensemble_v1")
     assert [p.name for p in service.feature_view_projections] == ["bar_features_v1"]
     assert goog_store.get_entity("symbol").join_key == "symbol"
+    assert goog_store.get_entity("timeframe").join_key == "timeframe"
 
 
 # ---- online -----------------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ def test_python_apply_registers_the_generated_schema(goog_store) -> None:
 def test_materialized_online_features_are_the_last_bar_exactly(
     goog_store, goog: Bars, goog_rows: pd.DataFrame
 ) -> None:
-    online = fr.online_features(goog_store, ["GOOG", "NOT_STORED"])
+    online = fr.online_features(goog_store, ["GOOG", "NOT_STORED"], "1d")
     last = goog_rows.iloc[[-1]]
     got = online.loc[["GOOG"]]
     assert not np.isnan(served_values(last)).any()
@@ -235,9 +238,16 @@ def test_materialized_online_features_are_the_last_bar_exactly(
 
     # the raw Feast call through the feature service agrees
     raw = goog_store.get_online_features(
-        features=goog_store.get_feature_service("ensemble_v1"), entity_rows=[{"symbol": "GOOG"}]
+        features=goog_store.get_feature_service("ensemble_v1"),
+        entity_rows=[{"symbol": "GOOG", "timeframe": "1d"}],
     ).to_dict()
     assert [raw[n][0] for n in BAR_FEATURES_V1.names] == list(served_values(last)[0])
+    # the same symbol at another timeframe is another row: nothing is stored for it
+    assert (
+        fr.online_features(goog_store, ["GOOG"], "1h")[list(BAR_FEATURES_V1.names)]
+        .isna()
+        .all(axis=None)
+    )
 
 
 def test_push_updates_online_and_offline(
@@ -248,7 +258,7 @@ def test_push_updates_online_and_offline(
     last = goog_rows.iloc[[-1]].reset_index(drop=True)
     fr.push(fs, last, to="online")
     np.testing.assert_array_equal(
-        served_values(fr.online_features(fs, ["GOOG"])), served_values(last)
+        served_values(fr.online_features(fs, ["GOOG"], "1d")), served_values(last)
     )
     assert fr.read_offline("GOOG", tmp_path).empty  # online only
 
@@ -262,7 +272,7 @@ def test_push_updates_online_and_offline(
     from feast.data_source import PushMode
 
     fr.push(fs, nxt, to=PushMode.ONLINE_AND_OFFLINE)
-    online = fr.online_features(fs, ["GOOG"])
+    online = fr.online_features(fs, ["GOOG"], "1d")
     np.testing.assert_array_equal(served_values(online), served_values(nxt))
     assert online[fr.BAR_OPEN_TIME].iloc[0] == nxt[fr.BAR_OPEN_TIME].iloc[0]
     pd.testing.assert_frame_equal(fr.read_offline("GOOG", tmp_path), nxt)
@@ -302,7 +312,9 @@ def test_latest_rows_is_the_last_row_of_each_symbol(goog: Bars, goog_rows: pd.Da
 def expected_point_in_time(rows: pd.DataFrame, entity: pd.DataFrame) -> pd.DataFrame:
     """Latest row with event_timestamp (bar close) <= the entity time, within the 7-day TTL."""
     left = entity.assign(_i=np.arange(len(entity))).sort_values("event_timestamp")
-    right = rows.drop(columns=["symbol", "created"]).rename(columns={"event_timestamp": "_close"})
+    right = rows.drop(columns=["symbol", "timeframe", "created"]).rename(
+        columns={"event_timestamp": "_close"}
+    )
     merged = pd.merge_asof(
         left,
         right,
@@ -332,7 +344,12 @@ def test_training_frame_has_no_lookahead(goog_store, goog: Bars, goog_rows: pd.D
         [inside, at_close, at_open, opens[0], at_close, *random_times, *exact_closes]
     )
     entity = pd.DataFrame(
-        {"symbol": "GOOG", "event_timestamp": times, "label": np.arange(len(times))}
+        {
+            "symbol": "GOOG",
+            "timeframe": "1d",
+            "event_timestamp": times,
+            "label": np.arange(len(times)),
+        }
     )
 
     got = fr.training_frame(goog_store, entity)
@@ -364,7 +381,9 @@ def test_training_frame_has_no_lookahead(goog_store, goog: Bars, goog_rows: pd.D
 
 
 def test_training_frame_refuses_naive_times(goog_store) -> None:
-    entity = pd.DataFrame({"symbol": ["GOOG"], "event_timestamp": [pd.Timestamp("2010-01-01")]})
+    entity = pd.DataFrame(
+        {"symbol": ["GOOG"], "timeframe": ["1d"], "event_timestamp": [pd.Timestamp("2010-01-01")]}
+    )
     with pytest.raises(ConfigError, match="timezone-aware"):
         fr.training_frame(goog_store, entity)
     aware = entity.assign(event_timestamp=entity["event_timestamp"].dt.tz_localize("UTC"))
@@ -380,7 +399,7 @@ def test_append_offline_is_idempotent_and_replaces_keys(
 ) -> None:
     rows = goog_rows.iloc[-200:].reset_index(drop=True)
     (path,) = fr.append_offline(rows, tmp_path)
-    assert path == tmp_path / "bar_features_v1" / "GOOG.parquet"
+    assert path == tmp_path / "bar_features_v1" / "GOOG.1d.parquet"
     fr.append_offline(rows, tmp_path)
     fr.append_offline(rows.iloc[::-1], tmp_path)  # order does not matter
     pd.testing.assert_frame_equal(fr.read_offline("GOOG", tmp_path), rows)
@@ -391,25 +410,28 @@ def test_append_offline_is_idempotent_and_replaces_keys(
     fr.append_offline(changed, tmp_path)
     stored = fr.read_offline("GOOG", tmp_path)
     assert len(stored) == len(rows)
-    assert not stored.duplicated(["symbol", "event_timestamp"]).any()
+    assert not stored.duplicated(["symbol", "timeframe", "event_timestamp"]).any()
     assert stored["event_timestamp"].is_monotonic_increasing
     expected = rows.copy()
     expected.loc[50, ["rsi_14", "created"]] = [-1.0, CREATED_AT + pd.Timedelta(hours=1)]
     pd.testing.assert_frame_equal(stored, expected)
 
-    assert fr.offline_file(".X", tmp_path).name == "%2EX.parquet"  # never a hidden file
+    assert fr.offline_file(".X", "1h", tmp_path).name == "%2EX.1h.parquet"  # never hidden
     # within one batch the last row of a key wins; other symbols get their own (encoded) file
     other = rows.iloc[:3].assign(symbol="BTC/USDT")
     dup = other.iloc[[1]].assign(rsi_14=123.0)
     files = fr.append_offline(pd.concat([other, dup]), tmp_path)
-    assert [f.name for f in files] == ["BTC%2FUSDT.parquet"]
+    assert [f.name for f in files] == ["BTC%2FUSDT.1d.parquet"]
     btc = fr.read_offline("BTC/USDT", tmp_path)
     assert len(btc) == 3
     assert btc["rsi_14"].iloc[1] == 123.0
     assert len(fr.read_offline(data=tmp_path)) == len(rows) + 3
     # only the data files and hidden lock files: no temporary file is left behind
     visible = sorted(p.name for p in (tmp_path / "bar_features_v1").iterdir())
-    assert [n for n in visible if not n.startswith(".")] == ["BTC%2FUSDT.parquet", "GOOG.parquet"]
+    assert [n for n in visible if not n.startswith(".")] == [
+        "BTC%2FUSDT.1d.parquet",
+        "GOOG.1d.parquet",
+    ]
     assert not [n for n in visible if n.endswith(".tmp")]
 
 
@@ -420,4 +442,55 @@ def test_append_offline_refuses_bad_rows(tmp_path: Path, goog_rows: pd.DataFrame
     naive = rows.assign(event_timestamp=rows["event_timestamp"].dt.tz_localize(None))
     with pytest.raises(ConfigError, match="timezone-aware"):
         fr.append_offline(naive, tmp_path)
-    assert not (tmp_path / "bar_features_v1" / "GOOG.parquet").exists()
+    assert not (tmp_path / "bar_features_v1" / "GOOG.1d.parquet").exists()
+    with pytest.raises(ConfigError, match="keyed by timeframe"):
+        fr.append_offline(rows.drop(columns=["timeframe"]), tmp_path)
+
+
+# ---- timeframe identity -----------------------------------------------------------------------------
+
+
+def test_two_timeframes_of_one_symbol_are_separate_rows_offline_and_online(
+    tmp_repo: Path, tmp_path: Path, goog: Bars
+) -> None:
+    from raytrader.data.resample import resample
+
+    weekly = resample(goog, "1w")
+    daily_rows = fr.feature_rows(goog, compute_features(goog), created=CREATED_AT)
+    weekly_rows = fr.feature_rows(weekly, compute_features(weekly), created=CREATED_AT)
+    fs = fr.store("sqlite", repo=tmp_repo, data=tmp_path)
+    fr.apply(fs, repo=tmp_repo)
+    for rows in (daily_rows, weekly_rows):
+        fr.push(fs, rows, to="offline")
+        fr.push(fs, rows.tail(1), to="online")
+    pd.testing.assert_frame_equal(fr.read_offline("GOOG", tmp_path, timeframe="1d"), daily_rows)
+    pd.testing.assert_frame_equal(fr.read_offline("GOOG", tmp_path, timeframe="1w"), weekly_rows)
+    assert len(fr.read_offline("GOOG", tmp_path)) == len(daily_rows) + len(weekly_rows)
+    for tf, rows in (("1d", daily_rows), ("1w", weekly_rows)):
+        online = fr.online_features(fs, ["GOOG"], tf)
+        np.testing.assert_array_equal(served_values(online), served_values(rows.tail(1)))
+        assert online[fr.BAR_OPEN_TIME].iloc[0] == rows[fr.BAR_OPEN_TIME].iloc[-1]
+        pd.testing.assert_frame_equal(fr.online_rows(fs, ["GOOG"], tf), online, check_like=True)
+
+
+def test_compaction_drops_only_consumer_parts_never_batch_rows(
+    tmp_path: Path, goog_rows: pd.DataFrame
+) -> None:
+    """The consumer reconciles after a crash by dropping the rows its own parts hold past its
+    last persisted bar; rows the batch path wrote (a backfill) stay, whatever their time."""
+    backfill = goog_rows.iloc[:1000].reset_index(drop=True)
+    fr.append_offline(backfill, tmp_path)
+    streamed = goog_rows.iloc[1000:1100].reset_index(drop=True)
+    fr.append_offline_part(streamed, tmp_path)
+    cutoff = streamed[fr.BAR_OPEN_TIME].iloc[49]
+    fr.compact_offline("GOOG", "1d", tmp_path, drop_parts_after=cutoff)
+    stored = fr.read_offline("GOOG", tmp_path, timeframe="1d")
+    want = pd.concat([backfill, streamed.iloc[:50]], ignore_index=True)
+    pd.testing.assert_frame_equal(stored, want)
+    # a consumer that never saw the symbol drops nothing, even rows after the batch's last one
+    fr.append_offline_part(streamed.iloc[50:], tmp_path)
+    fr.compact_offline("GOOG", "1d", tmp_path)
+    pd.testing.assert_frame_equal(
+        fr.read_offline("GOOG", tmp_path, timeframe="1d"),
+        goog_rows.iloc[:1100].reset_index(drop=True),
+    )

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,8 +37,13 @@ class MemorySink:
     def offline_writer(self) -> MemorySink:
         return self
 
-    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
+    def reconcile(self, symbol: str, timeframe: str, last_bar: pd.Timestamp) -> None:
         return None
+
+    def online_bar_times(
+        self, symbols: list[str], timeframe: str
+    ) -> dict[str, pd.Timestamp | None]:
+        return {s: self.rows[s].index[-1] for s in symbols if s in self.rows}
 
     def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         for bars, rows in items:
@@ -227,8 +233,8 @@ def test_consumer_killed_ten_times_still_stores_every_bar_exactly_once(
             for f in sorted((data / "bar_features_v1").glob("[!._]*.parquet"))
         ]
     )
-    assert not raw.duplicated(["symbol", "event_timestamp"]).any()
-    online = online_features(fs, [b.symbol for b in symbols])
+    assert not raw.duplicated(["symbol", "timeframe", "event_timestamp"]).any()
+    online = online_features(fs, [b.symbol for b in symbols], "1m")
     for bars in symbols:
         want = compute_features(bars)
         got = offline[offline["symbol"] == bars.symbol].sort_values("event_timestamp")
@@ -244,3 +250,193 @@ def test_consumer_killed_ten_times_still_stores_every_bar_exactly_once(
         for c in want.columns:
             if c != "warm":
                 assert last[c] == want[c].iloc[-1], c
+
+
+# ---- feature rows keyed by symbol and timeframe; backfilled rows; the online store lost ------------
+
+
+def _feast_consumer(
+    stack: Any, tmp: Path, timeframe: str, group: str, **kw: Any
+) -> FeatureConsumer:
+    from raytrader.streaming.sinks import default_sink
+
+    cfg = ConsumerConfig(
+        bootstrap=stack.config.kafka_bootstrap,
+        timeframe=timeframe,
+        group_id=group,
+        state_dir=str(tmp / f"state-{group}"),
+        writer="thread",
+        **kw,
+    )
+    return FeatureConsumer(cfg, default_sink(stack.config.redis_connection, str(tmp / "feast")))
+
+
+def _batch_rows(bars: Bars) -> pd.DataFrame:
+    from raytrader.features.feast_repo import feature_rows
+
+    return feature_rows(bars, compute_features(bars))
+
+
+def _same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    cols = [c for c in want.columns if c != "created"]
+    pd.testing.assert_frame_equal(
+        got[cols].reset_index(drop=True), want[cols].reset_index(drop=True), check_exact=True
+    )
+
+
+def test_two_timeframes_of_one_symbol_keep_separate_correct_rows(stack, tmp_path: Path) -> None:
+    """The 1h and 4h bars of one symbol, through the two timeframes' consumers into one Feast
+    store: two sets of rows offline and two online rows, each equal to its batch computation."""
+    from raytrader.data.resample import resample
+    from raytrader.features.feast_repo import apply, online_rows, read_offline, store
+
+    hourly = load_bars("synthetic:n_bars=600,timeframe=1h,seed=41,symbol=TFX")
+    four = resample(hourly, "4h")
+    producer = BarProducer(stack.config.kafka_bootstrap)
+    producer.replay(bar_messages(hourly, "t"))
+    producer.replay(bar_messages(four, "t"))
+    fs = store("redis", redis=stack.config.redis_connection, data=tmp_path / "feast")
+    apply(fs)
+    for tf in ("1h", "4h"):
+        consumer = _feast_consumer(stack, tmp_path, tf, f"t-tf-{tf}")
+        consumer.run(idle_timeout_s=4.0)
+        consumer.close()
+    for tf, bars in (("1h", hourly), ("4h", four)):
+        _same_rows(read_offline("TFX", tmp_path / "feast", timeframe=tf), _batch_rows(bars))
+        online = online_rows(fs, ["TFX"], tf)
+        assert online["bar_open_time"].iloc[0] == bars.index[-1]
+        want = compute_features(bars).iloc[-1]
+        assert online.loc["TFX", "rsi_14"] == want["rsi_14"]
+
+
+def test_streaming_a_backfilled_symbol_keeps_every_backfilled_row(stack, tmp_path: Path) -> None:
+    """Backfill the whole series, then stream its first 1,500 bars (a consumer that has never
+    seen the symbol), then restart the consumer (the restore path reconciles its own rows):
+    every backfilled row is still there, equal to the batch rows."""
+    from raytrader.features.backfill import backfill
+    from raytrader.features.feast_repo import read_offline, store
+
+    goog = load_bars("goog")
+    bkf = Bars.from_frame(goog.frame, symbol="BKF", timeframe="1d", calendar="equity")
+    fs = store("redis", redis=stack.config.redis_connection, data=tmp_path / "feast")
+    backfill(fs, bkf)
+    want = _batch_rows(bkf)
+    _same_rows(read_offline("BKF", tmp_path / "feast", timeframe="1d"), want)
+    producer = BarProducer(stack.config.kafka_bootstrap)
+    producer.replay(bar_messages(bkf.head(1500), "t"))
+    for _ in range(2):  # a first run without history, then a restart that restores it
+        consumer = _feast_consumer(stack, tmp_path, "1d", "t-backfill")
+        consumer.run(idle_timeout_s=4.0)
+        consumer.close()
+        _same_rows(read_offline("BKF", tmp_path / "feast", timeframe="1d"), want)
+    producer.replay(
+        bar_messages(
+            bkf.frame.iloc[1500:1510].pipe(
+                lambda f: Bars.from_frame(f, symbol="BKF", timeframe="1d", calendar="equity")
+            ),
+            "t",
+        )
+    )
+    consumer = _feast_consumer(stack, tmp_path, "1d", "t-backfill")  # restored: reconciles
+    consumer.run(idle_timeout_s=4.0)
+    consumer.close()
+    _same_rows(read_offline("BKF", tmp_path / "feast", timeframe="1d"), want)
+
+
+def test_online_rows_come_back_after_redis_restarts_or_loses_them(stack, tmp_path: Path) -> None:
+    """Redis keeps its append-only file across a restart; and if it lost everything anyway, the
+    running consumer writes each symbol's latest row back from its bar history, without new bars."""
+    import threading
+    import time
+
+    import redis as redis_client
+
+    from raytrader.features.feast_repo import apply, online_rows, store
+
+    bars = load_bars("synthetic:n_bars=300,timeframe=15m,seed=43,symbol=RDS")
+    fs = store("redis", redis=stack.config.redis_connection, data=tmp_path / "feast")
+    apply(fs)
+    BarProducer(stack.config.kafka_bootstrap).replay(bar_messages(bars, "t"))
+    consumer = _feast_consumer(stack, tmp_path, "15m", "t-redis", online_check_s=1.0)
+    worker = threading.Thread(target=consumer.run, daemon=True)
+    worker.start()
+
+    def online_bar() -> Any:
+        for _ in range(3):
+            try:
+                return online_rows(fs, ["RDS"], "15m")["bar_open_time"].iloc[0]
+            except Exception:  # Redis restarting: try again
+                time.sleep(1.0)
+        raise AssertionError("Redis did not answer")
+
+    def wait_for(pred: Any, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            time.sleep(0.5)
+        return False
+
+    last = bars.index[-1]
+    try:
+        assert wait_for(lambda: online_bar() == last, 60)
+        # a restart: the append-only file brings the rows back
+        time.sleep(1.5)  # appendfsync everysec
+        stack.down(["redis"])
+        stack.up(["redis"])
+        assert online_bar() == last
+        # everything lost: the consumer restores the row from its history, no bar arrives
+        cfg = stack.config
+        redis_client.Redis(host=cfg.host, port=cfg.redis_port).flushall()
+        assert pd.isna(online_bar())
+        assert wait_for(lambda: online_bar() == last, 20)
+        assert consumer.metrics.online_restored._value.get() >= 1
+    finally:
+        consumer.stop()
+        worker.join(timeout=30)
+        consumer.close()
+
+
+def test_no_offset_is_committed_past_an_undelivered_dead_letter(stack, tmp_path: Path) -> None:
+    """With the dead-letter topic unavailable the consumer stops with an error before committing;
+    a consumer of the same group then meets the bad message again and dead-letters it."""
+    from confluent_kafka import Consumer
+
+    from raytrader.streaming.consumer import DeadLetterError
+
+    bootstrap = stack.config.kafka_bootstrap
+    producer = BarProducer(bootstrap)
+    producer.send_raw("bars.5m", b"UNDLV", b"{not json")
+    producer.flush()
+    cfg = dict(
+        bootstrap=bootstrap,
+        timeframe="5m",
+        group_id="t-dlq-down",
+        state_dir=str(tmp_path),
+        writer="thread",
+        dlq_timeout_ms=3000,
+    )
+    broken = FeatureConsumer(ConsumerConfig(**cfg, dlq_topic="bars.dlq.missing"), MemorySink())
+    with pytest.raises(DeadLetterError, match=r"bars\.dlq\.missing were not delivered"):
+        broken.run(idle_timeout_s=6.0)
+    broken.close()  # lets go of the broker without committing anything
+    healthy = FeatureConsumer(ConsumerConfig(**cfg), MemorySink())
+    healthy.run(idle_timeout_s=6.0)
+    healthy.close()
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "t-dlq-down-reader",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    reader.subscribe([DLQ_TOPIC])
+    found = False
+    for _ in range(40):
+        msg = reader.poll(0.5)
+        if msg is not None and not msg.error() and msg.key() == b"UNDLV":
+            found = True
+            break
+    reader.close()
+    assert found, "the bad message was dead-lettered by the second consumer"
+    assert healthy.totals.dead_letters >= 1

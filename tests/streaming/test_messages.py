@@ -113,3 +113,12 @@ def test_bad_speed_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="invalid --speed"):
         parse_speed("fast", 60)
+
+
+def test_messages_carry_the_calendar_of_their_bars_and_it_stays_optional() -> None:
+    msgs = list(bar_messages(load_bars("eurusd").head(3), "bundled:eurusd"))
+    assert {m.calendar for m in msgs} == {"fx"}
+    assert json.loads(encode(msgs[0]))["calendar"] == "fx"
+    assert decode(json.dumps(GOOD).encode()).calendar is None  # producers that do not know it
+    with pytest.raises(MessageError, match="calendar"):
+        decode(json.dumps({**GOOD, "calendar": "nyse"}).encode())

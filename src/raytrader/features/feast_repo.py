@@ -2,18 +2,25 @@
 
 Feast is imported inside the functions, so importing raytrader stays light.
 
+**Identity: symbol and timeframe.** A feature row belongs to one bar of one symbol at one timeframe:
+the view's entities are ``symbol`` and ``timeframe`` (both join keys), so GOOG's ``1d`` and ``1h``
+rows are different rows offline and online, and a reader names the timeframe it wants (a 1h model
+can never be handed 1m features).
+
 **Rows.** :func:`feature_rows` turns bars and their :func:`~raytrader.features.compute_features`
-output into the push/offline schema (:data:`ROW_COLUMNS`): ``symbol``, ``event_timestamp``,
-``created``, ``bar_open_time``, the 70 features of ``bar_features_v1`` and ``warm``. The
+output into the push/offline schema (:data:`ROW_COLUMNS`): ``symbol``, ``timeframe``,
+``event_timestamp``, ``created``, ``bar_open_time``, the 70 features of ``bar_features_v1`` and
+``warm``. The
 ``event_timestamp`` of a row is the bar's **close** time, ``bar open time + timeframe``: that is when
 the row becomes known. Feast's point-in-time join returns, for an entity row at time t, the latest
 row with ``event_timestamp <= t``, so stamping rows by bar open time would leak each bar into
 training rows inside it. ``created`` is when the row was computed (Feast's tie-break between rows
 of one ``event_timestamp``).
 
-**Offline files.** :func:`append_offline` keeps one Parquet file per symbol under
-``<data dir>/bar_features_v1/`` (the feature view's ``FileSource``), keyed by
-``(symbol, event_timestamp)``: appending a key again replaces the stored row, never duplicates it.
+**Offline files.** :func:`append_offline` keeps one Parquet file per symbol and timeframe under
+``<data dir>/bar_features_v1/`` (``GOOG.1d.parquet``; the feature view's ``FileSource``), keyed by
+``(symbol, timeframe, event_timestamp)``: appending a key again replaces the stored row, never
+duplicates it.
 Each write goes to a hidden temporary file that is fsynced and renamed into place, under an
 exclusive lock per symbol file, so readers see the old or the new file, never half of one.
 
@@ -58,8 +65,10 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from raytrader import contract
 from raytrader.data.atomic import fsync_dir, write_parquet_atomic
 from raytrader.data.bars import Bars
+from raytrader.data.timeframe import Timeframe
 from raytrader.errors import ConfigError, StoreError
 from raytrader.features.bar_features_v1 import BAR_FEATURES_V1
 from raytrader.features.engine import WARM_COLUMN
@@ -79,9 +88,12 @@ if TYPE_CHECKING:
 # ---- names shared with pipelines/feature_repo/definitions.py ----------------------------------------
 
 ENTITY = "symbol"
+TIMEFRAME = "timeframe"
+#: the join keys of a feature row: which instrument, at which bar length
+ENTITY_KEYS = (ENTITY, TIMEFRAME)
 FEATURE_VIEW = BAR_FEATURES_V1.name
 PUSH_SOURCE = f"{FEATURE_VIEW}_push"
-FEATURE_SERVICE = "ensemble_v1"
+FEATURE_SERVICE = contract.FEATURE_SERVICE
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED = "created"
 BAR_OPEN_TIME = "bar_open_time"
@@ -89,6 +101,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(BAR_FEATURES_V1.names)
 #: the push / offline schema, in this order
 ROW_COLUMNS: tuple[str, ...] = (
     ENTITY,
+    TIMEFRAME,
     EVENT_TIMESTAMP,
     CREATED,
     BAR_OPEN_TIME,
@@ -98,7 +111,7 @@ ROW_COLUMNS: tuple[str, ...] = (
 #: the columns a feature service returns (everything the view serves but the entity key)
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 SERVED_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, WARM_COLUMN, BAR_OPEN_TIME)
-KEY = (ENTITY, EVENT_TIMESTAMP)
+KEY = (ENTITY, TIMEFRAME, EVENT_TIMESTAMP)
 
 # ---- repo location, profiles, settings --------------------------------------------------------------
 
@@ -212,6 +225,7 @@ class Definitions(NamedTuple):
     """The Feast objects of the repo, as ``definitions.build(data_dir)`` returns them."""
 
     entity: Entity
+    timeframe: Entity
     batch_source: FileSource
     push_source: PushSource
     feature_view: FeatureView
@@ -279,6 +293,7 @@ def feature_rows(
         block[:, j] = features[name].to_numpy(dtype=np.float64)
     return _rows_frame(
         np.full(n, bars.symbol, dtype=object),
+        np.full(n, bars.timeframe.name, dtype=object),
         opens,
         opens + bars.timeframe.delta,
         block,
@@ -299,6 +314,7 @@ def latest_rows(
     opens = np.empty(n, dtype=np.int64)
     events = np.empty(n, dtype=np.int64)
     symbols = np.empty(n, dtype=object)
+    timeframes = np.empty(n, dtype=object)
     for i, (bars, features) in enumerate(items):
         if len(bars) == 0 or not features.index.equals(bars.index):
             raise ConfigError(f"latest_rows: features of {bars.symbol} not indexed like its bars")
@@ -308,8 +324,10 @@ def latest_rows(
         opens[i] = bars.index[-1].value
         events[i] = opens[i] + bars.timeframe.delta.value
         symbols[i] = bars.symbol
+        timeframes[i] = bars.timeframe.name
     return _rows_frame(
         symbols,
+        timeframes,
         pd.DatetimeIndex(opens.astype("datetime64[ns]")).tz_localize("UTC"),
         pd.DatetimeIndex(events.astype("datetime64[ns]")).tz_localize("UTC"),
         block,
@@ -320,6 +338,7 @@ def latest_rows(
 
 def _rows_frame(
     symbols: np.ndarray,
+    timeframes: np.ndarray,
     opens: pd.DatetimeIndex,
     events: pd.DatetimeIndex,
     block: np.ndarray,
@@ -330,10 +349,11 @@ def _rows_frame(
     n = len(symbols)
     out = pd.DataFrame(block, columns=list(FEATURE_NAMES), copy=False)
     out.insert(0, ENTITY, symbols)
-    out.insert(1, EVENT_TIMESTAMP, events)
+    out.insert(1, TIMEFRAME, timeframes)
+    out.insert(2, EVENT_TIMESTAMP, events)
     created = np.full(n, stamp.tz_convert("UTC").value, dtype=np.int64).astype("datetime64[ns]")
-    out.insert(2, CREATED, pd.DatetimeIndex(created).tz_localize("UTC"))
-    out.insert(3, BAR_OPEN_TIME, opens)
+    out.insert(3, CREATED, pd.DatetimeIndex(created).tz_localize("UTC"))
+    out.insert(4, BAR_OPEN_TIME, opens)
     out[WARM_COLUMN] = warm
     return out
 
@@ -349,6 +369,7 @@ def _arrow_schema() -> pa.Schema:
     return pa.schema(
         [
             pa.field(ENTITY, pa.string(), nullable=False),
+            pa.field(TIMEFRAME, pa.string(), nullable=False),
             pa.field(EVENT_TIMESTAMP, ts, nullable=False),
             pa.field(CREATED, ts, nullable=False),
             pa.field(BAR_OPEN_TIME, ts, nullable=False),
@@ -363,9 +384,15 @@ def check_rows(rows: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]
     extra = [c for c in rows.columns if c not in ROW_COLUMNS]
     if missing or extra:
+        hint = (
+            " (rows written before feature rows were keyed by timeframe: delete the data dir's "
+            f"{FEATURE_VIEW}/ files and `raytrader features backfill` them)"
+            if missing == [TIMEFRAME]
+            else ""
+        )
         raise ConfigError(
             f"feature rows must have exactly the columns of feature_rows(); missing {missing[:5]}, "
-            f"unexpected {extra[:5]}"
+            f"unexpected {extra[:5]}{hint}"
         )
     if tuple(rows.columns) == ROW_COLUMNS and isinstance(rows.index, pd.RangeIndex):
         out = rows  # already in order: only the dtypes need checking (the streaming hot path)
@@ -379,19 +406,21 @@ def check_rows(rows: pd.DataFrame) -> pd.DataFrame:
             if out is rows:
                 out = rows.copy(deep=False)
             out[col] = values.dt.tz_convert("UTC").dt.as_unit("ns")
-    if out[ENTITY].isna().any() or out[EVENT_TIMESTAMP].isna().any():
-        raise ConfigError(f"{ENTITY!r} and {EVENT_TIMESTAMP!r} must not be null")
+    if out[list(KEY)].isna().any().any():
+        raise ConfigError(f"{ENTITY!r}, {TIMEFRAME!r} and {EVENT_TIMESTAMP!r} must not be null")
     return out
 
 
-def offline_file(symbol: str, data: str | os.PathLike[str] | None = None) -> Path:
-    """The Parquet file of ``symbol`` (percent-encoded: ``BTC/USDT`` -> ``BTC%2FUSDT.parquet``)."""
+def offline_file(symbol: str, timeframe: str, data: str | os.PathLike[str] | None = None) -> Path:
+    """The Parquet file of ``symbol`` at ``timeframe`` (the symbol percent-encoded:
+    ``BTC/USDT``, ``1h`` -> ``BTC%2FUSDT.1h.parquet``)."""
     if not symbol:
         raise ConfigError("symbol must be a non-empty string")
+    tf = Timeframe.parse(timeframe).name
     name = quote(symbol, safe="")
     if name[0] in "._":  # Parquet readers skip hidden files: encode a leading '.' or '_' too
         name = f"%{ord(name[0]):02X}{name[1:]}"
-    return offline_dir(data) / f"{name}.parquet"
+    return offline_dir(data) / f"{name}.{tf}.parquet"
 
 
 @contextlib.contextmanager
@@ -419,13 +448,15 @@ def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = Non
     directory = offline_dir(data)
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for symbol, group in new.groupby(ENTITY, sort=True):
-        final = offline_file(str(symbol), data)
+    for (symbol, tf), group in new.groupby(list(ENTITY_KEYS), sort=True):
+        final = offline_file(str(symbol), str(tf), data)
         with _locked(final):
             merged = group
-            stored = [f for f in _symbol_files(str(symbol), data) if f != final]
+            stored = [f for f in _symbol_files(str(symbol), str(tf), data) if f != final]
             if final.exists() or stored:
-                merged = pd.concat([read_offline(str(symbol), data), group], ignore_index=True)
+                merged = pd.concat(
+                    [read_offline(str(symbol), data, timeframe=str(tf)), group], ignore_index=True
+                )
             merged = (
                 merged.drop_duplicates(list(KEY), keep="last")
                 .sort_values(EVENT_TIMESTAMP, kind="stable")
@@ -440,31 +471,57 @@ def append_offline(rows: pd.DataFrame, data: str | os.PathLike[str] | None = Non
     return written
 
 
-def _symbol_files(symbol: str, data: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The compacted file of ``symbol`` and its appended parts (see :func:`append_offline_part`)."""
-    main = offline_file(symbol, data)
-    parts = sorted(main.parent.glob(f"{main.stem}.part-*.parquet"))
+def _symbol_files(
+    symbol: str, timeframe: str, data: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """The compacted file of ``symbol`` at ``timeframe`` and its appended parts (see
+    :func:`append_offline_part`)."""
+    return _main_and_parts(offline_file(symbol, timeframe, data))
+
+
+def _main_and_parts(main: Path) -> list[Path]:
+    parts = _parts(main)
     return ([main] if main.exists() else []) + parts
 
 
+def _parts(main: Path) -> list[Path]:
+    return sorted(main.parent.glob(f"{main.stem}.part-*.parquet"))
+
+
 def read_offline(
-    symbol: str | None = None, data: str | os.PathLike[str] | None = None
+    symbol: str | None = None,
+    data: str | os.PathLike[str] | None = None,
+    *,
+    timeframe: str | None = None,
 ) -> pd.DataFrame:
-    """The stored offline rows (of one symbol, or all), sorted by symbol and event time; a key
-    stored twice (a part replayed after a crash) counts once, the latest ``created`` wins."""
+    """The stored offline rows (of one symbol, or all; of one timeframe, or all), sorted by
+    symbol, timeframe and event time; a key stored twice (a part replayed after a crash) counts
+    once, the latest ``created`` wins."""
     import pyarrow.parquet as pq
 
-    files = (
-        _symbol_files(symbol, data)
-        if symbol is not None
-        else sorted(offline_dir(data).glob("[!._]*.parquet"))
-    )
-    frames = [check_rows(pq.read_table(f).to_pandas()) for f in files if f.exists()]
+    if symbol is not None and timeframe is not None:
+        files = _symbol_files(symbol, timeframe, data)
+    else:
+        files = sorted(offline_dir(data).glob("[!._]*.parquet"))
+    frames = [_read_file(pq, f) for f in files if f.exists()]
+    if symbol is not None:
+        frames = [f[f[ENTITY] == symbol] for f in frames]
+    if timeframe is not None:
+        tf = Timeframe.parse(timeframe).name
+        frames = [f[f[TIMEFRAME] == tf] for f in frames]
+    frames = [f for f in frames if len(f)]
     if not frames:
         return check_rows(pd.DataFrame({c: pd.Series(dtype=_empty_dtype(c)) for c in ROW_COLUMNS}))
     out = pd.concat(frames, ignore_index=True).sort_values([*KEY, CREATED], kind="stable")
     out = out.drop_duplicates(list(KEY), keep="last")
     return out.reset_index(drop=True)
+
+
+def _read_file(pq: Any, path: Path) -> pd.DataFrame:
+    try:
+        return check_rows(pq.read_table(path).to_pandas())
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -508,8 +565,8 @@ def append_offline_part(
     directory = offline_dir(data)
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for symbol, group in new.groupby(ENTITY, sort=True):
-        main = offline_file(str(symbol), data)
+    for (symbol, tf), group in new.groupby(list(ENTITY_KEYS), sort=True):
+        main = offline_file(str(symbol), str(tf), data)
         stamp = group[EVENT_TIMESTAMP]
         part = main.with_name(
             f"{main.stem}.part-{stamp.min().value:019d}-{stamp.max().value:019d}-"
@@ -525,27 +582,39 @@ def append_offline_part(
 
 def compact_offline(
     symbol: str,
+    timeframe: str,
     data: str | os.PathLike[str] | None = None,
     *,
-    drop_after: pd.Timestamp | None = None,
+    drop_parts_after: pd.Timestamp | None = None,
 ) -> Path | None:
-    """Fold ``symbol``'s parts into its file (one row per key, latest ``created`` wins), dropping
-    rows whose bar opened after ``drop_after`` (rows written ahead of a crash that the replay will
-    rewrite). The new file is in place before the parts are removed, so a crash in between leaves
-    duplicates that readers already count once."""
-    files = _symbol_files(symbol, data)
-    if not files:
-        return None
-    main = offline_file(symbol, data)
+    """Fold ``symbol``'s parts at ``timeframe`` into its file (one row per key, latest ``created``
+    wins). With ``drop_parts_after``, rows of the **parts** (what the streaming consumer appends)
+    whose bar opened after it are dropped: rows a consumer wrote ahead of a crash, which its replay
+    rewrites. Rows of the compacted file itself — the batch path's (:func:`append_offline`,
+    ``raytrader features backfill``) and earlier compactions — are never dropped. The new file is in
+    place before the parts are removed, so a crash in between leaves duplicates that readers
+    already count once."""
+    import pyarrow.parquet as pq
+
+    main = offline_file(symbol, timeframe, data)
+    parts = _parts(main)
+    if not parts:
+        return main if main.exists() else None
     with _locked(main):
-        rows = read_offline(symbol, data)
-        if drop_after is not None:
-            rows = rows[rows[BAR_OPEN_TIME] <= drop_after]
-        _write_parquet(rows.reset_index(drop=True), main, symbol)
-        for f in files:
-            if f != main:
-                with contextlib.suppress(FileNotFoundError):
-                    f.unlink()
+        frames = [_read_file(pq, f) for f in parts]
+        if drop_parts_after is not None:
+            frames = [f[f[BAR_OPEN_TIME] <= drop_parts_after] for f in frames]
+        if main.exists():
+            frames.insert(0, _read_file(pq, main))
+        rows = (
+            pd.concat(frames, ignore_index=True)
+            .sort_values([*KEY, CREATED], kind="stable")
+            .drop_duplicates(list(KEY), keep="last")
+        )
+        _write_parquet(rows.reset_index(drop=True), main, f"{symbol} {timeframe}")
+        for f in parts:
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
         fsync_dir(main.parent)
     return main
 
@@ -553,7 +622,7 @@ def compact_offline(
 def _empty_dtype(col: str) -> Any:
     if col in (EVENT_TIMESTAMP, CREATED, BAR_OPEN_TIME):
         return pd.DatetimeTZDtype("ns", "UTC")
-    if col == ENTITY:
+    if col in ENTITY_KEYS:
         return object
     return bool if col == WARM_COLUMN else np.float64
 
@@ -685,7 +754,6 @@ def online_records(rows: pd.DataFrame) -> list[tuple[Any, dict[str, Any], dateti
     ``FeatureStore.push``, whose generic per-cell conversion and per-call registry look-ups (in
     Feast 0.67 it re-lists the feature services, uncached, on every push for its precompute
     hook) cost about 20 ms per streaming micro-batch against under 2 ms for this."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
     n = len(rows)
@@ -695,6 +763,7 @@ def online_records(rows: pd.DataFrame) -> list[tuple[Any, dict[str, Any], dateti
     events = pd.DatetimeIndex(rows[EVENT_TIMESTAMP]).tz_convert(None).to_pydatetime()
     created = pd.DatetimeIndex(rows[CREATED]).tz_convert(None).to_pydatetime()
     symbols = rows[ENTITY].tolist()
+    timeframes = rows[TIMEFRAME].tolist()
     out = []
     for i in range(n):
         values = {
@@ -703,19 +772,33 @@ def online_records(rows: pd.DataFrame) -> list[tuple[Any, dict[str, Any], dateti
         }
         values[WARM_COLUMN] = Value(bool_val=warm[i])
         values[BAR_OPEN_TIME] = Value(unix_timestamp_val=opens[i])
-        key = EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=symbols[i])])
-        out.append((key, values, events[i], created[i]))
+        out.append((entity_key(symbols[i], timeframes[i]), values, events[i], created[i]))
     return out
 
 
-def online_features(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
-    """The latest ``ensemble_v1`` row of each symbol from the online store, indexed by symbol.
+def entity_key(symbol: str, timeframe: str) -> Any:
+    """Feast's online-store key of one symbol at one timeframe."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return EntityKey(
+        join_keys=list(ENTITY_KEYS),
+        entity_values=[Value(string_val=symbol), Value(string_val=timeframe)],
+    )
+
+
+def online_features(fs: FeatureStore, symbols: Sequence[str], timeframe: str) -> pd.DataFrame:
+    """The latest ``ensemble_v1`` row of each symbol at ``timeframe`` from the online store,
+    indexed by symbol.
 
     Columns: the features, ``warm``, ``bar_open_time`` and ``event_timestamp`` (the bar close);
     a symbol with nothing stored has nulls.
     """
+    tf = Timeframe.parse(timeframe).name
     service = fs.get_feature_service(FEATURE_SERVICE)
-    response = fs.get_online_features(features=service, entity_rows=[{ENTITY: s} for s in symbols])
+    response = fs.get_online_features(
+        features=service, entity_rows=[{ENTITY: s, TIMEFRAME: tf} for s in symbols]
+    )
     data = response.to_dict(include_event_timestamps=True)
     # "<feature>__ts" holds the row's event time in epoch seconds, 0 where nothing is stored
     seconds = pd.Series(data[f"{WARM_COLUMN}__ts"], dtype="int64")
@@ -726,16 +809,14 @@ def online_features(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
     return frame.set_index(ENTITY)
 
 
-def online_rows(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
+def online_rows(fs: FeatureStore, symbols: Sequence[str], timeframe: str) -> pd.DataFrame:
     """:func:`online_features` read straight from the online store (Feast's
     ``OnlineStore.online_read``, the call ``get_online_features`` ends in): the same frame
     (tested), without the per-call feature-service resolution and generic response conversion
     that cost ~10 ms a read against ~0.3 ms for this. The decision service reads with it."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
+    tf = Timeframe.parse(timeframe).name
     store, view = _online_target(fs)
-    keys = [EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=s)]) for s in symbols]
+    keys = [entity_key(s, tf) for s in symbols]
     found = store.online_read(fs.config, view, keys, None)
     n = len(symbols)
     block = np.full((n, len(FEATURE_NAMES)), np.nan)
@@ -745,7 +826,11 @@ def online_rows(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
     events = np.zeros(n, dtype=np.int64)
     where = {name: j for j, name in enumerate(FEATURE_NAMES)}
     for i, (event, values) in enumerate(found):
-        if event is None or not values:
+        # Redis answers a key it never stored with the epoch and every value unset: a row is
+        # stored only if it has its bar's open time
+        if event is None or not values or BAR_OPEN_TIME not in values:
+            continue
+        if values[BAR_OPEN_TIME].WhichOneof("val") is None:
             continue
         known[i] = True
         # the stores hand back naive-UTC or aware datetimes; whole seconds, as the SDK returns
@@ -770,13 +855,13 @@ def online_rows(fs: FeatureStore, symbols: Sequence[str]) -> pd.DataFrame:
 
 
 def training_frame(fs: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join of ``ensemble_v1`` onto ``entity_df`` (``symbol``, ``event_timestamp``
-    timezone-aware, plus any label columns), in the order of ``entity_df``.
+    """Point-in-time join of ``ensemble_v1`` onto ``entity_df`` (``symbol``, ``timeframe``,
+    ``event_timestamp`` timezone-aware, plus any label columns), in the order of ``entity_df``.
 
-    Each row gets the latest feature row of its symbol with ``event_timestamp`` (bar close) ``<=``
-    the entity time and within the view's TTL; none -> nulls.
+    Each row gets the latest feature row of its symbol and timeframe with ``event_timestamp``
+    (bar close) ``<=`` the entity time and within the view's TTL; none -> nulls.
     """
-    for col in (ENTITY, EVENT_TIMESTAMP):
+    for col in KEY:
         if col not in entity_df.columns:
             raise ConfigError(f"entity_df needs a {col!r} column")
     clash = [c for c in SERVED_COLUMNS if c in entity_df.columns]
@@ -790,14 +875,14 @@ def training_frame(fs: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
     # Feast's file offline store keeps one result row per (symbol, event_timestamp) and drops
     # the other entity rows with the same key, whatever their other columns; so join the unique
     # keys only and merge the features back onto every entity row, in order
-    keys = frame[[ENTITY, EVENT_TIMESTAMP]].drop_duplicates(ignore_index=True)
+    keys = frame[list(KEY)].drop_duplicates(ignore_index=True)
     service = fs.get_feature_service(FEATURE_SERVICE)
     joined = fs.get_historical_features(entity_df=keys, features=service).to_df()
     joined[EVENT_TIMESTAMP] = joined[EVENT_TIMESTAMP].dt.tz_convert("UTC").dt.as_unit("ns")
-    joined = joined.loc[:, [ENTITY, EVENT_TIMESTAMP, *SERVED_COLUMNS]]
+    joined = joined.loc[:, [*KEY, *SERVED_COLUMNS]]
     joined[BAR_OPEN_TIME] = pd.to_datetime(joined[BAR_OPEN_TIME], utc=True).dt.as_unit("ns")
     joined[WARM_COLUMN] = joined[WARM_COLUMN].astype("boolean")
-    out = frame.merge(joined, on=[ENTITY, EVENT_TIMESTAMP], how="left", validate="many_to_one")
+    out = frame.merge(joined, on=list(KEY), how="left", validate="many_to_one")
     if len(out) != len(frame):  # pragma: no cover - guarded by validate= above
         raise StoreError("historical retrieval changed the number of entity rows")
     return out

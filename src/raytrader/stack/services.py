@@ -10,10 +10,10 @@ the Ray head and the Feast feature server.
   its directory is owned by it; if that user cannot reach the state dir (``/root`` is 0700) the
   directory lives in ``/var/lib/raytrader/postgres-<hash of state dir>`` and ``<state>/postgres``
   is a symlink to it.
-* **Redis** — ``redis-server --bind 127.0.0.1 --save '' --appendonly no`` with its pid file in
-  ``<state>/run/redis-server.pid`` and its log in ``<state>/logs/redis.log``; it is daemonized by
-  the stack (detached session) rather than by ``--daemonize yes``, so it is tracked and stopped
-  like every other service.
+* **Redis** — ``redis-server --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec``
+  (the online rows survive a restart) with its pid file in ``<state>/run/redis-server.pid``
+  and its log in ``<state>/logs/redis.log``; it is daemonized by the stack (detached session)
+  rather than by ``--daemonize yes``, so it is tracked and stopped like every other service.
 * **MLflow** — ``mlflow server --backend-store-uri postgresql+psycopg2://mlflow@127.0.0.1:5432/mlflow
   --artifacts-destination <state>/mlartifacts --host 127.0.0.1 --port 5000 --workers 1`` (tracking
   + model registry, artifacts proxied by the server). The password reaches libpq through
@@ -376,10 +376,14 @@ class RedisService(Service):
             str(c.redis_port),
             "--protected-mode",
             "yes",
+            # the append-only file keeps the online feature rows across a restart (fsynced once a
+            # second); RDB snapshots stay off
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(c.redis_dir),
             "--pidfile",

@@ -46,6 +46,19 @@ def replay_cmd(
     limit: Annotated[
         int | None, typer.Option(help="send at most this many bars per symbol")
     ] = None,
+    calendar: Annotated[
+        str,
+        typer.Option(
+            help="market calendar the messages carry: auto (a data set's own, inferred for a "
+            "file) | equity | fx | crypto"
+        ),
+    ] = "auto",
+    start: Annotated[
+        str | None, typer.Option(help="first bar to send, ISO-8601 (inclusive; naive = UTC)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="send bars before this time, ISO-8601 (exclusive)")
+    ] = None,
     bootstrap: BootstrapOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -60,9 +73,10 @@ def replay_cmd(
             base = name if ":" in name else name + ":"
             for i, sym in enumerate(s.strip() for s in symbols.split(",") if s.strip()):
                 sep = "," if not base.endswith(":") else ""
-                sets.append(load_bars(f"{base}{sep}symbol={sym},seed={1000 + i}"))
+                spec = f"{base}{sep}symbol={sym},seed={1000 + i}"
+                sets.append(load_bars(spec, calendar=calendar, start=start, end=end))
         else:
-            sets.append(load_bars(name))
+            sets.append(load_bars(name, calendar=calendar, start=start, end=end))
     if limit is not None:
         sets = [b.head(limit) for b in sets]
     tfs = {b.timeframe.name for b in sets}
@@ -134,7 +148,13 @@ def features_cmd(
     idle_exit: Annotated[
         float | None, typer.Option(help="exit after this many idle seconds")
     ] = None,
-    calendar: Annotated[str, typer.Option(help="market calendar of the symbols")] = "crypto",
+    calendar: Annotated[
+        str,
+        typer.Option(
+            help="market calendar of the symbols: auto (each message's, crypto if it has none) "
+            "| equity | fx | crypto; feature values do not depend on it"
+        ),
+    ] = "auto",
     instance_id: Annotated[
         str | None, typer.Option(help="static group membership id (fast takeover after a restart)")
     ] = None,

@@ -7,7 +7,9 @@ Per poll it takes a micro-batch of messages and, in this order:
    the headers, and the consumer keeps going;
 2. applies the ordering rules of :mod:`raytrader.streaming.incremental` per symbol (duplicates are
    skipped, conflicts and out-of-order bars go to the DLQ), restoring a symbol's state from its
-   persisted history the first time it is seen;
+   persisted history the first time it is seen (once; the sink then drops the offline rows this
+   consumer wrote past that history — never rows the batch path wrote, and nothing at all for a
+   symbol without history);
 3. computes the feature rows of the new bars (equal to the batch engine's, bit for bit);
 4. writes each symbol's newest row to the Feast online store (every poll);
 5. at most every ``flush_interval_s`` (or once ``flush_bars`` are pending): hands the pending rows,
@@ -17,16 +19,27 @@ Per poll it takes a micro-batch of messages and, in this order:
    those positions. One flush runs at a time, so commits keep their order, and polling never waits
    on disk (freshness is the poll loop's work only).
 
-Offsets are committed only after the writes succeeded (at-least-once); a failed flush stops the
-consumer with its error and nothing committed past the last good flush. A crash after 4 replays the
+Offsets are committed only after the writes succeeded (at-least-once), dead letters included: a
+message's offset is committed only once its dead letter is acknowledged by the broker (``acks=all``,
+a delivery report per record); a failed flush or an undeliverable dead letter stops the consumer with
+its error and nothing committed past the last good flush. A crash after 4 replays the
 batch: the bars are new to the history, recomputed identically and rewritten under the same keys. A
 crash after 5 replays bars the history already holds: they are skipped as duplicates. Either way
 every bar ends up exactly once in the stores. Consumers in one group split the partitions, and a
 symbol always maps to one partition (the message key), so each symbol has one writer.
 
+**Online rows survive the online store.** Redis may lose its data (a restart without persistence,
+an eviction, a new instance); replayed bars would then be skipped as duplicates and nothing would
+write the latest rows back. So the consumer checks the online rows of every symbol in its bar
+history when it first joins its group and then every ``online_check_s``: a row that is missing or
+older than the history's newest bar is recomputed from the history and written again, without any
+new bar (Redis keeps the newer of two rows, so a second consumer's check cannot roll a row back).
+
 Metrics (Prometheus, on ``metrics_port``): messages consumed, dead-lettered messages by reason,
 consumer lag per partition, feature freshness (Kafka message timestamp → online write), micro-batch
-processing time and sink write latency histograms.
+processing time and sink write latency histograms, online rows restored, and the age of the last
+poll. The same port answers ``/healthz``: 200 while the poll loop has run within
+``liveness_max_poll_age_s``, 503 after (a stuck loop, not a live metrics thread, decides liveness).
 """
 
 from __future__ import annotations
@@ -47,13 +60,19 @@ from pydantic import Field, field_validator
 
 from raytrader.config import StrictConfig
 from raytrader.data.bars import Bars, make_frame
-from raytrader.data.timeframe import Timeframe
+from raytrader.data.timeframe import Calendar, Timeframe
+from raytrader.errors import RaytraderError
 from raytrader.features import get_feature_set
+from raytrader.features.engine import compute_features
 from raytrader.streaming.history import BarHistory
 from raytrader.streaming.incremental import BarRejected, IncrementalFeatureEngine
 from raytrader.streaming.messages import DLQ_TOPIC, BarMessage, MessageError, decode, topic_for
 
 log = logging.getLogger(__name__)
+
+
+class DeadLetterError(RaytraderError):
+    """A dead letter the broker did not acknowledge: the consumer stops before committing."""
 
 
 class ConsumerConfig(StrictConfig):
@@ -62,7 +81,9 @@ class ConsumerConfig(StrictConfig):
     group_id: str = "raytrader-features"
     feature_set: str = "bar_features_v1"
     state_dir: str = Field(description="where bar histories are persisted")
-    calendar: str = "crypto"
+    #: the symbols' market calendar: auto = each symbol's first message's ``calendar``, crypto
+    #: when messages carry none; feature values do not depend on it
+    calendar: Literal["auto", "equity", "fx", "crypto"] = "auto"
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.5, gt=0.0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -87,6 +108,13 @@ class ConsumerConfig(StrictConfig):
     # less often. Full collections otherwise pause the poll loop for up to ~150 ms (measured),
     # which is the freshness p99. Process-wide: the consumer owns its process.
     tune_gc: bool = True
+    #: how often the online rows of the symbols in the bar history are checked (module docstring)
+    online_check_s: float = Field(default=30.0, gt=0.0)
+    #: /healthz answers 503 once the poll loop has not run for this long
+    liveness_max_poll_age_s: float = Field(default=120.0, gt=0.0)
+    dlq_topic: str = DLQ_TOPIC
+    #: how long the broker may take to acknowledge a dead letter before the consumer gives up
+    dlq_timeout_ms: int = Field(default=30_000, ge=1_000)
 
     @field_validator("metrics_host")
     @classmethod
@@ -110,14 +138,19 @@ class FeatureSink(Protocol):
     index of bar open times, the feature set's columns plus ``warm``). Writes must be idempotent per
     (symbol, bar). The online leg is written from the poll loop, so freshness does not wait for the
     offline write; both happen before the offsets are committed. ``reconcile`` runs when a symbol's
-    state is restored: rows for bars after ``last_bar`` were written ahead of a crash and will be
-    rewritten."""
+    state is restored from its history: rows the consumer itself wrote for bars after ``last_bar``
+    were written ahead of a crash and will be rewritten (rows of the batch path are kept).
+    ``online_bar_times`` is the open time of each symbol's online row (None: no row)."""
 
     def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None: ...
 
     def offline_writer(self) -> OfflineWriter: ...
 
-    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None: ...
+    def reconcile(self, symbol: str, timeframe: str, last_bar: pd.Timestamp) -> None: ...
+
+    def online_bar_times(
+        self, symbols: list[str], timeframe: str
+    ) -> dict[str, pd.Timestamp | None]: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +173,7 @@ class _FlushJob:
                 frame,
                 symbol=symbol,
                 timeframe=self.history.timeframe,
-                calendar=self.history.calendar,
+                calendar=parts[0][0].calendar,
             )
             items.append((bars, pd.concat([r for _, r in parts])))
         self.writer.write_offline(items)
@@ -226,6 +259,16 @@ class ConsumerMetrics:
             buckets=buckets,
             registry=r,
         )
+        self.online_restored = Counter(
+            "raytrader_stream_online_rows_restored_total",
+            "Online rows found missing or behind the bar history and written again",
+            registry=r,
+        )
+        self.poll_age = Gauge(
+            "raytrader_stream_last_poll_age_seconds",
+            "Seconds since the poll loop last ran",
+            registry=r,
+        )
 
 
 def _reason_kind(reason: str) -> str:
@@ -256,7 +299,8 @@ class FeatureConsumer:
         self.topic = topic_for(self.timeframe.name)
         self.sink = sink
         self.engine = IncrementalFeatureEngine(get_feature_set(config.feature_set), self.timeframe)
-        self.history = BarHistory(config.state_dir, self.timeframe, config.calendar)
+        self.history = BarHistory(config.state_dir, self.timeframe)
+        self._calendars: dict[str, Calendar] = {}
         self.metrics = metrics or ConsumerMetrics()
         self._consumer = Consumer(
             {
@@ -270,8 +314,17 @@ class FeatureConsumer:
             }
         )
         self._dlq = Producer(
-            {"bootstrap.servers": config.bootstrap, "enable.idempotence": True, "acks": "all"}
+            {
+                "bootstrap.servers": config.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "message.timeout.ms": config.dlq_timeout_ms,
+            }
         )
+        self._dlq_failures: list[str] = []
+        self._restored: set[str] = set()
+        self._online_checked = float("-inf")
+        self._last_poll = time.monotonic()
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._running = True
         self._closed = False
@@ -293,20 +346,23 @@ class FeatureConsumer:
         else:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="raytrader-flush")
         self._inflight: tuple[Future[None], list[Any]] | None = None  # (write, offsets to commit)
+        self._http: Any = None
         if config.metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(
-                config.metrics_port, addr=str(config.metrics_host), registry=self.metrics.registry
-            )
+            self._http = serve_metrics_and_health(self)
 
     # -- partition ownership: state is only trusted for partitions we hold -------------------------
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
         self._assigned = True
 
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
-        self.flush()  # commit what we processed before another member takes the partitions
+        if not self._closed:  # close() has flushed already (or failed to, and said so)
+            self.flush()  # commit what we processed before another member takes the partitions
         self.engine = IncrementalFeatureEngine(self.engine.feature_set, self.timeframe)
+        self._restored.clear()
+
+    def last_poll_age(self) -> float:
+        """Seconds since the poll loop last ran (what ``/healthz`` judges liveness by)."""
+        return time.monotonic() - self._last_poll
 
     def stop(self) -> None:
         self._running = False
@@ -319,6 +375,9 @@ class FeatureConsumer:
         try:
             self.flush()
         finally:
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
             self._writer.shutdown(wait=True)
             self._consumer.close()
             left = self._dlq.flush(10)
@@ -332,9 +391,12 @@ class FeatureConsumer:
     def poll(self) -> BatchStats | None:
         """One poll: consume up to ``batch_size`` messages, process them, start or finish a
         background flush when due. Returns the batch's stats, or None when nothing arrived."""
+        self._last_poll = time.monotonic()
         msgs = self._consumer.consume(
             num_messages=self.config.batch_size, timeout=self.config.poll_timeout_s
         )
+        if self._assigned and time.monotonic() - self._online_checked >= self.config.online_check_s:
+            self.check_online()
         if not msgs:
             self.maybe_flush()
             return None
@@ -411,7 +473,7 @@ class FeatureConsumer:
             return
         self._inflight = None
         future.result()  # a failed write propagates: nothing past the last good flush is committed
-        self._dlq.flush(10)
+        self._confirm_dead_letters()
         if offsets:
             self._consumer.commit(offsets=offsets, asynchronous=False)
 
@@ -436,6 +498,23 @@ class FeatureConsumer:
         except Exception:  # lag is best-effort telemetry; never fail the pipeline over it
             log.debug("lag update failed", exc_info=True)
 
+    def _confirm_dead_letters(self) -> None:
+        """Wait until the broker has acknowledged every dead letter produced so far; an undelivered
+        one stops the consumer before it commits the offset of the message it stands for."""
+        left = self._dlq.flush(self.config.dlq_timeout_ms / 1000 + 5)
+        if left and not self._dlq_failures:
+            self._dlq_failures.append(f"{left} still queued")
+        if self._dlq_failures:  # sticky: this consumer never commits past a lost dead letter
+            detail = "; ".join(dict.fromkeys(self._dlq_failures))
+            raise DeadLetterError(
+                f"dead letters to {self.config.dlq_topic} were not delivered ({detail}); "
+                "nothing is committed past them"
+            )
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._dlq_failures.append(str(err))
+
     def _dead_letter(self, msg: Any, reason: str, stats: BatchStats) -> None:
         kind = _reason_kind(reason)
         headers: list[tuple[str, str | bytes | None]] = [
@@ -444,7 +523,13 @@ class FeatureConsumer:
             ("source.partition", str(msg.partition()).encode()),
             ("source.offset", str(msg.offset()).encode()),
         ]
-        self._dlq.produce(DLQ_TOPIC, key=msg.key(), value=msg.value(), headers=headers)
+        self._dlq.produce(
+            self.config.dlq_topic,
+            key=msg.key(),
+            value=msg.value(),
+            headers=headers,
+            on_delivery=self._delivered,
+        )
         self._dlq.poll(0)
         self.metrics.dlq.labels(kind).inc()
         stats.dead_letters += 1
@@ -467,6 +552,7 @@ class FeatureConsumer:
                 bar = decode(msg.value())
                 if bar.timeframe != self.timeframe.name:
                     raise MessageError(f"wrong timeframe: {bar.timeframe} bar on {self.topic}")
+                self._calendar(bar)
                 self._restore(bar.symbol)
                 open_ns = int(pd.Timestamp(bar.open_time).value)
                 values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
@@ -491,7 +577,7 @@ class FeatureConsumer:
                 make_frame(pd.DatetimeIndex(rows.index), *(values[:, j] for j in range(5))),
                 symbol=symbol,
                 timeframe=self.timeframe,
-                calendar=self.config.calendar,
+                calendar=self._calendars[symbol],
             )
             written.append((new_bars, rows, items))
         if written:
@@ -512,13 +598,55 @@ class FeatureConsumer:
         self._uncommitted = self._uncommitted or stats.consumed > 0
         return stats
 
+    def _calendar(self, bar: BarMessage) -> None:
+        """A symbol's calendar: the configured one, else its first message's, else crypto."""
+        if bar.symbol not in self._calendars:
+            given = self.config.calendar
+            self._calendars[bar.symbol] = (
+                Calendar(given) if given != "auto" else bar.calendar or Calendar.CRYPTO
+            )
+
     def _restore(self, symbol: str) -> None:
+        """A symbol's state from its persisted history, once per assignment; without history
+        there is nothing to restore and nothing to reconcile."""
+        if symbol in self._restored:
+            return
+        self._restored.add(symbol)
         if self.engine.has(symbol):
             return
-        bars = self.history.load(symbol)
+        bars = self.history.load(symbol, self._calendars.get(symbol, Calendar.CRYPTO))
         if bars is not None:
             self.engine.restore(symbol, bars)
-        self.sink.reconcile(symbol, bars.index[-1] if bars is not None else None)
+            self.sink.reconcile(symbol, self.timeframe.name, bars.index[-1])
+
+    def check_online(self) -> int:
+        """Write again the online row of every symbol this consumer holds (in memory or in its bar
+        history) whose row is missing or older than its newest bar; returns how many it wrote."""
+        self._online_checked = time.monotonic()
+        symbols = sorted(set(self.history.symbols()) | set(self.engine.symbols()))
+        if not symbols:
+            return 0
+        online = self.sink.online_bar_times(symbols, self.timeframe.name)
+        items = []
+        for symbol in symbols:
+            cal = self._calendars.get(symbol, Calendar.CRYPTO)
+            bars = (
+                self.engine.bars(symbol, cal)
+                if self.engine.has(symbol)
+                else self.history.load(symbol, cal)
+            )
+            if bars is None or len(bars) == 0:
+                continue
+            seen = online.get(symbol)
+            if seen is not None and seen >= bars.index[-1]:
+                continue
+            rows = compute_features(bars, self.engine.feature_set)
+            items.append((bars, rows))
+        if items:
+            self.sink.write_online(items)
+            self.metrics.online_restored.inc(len(items))
+            log.info("restored %d online row(s): %s", len(items), [b.symbol for b, _ in items])
+        return len(items)
 
     def _classify(
         self,
@@ -548,4 +676,50 @@ class FeatureConsumer:
         return self.engine.classify(bar.symbol, open_ns, values)
 
 
-__all__ = ["BatchStats", "ConsumerConfig", "FeatureConsumer", "FeatureSink", "OfflineWriter"]
+def serve_metrics_and_health(consumer: FeatureConsumer) -> Any:
+    """Prometheus ``/metrics`` and ``/healthz`` on the consumer's metrics address, in a daemon
+    thread; ``/healthz`` is 200 while the poll loop is alive, 503 once it has stalled."""
+    import json
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    metrics_app = make_wsgi_app(consumer.metrics.registry)
+    limit = consumer.config.liveness_max_poll_age_s
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        age = consumer.last_poll_age()
+        consumer.metrics.poll_age.set(age)
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = age <= limit
+            body = json.dumps({"ok": ok, "last_poll_age_s": round(age, 3), "limit_s": limit})
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [body.encode()]
+        return metrics_app(environ, start_response)
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    cfg = consumer.config
+    server = make_server(
+        str(cfg.metrics_host), int(cfg.metrics_port or 0), app, _Server, handler_class=_Quiet
+    )
+    threading.Thread(target=server.serve_forever, name="raytrader-metrics", daemon=True).start()
+    return server
+
+
+__all__ = [
+    "BatchStats",
+    "ConsumerConfig",
+    "DeadLetterError",
+    "FeatureConsumer",
+    "FeatureSink",
+    "OfflineWriter",
+]

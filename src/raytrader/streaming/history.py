@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import uuid
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pandas as pd
 
+from raytrader.contract import OHLCV
 from raytrader.data.atomic import fsync_dir, write_parquet_atomic
-from raytrader.data.bars import OHLCV, Bars
+from raytrader.data.bars import Bars
 from raytrader.data.timeframe import Calendar, Timeframe
 
 
@@ -32,6 +33,16 @@ class BarHistory:
         self.timeframe = Timeframe.parse(timeframe)
         self.calendar = Calendar(calendar)
         self.max_parts = max_parts
+
+    def symbols(self) -> list[str]:
+        """The symbols with a persisted history at this timeframe."""
+        suffix = f".{self.timeframe.name}"
+        names = set()
+        for f in self.root.glob(f"*{suffix}*.parquet") if self.root.is_dir() else ():
+            stem = f.name.split(".part-")[0].removesuffix(".parquet")
+            if stem.endswith(suffix):
+                names.add(unquote(stem.removesuffix(suffix)))
+        return sorted(names)
 
     def path(self, symbol: str) -> Path:
         return self.root / f"{quote(symbol, safe='')}.{self.timeframe.name}.parquet"
@@ -49,7 +60,7 @@ class BarHistory:
         frame = frame[~frame.index.duplicated(keep="first")].sort_index()
         return frame[list(OHLCV)]
 
-    def load(self, symbol: str) -> Bars | None:
+    def load(self, symbol: str, calendar: Calendar | str | None = None) -> Bars | None:
         frame = self._read(symbol)
         if frame is None:
             return None
@@ -57,7 +68,7 @@ class BarHistory:
             frame,
             symbol=symbol,
             timeframe=self.timeframe,
-            calendar=self.calendar,
+            calendar=self.calendar if calendar is None else calendar,
             source=str(self.path(symbol)),
         )
 

@@ -4,7 +4,11 @@ One message is one closed bar::
 
     {"schema_version": 1, "symbol": "GOOG", "timeframe": "1d",
      "open_time": "2013-03-01T00:00:00+00:00", "open": 799.46, "high": 806.78, "low": 796.27,
-     "close": 806.19, "volume": 2016900.0, "source": "bundled:goog"}
+     "close": 806.19, "volume": 2016900.0, "source": "bundled:goog", "calendar": "equity"}
+
+``calendar`` (optional: ``equity``, ``fx`` or ``crypto``) is the symbol's market calendar when the
+producer knows it (raytrader's replay and live producers always do); feature values do not depend
+on it, but the bars a consumer keeps are annualized with it.
 
 Topic ``bars.<timeframe>``, key = symbol (so one symbol's bars stay in order on one partition).
 ``open_time`` must carry a UTC offset (``Z`` or ``+00:00``); prices must be finite and positive,
@@ -23,7 +27,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 
 from raytrader.config import StrictConfig, describe_validation_error
-from raytrader.data.timeframe import Timeframe
+from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import RaytraderError
 
 SCHEMA_VERSION = 1
@@ -55,6 +59,7 @@ class BarMessage(StrictConfig):
     close: float
     volume: float
     source: str = Field(default="unknown", max_length=200)
+    calendar: Calendar | None = None
 
     @field_validator("timeframe")
     @classmethod

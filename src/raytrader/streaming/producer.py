@@ -58,6 +58,7 @@ def bar_messages(bars: Bars, source: str) -> Iterator[BarMessage]:
             close=float(c),
             volume=float(v),
             source=source,
+            calendar=bars.calendar,
         )
 
 

@@ -27,7 +27,8 @@ class ParquetOfflineWriter:
 
 class FeastSink:
     """Writes feature rows to the Feast online store (each symbol's newest row) and the offline
-    Parquet source (every row, as append-only parts compacted per symbol on restore).
+    Parquet source (every row, as append-only parts compacted per symbol and timeframe on
+    restore).
 
     Both legs are idempotent per (symbol, event time).
     """
@@ -50,11 +51,22 @@ class FeastSink:
     def write_offline(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
         self.offline.write_offline(items)
 
-    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
+    def reconcile(self, symbol: str, timeframe: str, last_bar: pd.Timestamp) -> None:
+        """Fold the consumer's parts into the symbol's file, dropping the part rows of bars after
+        ``last_bar`` (written ahead of a crash; the replay rewrites them). Rows the batch path
+        wrote are never dropped."""
         from raytrader.features.feast_repo import compact_offline
 
-        cutoff = last_bar if last_bar is not None else pd.Timestamp.min.tz_localize("UTC")
-        compact_offline(symbol, self.offline.data, drop_after=cutoff)
+        compact_offline(symbol, timeframe, self.offline.data, drop_parts_after=last_bar)
+
+    def online_bar_times(
+        self, symbols: list[str], timeframe: str
+    ) -> dict[str, pd.Timestamp | None]:
+        from raytrader.features.feast_repo import BAR_OPEN_TIME, online_rows
+
+        rows = online_rows(self.fs, symbols, timeframe)
+        opens = rows[BAR_OPEN_TIME]
+        return {str(s): (None if pd.isna(t) else t) for s, t in opens.items()}
 
 
 class NullSink:
@@ -69,8 +81,13 @@ class NullSink:
     def offline_writer(self) -> NullSink:
         return self
 
-    def reconcile(self, symbol: str, last_bar: pd.Timestamp | None) -> None:
+    def reconcile(self, symbol: str, timeframe: str, last_bar: pd.Timestamp) -> None:
         return None
+
+    def online_bar_times(
+        self, symbols: list[str], timeframe: str
+    ) -> dict[str, pd.Timestamp | None]:
+        return {}
 
 
 def default_sink(redis: str, data: str | None = None) -> FeastSink:

@@ -50,8 +50,8 @@ def training_features(bars: Bars, source: FeatureSource = "auto") -> pd.DataFram
         return feature_matrix(bars, source="feast", fs=fr.store("redis"))
     except ConfigError as exc:
         raise ConfigError(
-            f"{exc} (the stream consumer or `raytrader demo --data ...` writes them; or set "
-            "feature_source: batch)"
+            f"{exc} (the stream consumer or `raytrader features backfill --data ...` writes them; "
+            "or set feature_source: batch)"
         ) from exc
 
 
@@ -77,15 +77,18 @@ def feature_matrix(
             f"offline store {fr.offline_dir(fr.store_data_dir(fs))} is empty"
         )
     closes = bars.index.tz_convert("UTC").as_unit("ns") + bars.timeframe.delta
-    entity = pd.DataFrame({fr.ENTITY: bars.symbol, fr.EVENT_TIMESTAMP: closes})
+    entity = pd.DataFrame(
+        {fr.ENTITY: bars.symbol, fr.TIMEFRAME: bars.timeframe.name, fr.EVENT_TIMESTAMP: closes}
+    )
     joined = fr.training_frame(fs, entity)
     opens = pd.DatetimeIndex(joined[fr.BAR_OPEN_TIME])
     missing = opens.isna() | (opens != bars.index)
     if missing.any():
         first = bars.index[int(np.argmax(missing))]
         raise ConfigError(
-            f"Feast has no feature row for {bars.symbol} bar {first.isoformat()} "
-            f"({int(missing.sum())} of {len(bars)} bars missing): write the offline rows first"
+            f"Feast has no {bars.timeframe} feature row for {bars.symbol} bar "
+            f"{first.isoformat()} ({int(missing.sum())} of {len(bars)} bars missing): write the "
+            "offline rows first (`raytrader features backfill --data ...`)"
         )
     names = list(fr.FEATURE_NAMES)
     out = pd.DataFrame(joined[names].to_numpy(dtype=np.float64), index=bars.index, columns=names)
