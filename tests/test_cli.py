@@ -55,6 +55,55 @@ def test_backtest_json_has_the_documented_fields(capsys: pytest.CaptureFixture[s
     assert payload["final_equity"] == pytest.approx(10_000 * (1 + payload["total_return"]))
 
 
+def test_every_json_and_table_names_its_calendar_and_bars_per_year(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from raytrader.data import load_bars
+    from raytrader.data.files import write_bars_csv
+
+    csv = str(write_bars_csv(load_bars("goog"), tmp_path / "goog.csv"))
+    outputs = {}
+    for data in ("goog", csv):
+        code, out, _ = run_cli(capsys, "backtest", "--data", data, "--json")
+        assert code == 0
+        outputs[data] = json.loads(out)
+        assert outputs[data]["calendar"] == "equity"
+        assert outputs[data]["periods_per_year"] == 252
+    assert outputs["goog"]["sharpe"] == outputs[csv]["sharpe"]
+    assert outputs["goog"]["annual_return"] == outputs[csv]["annual_return"]
+    code, out, _ = run_cli(capsys, "backtest", "--data", csv, "--calendar", "crypto", "--json")
+    assert json.loads(out)["periods_per_year"] == 365
+    code, out, _ = run_cli(capsys, "backtest", "--data", "goog")
+    assert "annualized as equity: 252 bars a year" in out
+    code, out, _ = run_cli(capsys, "sweep", "--data", "goog", "--grid", "fast=5:7", "--json")
+    assert json.loads(out)["calendar"] == "equity"
+    for args in (("features",), ("data", "show", "goog")):
+        code, out, _ = run_cli(capsys, *args, "--calendar", "fx", "--json")
+        assert code == 0
+        assert json.loads(out)["periods_per_year"] == 260
+
+
+def test_start_and_end_restrict_the_bars_of_every_data_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    window = ("--start", "2010-01-01", "--end", "2011-01-01")
+    code, out, _ = run_cli(capsys, "backtest", "--data", "goog", *window, "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["start"] == "2010-01-04T00:00:00+00:00"
+    assert payload["end"] == "2010-12-31T00:00:00+00:00"
+    assert payload["bars"] == 252
+    code, out, _ = run_cli(capsys, "data", "show", "goog", *window, "--json")
+    assert json.loads(out)["bars"] == 252
+    code, out, err = run_cli(capsys, "backtest", "--data", "goog", "--start", "2030-01-01")
+    assert code == 2
+    assert "no bars in [2030-01-01" in err
+    assert "Traceback" not in err
+    code, _, err = run_cli(capsys, "backtest", "--data", "goog", "--calendar", "nyse")
+    assert code == 2
+    assert err.strip() == "error: unknown calendar 'nyse'; use one of auto, equity, fx, crypto"
+
+
 def test_backtest_writes_equity_csv_and_report(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -246,7 +295,7 @@ def test_demo_writes_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--stack", "off", "--no-serve")
     assert code == 0
     assert "embedded mode" in out
-    assert "Feast online (sqlite): GOOG bar 2013-03-01" in out
+    assert "Feast online (sqlite): GOOG 1d bar 2013-03-01" in out
     assert (tmp_path / "mlflow.db").is_file()  # the embedded MLflow store
     assert list((tmp_path / "mlartifacts").rglob("run.json"))
     assert "ensemble" in out
@@ -284,7 +333,7 @@ def test_demo_uses_the_stack_when_it_is_up(stack, tmp_path: Path) -> None:  # no
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "using the local stack" in proc.stdout
-    assert "Feast online (redis): GOOG bar 2013-03-01" in proc.stdout
+    assert "Feast online (redis): GOOG 1d bar 2013-03-01" in proc.stdout
     # it ends with the decision service running, one decision, and the URLs
     assert "raytrader-ensemble v" in proc.stdout
     assert f"decision service: {cfg.serve_url}" in proc.stdout
@@ -299,3 +348,26 @@ def test_demo_uses_the_stack_when_it_is_up(stack, tmp_path: Path) -> None:  # no
     assert run.data.params["symbol"] == "GOOG"
     assert "ensemble.sharpe" in run.data.metrics
     assert "run.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+
+
+def test_the_margin_account_is_on_by_default_and_can_be_switched_off(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def run(*extra: str) -> dict[str, float]:
+        code, out, err = run_cli(
+            capsys, "backtest", "--data", "goog", "--strategy", "rsi", *extra, "--json"
+        )
+        assert code == 0, err
+        return dict(json.loads(out))
+
+    margin = run()
+    frictionless = run("--margin", "off")
+    no_carry = run("--borrow-rate", "0", "--financing-rate", "0")
+    assert margin["final_equity"] > 0  # a short margin-called before it is bust
+    assert frictionless["total_return"] == -1.0  # the old account went below zero: bust
+    assert no_carry["final_equity"] > margin["final_equity"]  # borrowing the shares costs
+    code, _, err = run_cli(
+        capsys, "backtest", "--data", "goog", "--margin", "off", "--borrow-rate", "0.1"
+    )
+    assert code == 2
+    assert "--margin off takes no margin rates" in err

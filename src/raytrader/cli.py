@@ -8,12 +8,13 @@ commands, so commands that don't need Ray never start it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from raytrader.console import annualization, console, fmt, print_metrics, print_run
 
 if TYPE_CHECKING:
     from raytrader.data.bars import Bars
@@ -45,19 +46,40 @@ SymbolOpt = Annotated[
 TimeframeOpt = Annotated[
     str | None, typer.Option(help="timeframe of a file source, e.g. 1m, 1h, 1d")
 ]
+CalendarOpt = Annotated[
+    str,
+    typer.Option(
+        help="market calendar that annualizes metrics: auto (a data set's own, inferred for a "
+        "file: weekends → crypto, Sunday opens → fx, weekdays → equity) | equity | fx | crypto"
+    ),
+]
+StartOpt = Annotated[
+    str | None, typer.Option(help="first bar to use, ISO-8601 (inclusive; naive = UTC)")
+]
+EndOpt = Annotated[
+    str | None, typer.Option(help="use bars before this time, ISO-8601 (exclusive; naive = UTC)")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console()
-
-
-def _load(data: str, symbol: str | None = None, timeframe: str | None = None) -> Bars:
+def _load(
+    data: str,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    calendar: str = "auto",
+    start: str | None = None,
+    end: str | None = None,
+) -> Bars:
     from raytrader.data.sources import load_bars
 
-    return load_bars(data, symbol=symbol, timeframe=timeframe)
+    return load_bars(
+        data, symbol=symbol, timeframe=timeframe, calendar=calendar, start=start, end=end
+    )
+
+
+def _annualization(bars: Bars) -> dict[str, Any]:
+    """The calendar and bars per year that annualize ``bars``' metrics (in every JSON output)."""
+    return {"calendar": bars.calendar.value, "periods_per_year": bars.periods_per_year}
 
 
 def _version(value: bool) -> None:
@@ -135,7 +157,7 @@ def data_list(json_out: JsonOpt = False) -> None:
                 )
             )
         )
-    _console().print(t)
+    console().print(t)
 
 
 @data_app.command("show")
@@ -144,14 +166,17 @@ def data_show(
     rows: Annotated[int, typer.Option(help="rows to show from each end")] = 5,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show a dataset's summary and first/last bars."""
-    bars = _load(name, symbol, timeframe)
+    bars = _load(name, symbol, timeframe, calendar, start, end)
     info = {
         "symbol": bars.symbol,
         "timeframe": bars.timeframe.name,
-        "calendar": bars.calendar.value,
+        **_annualization(bars),
         "bars": len(bars),
         "start": bars.index[0].isoformat(),
         "end": bars.index[-1].isoformat(),
@@ -161,7 +186,7 @@ def data_show(
         info["head"] = json.loads(bars.frame.head(rows).to_json(orient="index", date_format="iso"))
         typer.echo(json.dumps(info))
         return
-    con = _console()
+    con = console()
     con.print(info)
     con.print(bars.frame.head(rows).to_string())
     con.print("...")
@@ -176,14 +201,17 @@ def data_resample(
     include_partial: Annotated[bool, typer.Option(help="keep an incomplete last bucket")] = False,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
 ) -> None:
     """Resample bars to a coarser timeframe (buckets labelled by open time, left-closed)."""
     from raytrader.data.resample import resample
 
-    bars = _load(data, symbol, timeframe)
+    bars = _load(data, symbol, timeframe, calendar, start, end)
     res = resample(bars, to, include_partial=include_partial)
     if out is None:
-        _console().print(res.frame.tail(10).to_string())
+        console().print(res.frame.tail(10).to_string())
         typer.echo(f"{len(bars)} {bars.timeframe} bars -> {len(res)} {res.timeframe} bars")
         return
     from raytrader.errors import ConfigError
@@ -203,21 +231,34 @@ def data_resample(
 
 
 # ------------------------------------------------------------------------------------------ features
-@app.command("features")
+features_app = typer.Typer(
+    help="Feature sets: compute and show them (no subcommand), or backfill Feast.",
+    invoke_without_command=True,
+)
+app.add_typer(features_app, name="features")
+
+
+@features_app.callback()
 def features_cmd(
+    ctx: typer.Context,
     data: DataOpt = "goog",
     feature_set: Annotated[str, typer.Option("--set", help="feature set name")] = "bar_features_v1",
     rows: Annotated[int, typer.Option(help="last rows to show")] = 1,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Compute a feature set over a dataset and show the latest rows."""
+    if ctx.invoked_subcommand is not None:
+        return
     from raytrader.features import get_feature_set
     from raytrader.features.engine import compute_features
 
     fs = get_feature_set(feature_set)
-    bars = _load(data, symbol, timeframe)
+    bars = _load(data, symbol, timeframe, calendar, start, end)
     feats = compute_features(bars, fs)
     tail = feats.tail(rows)
     if json_out:
@@ -225,6 +266,7 @@ def features_cmd(
             "feature_set": fs.name,
             "symbol": bars.symbol,
             "timeframe": bars.timeframe.name,
+            **_annualization(bars),
             "features": len(fs.features),
             "warmup": fs.warmup,
             "bars": len(bars),
@@ -250,7 +292,75 @@ def features_cmd(
         t.add_column(ts.isoformat(), justify="right")
     for name in fs.names:
         t.add_row(name, str(fs.warmups[name]), *(f"{v:.6g}" for v in tail[name].to_numpy()))
-    _console().print(t)
+    console().print(t)
+
+
+@features_app.command("backfill")
+def features_backfill_cmd(
+    data: DataOpt = "goog",
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    profile: Annotated[
+        str, typer.Option(help="Feast online store: redis (the stack's or --redis) | sqlite")
+    ] = "redis",
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis for the online store (default: $RAYTRADER_REDIS_CONNECTION or "
+            "the local stack's)"
+        ),
+    ] = None,
+    feast_data: Annotated[
+        Path | None,
+        typer.Option(help="Feast data dir (default: $RAYTRADER_FEAST_DATA or the local stack's)"),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write bar_features_v1 rows of the bars to Feast: every bar offline (keyed by symbol,
+    timeframe and bar close), the newest online; then read the online row back."""
+    import os
+
+    from raytrader.errors import ConfigError
+    from raytrader.features import feast_repo as fr
+    from raytrader.features.backfill import backfill
+
+    if profile not in ("redis", "sqlite"):
+        raise ConfigError(f"--profile must be redis or sqlite, got {profile!r}")
+    bars = _load(data, symbol, timeframe, calendar, start, end)
+    data_dir = feast_data or (
+        Path(os.environ[fr.DATA_ENV]) if os.environ.get(fr.DATA_ENV) else None
+    )
+    conn = redis or os.environ.get(fr.REDIS_ENV)
+    if data_dir is None or (profile == "redis" and conn is None):
+        from raytrader.stack.config import StackConfig
+
+        stack = StackConfig.from_env()
+        data_dir = data_dir or stack.feast_data
+        conn = conn or stack.redis_connection
+    fs = fr.store(profile, data=data_dir, redis=conn)
+    try:
+        result = backfill(fs, bars)
+    except Exception as exc:  # Redis down, a bad data dir: one line, not a traceback
+        from raytrader.errors import RaytraderError
+
+        if isinstance(exc, RaytraderError):
+            raise
+        raise ConfigError(
+            f"cannot write to Feast ({profile} online store, data dir {data_dir}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    summary = {**result.summary(), "store": profile, "data_dir": str(data_dir)}
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(
+        f"backfilled {result.rows} {result.timeframe} rows of {result.symbol} "
+        f"({result.warm_rows} warm; {summary['first_bar']} … {summary['last_bar']}) into "
+        f"{data_dir}; online row: bar {summary['online_bar']}, warm {summary['online_warm']}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ backtest
@@ -266,6 +376,38 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _margin(
+    margin: str,
+    initial: float | None,
+    maintenance: str | None,
+    borrow: float | None,
+    financing: float | None,
+) -> dict[str, Any] | None:
+    """The ``margin`` field of a SimConfig from the margin flags (None: the frictionless account);
+    flags left out keep MarginConfig's defaults."""
+    from raytrader.errors import ConfigError
+
+    if margin not in ("on", "off"):
+        raise ConfigError(f"--margin must be on or off, got {margin!r}")
+    given = (initial, maintenance, borrow, financing)
+    if margin == "off":
+        if any(v is not None for v in given):
+            raise ConfigError("--margin off takes no margin rates or levels")
+        return None
+    out: dict[str, Any] = {}
+    if initial is not None:
+        out["initial_margin"] = initial
+    if maintenance is not None:
+        long_, _, short = maintenance.partition(",")
+        out["maintenance_margin_long"] = long_.strip()
+        out["maintenance_margin_short"] = (short or long_).strip()
+    if borrow is not None:
+        out["borrow_rate"] = borrow
+    if financing is not None:
+        out["financing_rate"] = financing
+    return out
+
+
 def _sim_config(
     commission: float,
     slippage_bps: float,
@@ -276,6 +418,8 @@ def _sim_config(
     stop_loss: float | None,
     take_profit: float | None,
     long_only: bool,
+    margin: dict[str, Any] | None = None,
+    where: str = "backtest",
 ) -> SimConfig:
     from raytrader.sim.config import SimConfig
 
@@ -298,8 +442,9 @@ def _sim_config(
             "stop_loss": stop_loss,
             "take_profit": take_profit,
             "allow_short": not long_only,
+            "margin": margin,
         },
-        where="backtest",
+        where=where,
     )
 
 
@@ -319,6 +464,24 @@ SizingOpt = Annotated[
 StopOpt = Annotated[float | None, typer.Option(help="stop-loss as a fraction of the entry price")]
 TakeOpt = Annotated[float | None, typer.Option(help="take-profit as a fraction of the entry price")]
 LongOnlyOpt = Annotated[bool, typer.Option("--long-only", help="clip short targets to flat")]
+MarginOpt = Annotated[
+    str,
+    typer.Option(
+        help="on: a retail margin account (initial/maintenance margin, liquidation, borrow and "
+        "financing costs); off: frictionless (unlimited leverage, no carry costs)"
+    ),
+]
+InitialMarginOpt = Annotated[
+    float | None, typer.Option(help="equity needed per unit of notional (default 0.5: about 2x)")
+]
+MaintenanceOpt = Annotated[
+    str | None,
+    typer.Option(help="LONG[,SHORT] maintenance margin: liquidation below it (0.25,0.30)"),
+]
+BorrowOpt = Annotated[float | None, typer.Option(help="annual borrow fee on shorts (0.003)")]
+FinancingOpt = Annotated[
+    float | None, typer.Option(help="annual interest on borrowed cash of leveraged longs (0.05)")
+]
 StrategyOpt = Annotated[str, typer.Option(help="registered strategy name")]
 
 
@@ -339,8 +502,16 @@ def backtest_cmd(
     stop_loss: StopOpt = None,
     take_profit: TakeOpt = None,
     long_only: LongOnlyOpt = False,
+    margin: MarginOpt = "on",
+    initial_margin: InitialMarginOpt = None,
+    maintenance_margin: MaintenanceOpt = None,
+    borrow_rate: BorrowOpt = None,
+    financing_rate: FinancingOpt = None,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
     json_out: JsonOpt = False,
     equity_csv: Annotated[Path | None, typer.Option(help="write the equity curve CSV here")] = None,
     report: Annotated[
@@ -352,10 +523,19 @@ def backtest_cmd(
     from raytrader.strategies.base import make_strategy
 
     sim = _sim_config(
-        commission, slippage_bps, cash, units, fill, sizing, stop_loss, take_profit, long_only
+        commission,
+        slippage_bps,
+        cash,
+        units,
+        fill,
+        sizing,
+        stop_loss,
+        take_profit,
+        long_only,
+        _margin(margin, initial_margin, maintenance_margin, borrow_rate, financing_rate),
     )
     strat = make_strategy(strategy, _parse_params(param or []))
-    bars = _load(data, symbol, timeframe)
+    bars = _load(data, symbol, timeframe, calendar, start, end)
     result = run_backtest(bars, strat, sim)
     if equity_csv is not None:
         frame = result.equity.to_frame().assign(units=result.positions, target=result.targets)
@@ -371,26 +551,7 @@ def backtest_cmd(
     if json_out:
         typer.echo(json.dumps(summary))
         return
-    _print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return "-" if v is None else str(v)
-
-
-def _print_metrics(title: str, summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    t = Table(title=title, show_header=False)
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    for k, v in summary.items():
-        t.add_row(k, _fmt(v) if not isinstance(v, dict) else json.dumps(v))
-    _console().print(t)
+    print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
 
 
 # ---------------------------------------------------------------------------------- parallel runner
@@ -406,8 +567,16 @@ def run_strategies_cmd(
     commission: CommissionOpt = 0.001,
     slippage_bps: SlippageOpt = 2.0,
     cash: CashOpt = 10_000.0,
+    margin: MarginOpt = "on",
+    initial_margin: InitialMarginOpt = None,
+    maintenance_margin: MaintenanceOpt = None,
+    borrow_rate: BorrowOpt = None,
+    financing_rate: FinancingOpt = None,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run several strategies in parallel as Ray tasks and combine them into an ensemble."""
@@ -419,46 +588,25 @@ def run_strategies_cmd(
             "max_concurrency": max_concurrency,
             "timeout_s": timeout,
             "ensemble": None if ensemble == "none" else ensemble,
-            "sim": {"commission": commission, "slippage_bps": slippage_bps, "initial_cash": cash},
+            "sim": {
+                "commission": commission,
+                "slippage_bps": slippage_bps,
+                "initial_cash": cash,
+                "margin": _margin(
+                    margin, initial_margin, maintenance_margin, borrow_rate, financing_rate
+                ),
+            },
         },
         where="run-strategies",
     )
-    bars = _load(data, symbol, timeframe)
+    bars = _load(data, symbol, timeframe, calendar, start, end)
     result = StrategyRunner(cfg).run_sync(names, bars)
     if json_out:
         typer.echo(json.dumps(result.summary()))
     else:
-        _print_run(result)
+        print_run(result)
     if not result.success:
         raise typer.Exit(1)
-
-
-def _print_run(result: Any) -> None:
-    from rich.table import Table
-
-    t = Table(title=f"strategies on {result.symbol} (run {result.run_id})")
-    for c in ("strategy", "ok", "total return", "sharpe", "max dd", "trades", "time s", "error"):
-        t.add_column(c, justify="right" if c not in ("strategy", "error") else "left")
-    entries = list(result.entries) + ([result.ensemble] if result.ensemble else [])
-    for e in entries:
-        m = e.metrics
-        t.add_row(
-            e.label,
-            "yes" if e.success else "no",
-            _fmt(m.get("total_return")),
-            _fmt(m.get("sharpe")),
-            _fmt(m.get("max_drawdown")),
-            _fmt(int(m["num_trades"])) if "num_trades" in m else "-",
-            f"{e.execution_time:.3f}",
-            (e.error or "").splitlines()[0] if e.error else "",
-        )
-    con = _console()
-    con.print(t)
-    s = result.stats
-    con.print(
-        f"wall {s.wall_time:.2f} s, task time {s.task_time:.2f} s, workers {s.workers}, "
-        f"parallel efficiency {s.parallel_efficiency:.0%}, {s.successes} ok / {s.failures} failed"
-    )
 
 
 # --------------------------------------------------------------------------------------------- sweep
@@ -481,8 +629,16 @@ def sweep_cmd(
     commission: CommissionOpt = 0.001,
     slippage_bps: SlippageOpt = 2.0,
     cash: CashOpt = 10_000.0,
+    margin: MarginOpt = "on",
+    initial_margin: InitialMarginOpt = None,
+    maintenance_margin: MaintenanceOpt = None,
+    borrow_rate: BorrowOpt = None,
+    financing_rate: FinancingOpt = None,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Backtest a parameter grid in one vectorized kernel call and show the best rows."""
@@ -493,9 +649,19 @@ def sweep_cmd(
         raise ConfigError("sweep needs at least one --grid name=start:stop")
     specs = _parse_params(grid)
     sim = _sim_config(
-        commission, slippage_bps, cash, "fractional", "next_open", "all_in", None, None, False
+        commission,
+        slippage_bps,
+        cash,
+        "fractional",
+        "next_open",
+        "all_in",
+        None,
+        None,
+        False,
+        _margin(margin, initial_margin, maintenance_margin, borrow_rate, financing_rate),
+        where="sweep",
     )
-    bars = _load(data, symbol, timeframe)
+    bars = _load(data, symbol, timeframe, calendar, start, end)
     fixed = _parse_params(param or [])
     if on_ray:
         from raytrader.strategies.runner import RunnerConfig, StrategyRunner
@@ -510,6 +676,7 @@ def sweep_cmd(
             json.dumps(
                 {
                     "strategy": strategy,
+                    **_annualization(bars),
                     "combinations": len(table),
                     "skipped": table.attrs.get("skipped", 0),
                     "sort": sort,
@@ -522,29 +689,18 @@ def sweep_cmd(
 
     t = Table(
         title=f"{strategy} sweep on {bars.symbol}: {len(table)} combinations "
-        f"(skipped {table.attrs.get('skipped', 0)} invalid), by {sort}"
+        f"(skipped {table.attrs.get('skipped', 0)} invalid), by {sort}",
+        caption=annualization(bars.calendar.value, bars.periods_per_year),
     )
     cols = [*specs, "total_return", "sharpe", "max_drawdown", "num_trades"]
     for c in cols:
         t.add_column(c, justify="right")
     for _, row in head.iterrows():
-        t.add_row(*(_fmt(row[c].item() if hasattr(row[c], "item") else row[c]) for c in cols))
-    _console().print(t)
+        t.add_row(*(fmt(row[c].item() if hasattr(row[c], "item") else row[c]) for c in cols))
+    console().print(t)
 
 
 # ---------------------------------------------------------------------------------------------- demo
-def _running_stack() -> Any | None:
-    """The local stack's config when every service answers, else None (quick: pid files first)."""
-    from raytrader.errors import RaytraderError
-    from raytrader.stack.manager import running_config
-
-    try:
-        cfg, healthy = running_config()
-    except RaytraderError:
-        return None
-    return cfg if healthy and all(healthy.values()) else None
-
-
 @app.command("demo")
 def demo_cmd(
     data: DataOpt = "goog",
@@ -556,152 +712,34 @@ def demo_cmd(
     serve: Annotated[
         bool, typer.Option(help="register the default ensemble and leave the service running")
     ] = True,
+    calendar: CalendarOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
 ) -> None:
     """The main job: bundled data, features to Feast, strategies in parallel on Ray, an ensemble,
     a Rich table, a report folder and an MLflow run; then the default ensemble registered, the
     decision service deployed on Ray Serve and one decision asked of it.
 
     With the local stack up (`raytrader stack up`) it uses the stack's Ray head, MLflow server and
-    Feast (Redis online store); otherwise local Ray, an SQLite MLflow store and an SQLite Feast
-    online store under --out."""
-    from datetime import UTC, datetime
+    Feast (Redis online store); otherwise the stack's Ray head alone (local Ray with --no-serve),
+    an SQLite MLflow store and an SQLite Feast online store under --out. Library logs go to
+    <report>/demo.log (`raytrader --debug demo` prints them)."""
+    from raytrader.demo import DemoConfig, run_demo
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from raytrader.errors import ConfigError
-
-    if stack not in ("auto", "off"):
-        raise ConfigError(f"--stack must be auto or off, got {stack!r}")
-    con = _console()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = out / f"demo-{stamp}"
-    stack_cfg = _running_stack() if stack == "auto" else None
-    if stack_cfg is not None:
-        os.environ.update(stack_cfg.client_env())  # Ray address + token, MLflow URI, Feast
-        con.print(f"using the local stack (state {stack_cfg.state_dir})")
-    else:
-        con.print("embedded mode: local Ray, SQLite MLflow and SQLite Feast under " + str(out))
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con
-    ) as prog:
-        step = prog.add_task("loading data", total=None)
-        bars = _load(data)
-        prog.update(step, description="computing bar_features_v1")
-        from raytrader.features import BAR_FEATURES_V1
-        from raytrader.features.engine import compute_features
-
-        feats = compute_features(bars, BAR_FEATURES_V1)
-        prog.update(step, description="writing the features to Feast (offline + online)")
-        online = _demo_feast(bars, feats, stack_cfg, out)
-        prog.update(step, description="running strategies in parallel on Ray")
-        from raytrader.strategies.runner import RunnerConfig, StrategyRunner
-
-        cfg = RunnerConfig(max_concurrency=max_concurrency, history_path=str(out / "history.jsonl"))
-        names = [
-            "rsi",
-            "macd",
-            "bollinger",
-            "momentum",
-            "mean_reversion",
-            "ma_cross",
-            "buy_and_hold",
-        ]
-        result = StrategyRunner(cfg).run_sync(names, bars)
-        prog.update(step, description="writing the report")
-        import pandas as pd
-
-        from raytrader.backtest.engine import run_backtest
-        from raytrader.backtest.report import write_report
-
-        if result.ensemble is not None and result.ensemble.targets is not None:
-            ens = run_backtest(
-                bars, pd.Series(result.ensemble.targets, index=bars.index), cfg.sim, name="ensemble"
-            )
-            write_report(ens, run_dir / "ensemble")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(result.summary(), indent=2))
-        prog.update(step, description="recording the run in MLflow")
-        uri, mlflow_run = _demo_mlflow(result, bars, data, run_dir, out)
-        prog.update(step, description="done")
-    con.print(
-        f"{bars.symbol} {bars.timeframe}: {len(bars)} bars, {len(BAR_FEATURES_V1.features)} features "
-        f"({int(feats['warm'].sum())} warm rows)"
+    cfg = DemoConfig.parse(
+        {
+            "data": data,
+            "out": str(out),
+            "max_concurrency": max_concurrency,
+            "stack": stack,
+            "serve": serve,
+            "calendar": calendar,
+            "start": start,
+            "end": end,
+        },
+        where="demo",
     )
-    con.print(online)
-    _print_run(result)
-    con.print(f"report: {run_dir}")
-    con.print(f"MLflow: run {mlflow_run} at {uri}")
-    if serve:
-        _demo_serve(bars.symbol, stack_cfg, out, uri, con)
-
-
-def _demo_serve(symbol: str, stack_cfg: Any | None, out: Path, uri: str, con: Any) -> None:
-    from raytrader.ensemble import default_ensemble
-    from raytrader.errors import RaytraderError
-    from raytrader.serving.cli import decide, print_decisions, serve_up
-
-    version = default_ensemble(uri, out)
-    con.print(f"ensemble: raytrader-ensemble v{version} at alias champion")
-    with con.status("deploying the decision service on Ray Serve"):
-        info = serve_up(root=out)
-    if not info["ready"]:
-        raise RaytraderError(f"the decision service is not ready: {info['readyz']}")
-    status, body = decide([symbol], url=info["url"])
-    if status != 200:
-        raise RaytraderError(f"decision for {symbol}: HTTP {status} {body}")
-    print_decisions(body)
-    mlflow_ui = (
-        stack_cfg.mlflow_uri
-        if stack_cfg is not None
-        else f"`mlflow ui --backend-store-uri {uri}` (embedded store)"
-    )
-    con.print(
-        f"decision service: {info['url']}  docs {info['docs']}  (`raytrader decide {symbol}`)"
-    )
-    con.print(f"Ray dashboard: {info['dashboard']}")
-    con.print(f"MLflow UI: {mlflow_ui}")
-    con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
-
-
-def _demo_feast(bars: Any, feats: Any, stack_cfg: Any | None, out: Path) -> str:
-    """Offline rows + the latest row online; reads it back. Returns a line for the console."""
-    from raytrader.features import WARM_COLUMN
-    from raytrader.features import feast_repo as fr
-
-    if stack_cfg is not None:
-        fs = fr.store("redis", redis=stack_cfg.redis_connection, data=stack_cfg.feast_data)
-    else:
-        fs = fr.store("sqlite", data=(out / "feast").resolve())
-    fr.apply(fs)
-    rows = fr.feature_rows(bars, feats)
-    fr.append_offline(rows, fr.store_data_dir(fs))
-    fr.push(fs, rows.tail(1), to="online")
-    served = fr.online_features(fs, [bars.symbol]).iloc[0]
-    return (
-        f"Feast online ({fs.config.online_store.type}): {bars.symbol} bar "
-        f"{served[fr.BAR_OPEN_TIME].isoformat()}, rsi_14 {served['rsi_14']:.2f}, "
-        f"warm {bool(served[WARM_COLUMN])}"
-    )
-
-
-def _demo_mlflow(result: Any, bars: Any, data: str, run_dir: Path, out: Path) -> tuple[str, str]:
-    from raytrader.tracking import log_run
-
-    metrics: dict[str, float] = {}
-    entries = list(result.entries) + ([result.ensemble] if result.ensemble else [])
-    for e in entries:
-        for key in ("total_return", "sharpe", "max_drawdown"):
-            if key in e.metrics:
-                metrics[f"{e.label}.{key}"] = float(e.metrics[key])
-    return log_run(
-        experiment="raytrader-demo",
-        run_name=run_dir.name,
-        params={"data": data, "symbol": bars.symbol, "bars": len(bars), "strategies": len(entries)},
-        metrics=metrics,
-        tags={"raytrader.run_id": str(result.run_id)},
-        artifacts=run_dir,
-        root=out,
-    )
+    run_demo(cfg, debug=bool(_STATE["debug"]))
 
 
 # --------------------------------------------------------------------------------------------- stack
@@ -762,7 +800,7 @@ def _print_stack(statuses: list[Any], title: str, elapsed: float | None = None) 
         if st.changed and st.state == "healthy":
             state += f" (started, {st.seconds:.1f} s)" if st.seconds is not None else " (started)"
         t.add_row(st.name, state, str(st.pid or "-"), st.address, st.detail)
-    _console().print(t)
+    console().print(t)
 
 
 @stack_app.command("up")

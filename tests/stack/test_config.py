@@ -50,7 +50,7 @@ def test_defaults_and_derived_addresses(tmp_path: Path) -> None:
         "ray_gcs_port": 6380,
         "ray_dashboard_port": 8265,
         "ray_client_port": 10001,
-        "ray_dashboard_agent_port": 52365,
+        "ray_dashboard_agent_port": 8266,
         "feast_port": 6566,
     }
     assert StackConfig().state_dir == default_state_dir()

@@ -12,7 +12,7 @@ The stack comes up once per test session (on first use) and goes down at the ses
 ports are the defaults moved into a high block so that a developer's own stack keeps running:
 ``port = RAYTRADER_TEST_STACK_PORT_BASE (default 21000) + default % 10000`` — Kafka 30092/30093,
 PostgreSQL 26432, Redis 27379, MLflow 26000, Ray GCS 27380, dashboard 29265, client 21001, agent
-23365, Feast 27566, Serve 29000, metrics 30400-30409, Ray workers 21100-21199: above Ray's default worker port
+29266, Feast 27566, Serve 29000, metrics 30400-30409, Ray workers 21100-21199: above Ray's default worker port
 range (10002-19999, used by any local ``ray.init()``) and below the kernel's ephemeral ports
 (32768+). The state dir is
 ``/tmp/raytrader-test-stack-<base>``: a session first stops whatever a crashed earlier session left

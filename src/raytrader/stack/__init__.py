@@ -19,7 +19,8 @@ field                          port   service
 ``ray_gcs_port``               6380   Ray GCS = head address for ``ray.init`` (6379 is Redis)
 ``ray_dashboard_port``         8265   Ray dashboard and Jobs API (``ray job submit``)
 ``ray_client_port``            10001  Ray Client (``ray://``)
-``ray_dashboard_agent_port``   52365  Ray dashboard agent (serves the Jobs API on the node)
+``ray_dashboard_agent_port``   8266   Ray dashboard agent (Jobs API on the node); not Ray's 52365,
+                                      which every local ``ray.init()`` takes
 ``feast_port``                 6566   Feast feature server (HTTP)
 ``metrics_port_first..last``   9400-  reserved for raytrader's own ``/metrics`` endpoints
                                9499   (nothing is started there yet)
@@ -41,7 +42,7 @@ State layout (``state_dir``: ``RAYTRADER_STACK_DIR``, default ``~/.local/share/r
     postgres/data, postgres/run PGDATA and the Unix socket (owned by `postgres` when run as root;
                                 a symlink to /var/lib/raytrader/postgres-<hash> if that user
                                 cannot reach the state dir)
-    redis/                      Redis working dir (nothing persisted: --save '' --appendonly no)
+    redis/                      Redis working dir: its append-only file (--appendonly yes, no RDB)
     kafka/                      cluster.id, server.properties, log4j.properties, data/ (KRaft logs)
     mlartifacts/                MLflow artifacts (served through the tracking server)
     ray/                        Ray's --temp-dir: sessions and Ray's own logs (if the state dir

@@ -93,7 +93,9 @@ class StackConfig(StrictConfig):
     ray_gcs_port: int = 6380
     ray_dashboard_port: int = 8265
     ray_client_port: int = 10001
-    ray_dashboard_agent_port: int = 52365
+    #: not Ray's default (52365): every local ``ray.init()`` binds that one, and the stack's head must
+    #: run beside a user's (or the demo's, or a test session's) local Ray
+    ray_dashboard_agent_port: int = 8266
     feast_port: int = 6566
     #: the decision service's HTTP port (Ray Serve's proxy, once `raytrader serve up` deploys it)
     serve_port: int = 8000

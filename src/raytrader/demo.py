@@ -1,0 +1,271 @@
+"""``raytrader demo`` (what ``make demo`` runs): the main job end to end, for a person watching.
+
+1. Load the data (bundled GOOG by default), compute ``bar_features_v1`` and write them to Feast
+   (offline rows + the latest row online, read back).
+2. Run seven rule strategies in parallel on Ray, combine them into an inverse-volatility-weighted
+   ensemble and backtest it; write a report folder and record the run in MLflow.
+3. Register the default ensemble at ``champion`` (unless one exists), deploy the decision service
+   on Ray Serve and print one decision from it.
+
+Where it runs, decided once at the start:
+
+* **the local stack** when every service answers (``raytrader stack up``): its Ray head, MLflow
+  server and Redis-backed Feast;
+* **embedded** otherwise: an SQLite MLflow store and an SQLite Feast store under ``--out``. The
+  strategies run on the Ray head that will serve (the stack's Ray service alone, started if it is
+  not running), so one Ray instance does all the work; with ``--no-serve`` a local Ray instead.
+
+Running Ray twice would collide: a local ``ray.init()`` and a Ray head both want Ray's default
+dashboard-agent port, which is how the first ``make demo`` on a fresh machine used to fail. The
+stack's head also keeps off that port (``ray_dashboard_agent_port``), so a user's own local Ray can
+run beside it.
+
+The console shows raytrader's own lines; library logs, warnings and MLflow's progress output go to
+``<report>/demo.log`` (``raytrader --debug demo`` shows them instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from raytrader.config import StrictConfig
+from raytrader.console import console, print_run
+from raytrader.errors import RaytraderError
+
+#: the strategies the demo runs, in table order
+DEMO_STRATEGIES = (
+    "rsi",
+    "macd",
+    "bollinger",
+    "momentum",
+    "mean_reversion",
+    "ma_cross",
+    "buy_and_hold",
+)
+
+
+class DemoConfig(StrictConfig):
+    """``raytrader demo`` (module docstring)."""
+
+    data: str = "goog"
+    out: str = "runs"
+    max_concurrency: int = Field(default=4, ge=1)
+    #: auto: use the local stack when every service answers; off: embedded only
+    stack: Literal["auto", "off"] = "auto"
+    #: register the default ensemble and leave the decision service running
+    serve: bool = True
+    calendar: str = "auto"
+    start: str | None = None
+    end: str | None = None
+    strategies: tuple[str, ...] = DEMO_STRATEGIES
+
+
+def running_stack() -> Any | None:
+    """The local stack's config when every service answers, else None (quick: pid files first)."""
+    from raytrader.stack.manager import running_config
+
+    try:
+        cfg, healthy = running_config()
+    except RaytraderError:
+        return None
+    return cfg if healthy and all(healthy.values()) else None
+
+
+def serving_ray_head() -> Any:
+    """The stack's Ray head, started alone if it is not running; its client variables (address,
+    token) are exported so this process's Ray work runs on it. Returns the stack config."""
+    from raytrader.stack.manager import Stack, running_config
+
+    cfg, healthy = running_config()
+    if not healthy.get("ray"):
+        Stack(cfg).up(["ray"])
+    os.environ.update({k: v for k, v in cfg.client_env().items() if k.startswith("RAY_")})
+    return cfg
+
+
+def run_demo(cfg: DemoConfig, *, debug: bool = False) -> dict[str, Any]:
+    """Run the demo (module docstring); returns what it printed, as data."""
+    out = Path(cfg.out)
+    run_dir = out / f"demo-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    con = console()
+    # where Ray runs is settled first: Ray reads its client variables when it is imported
+    stack_cfg = running_stack() if cfg.stack == "auto" else None
+    if stack_cfg is not None:
+        os.environ.update(stack_cfg.client_env())  # Ray address + token, MLflow URI, Feast
+        con.print(f"using the local stack (state {stack_cfg.state_dir})")
+    elif cfg.serve:
+        with con.status("starting the Ray head that will run the strategies and serve"):
+            head = serving_ray_head()
+        con.print(
+            f"embedded mode: the stack's Ray head ({head.ray_address}), SQLite MLflow and "
+            f"SQLite Feast under {out}"
+        )
+    else:
+        con.print(f"embedded mode: a local Ray, SQLite MLflow and SQLite Feast under {out}")
+    if debug:
+        return _run(cfg, out, run_dir, stack_cfg, None)
+    from raytrader.logs import library_output_to
+
+    log = run_dir / "demo.log"
+    with library_output_to(log):
+        return _run(cfg, out, run_dir, stack_cfg, log)
+
+
+def _run(
+    cfg: DemoConfig, out: Path, run_dir: Path, stack_cfg: Any | None, log: Path | None
+) -> dict[str, Any]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    con = console()
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con
+    ) as prog:
+        step = prog.add_task("loading data", total=None)
+        from raytrader.data.sources import load_bars
+
+        bars = load_bars(cfg.data, calendar=cfg.calendar, start=cfg.start, end=cfg.end)
+        prog.update(step, description="computing bar_features_v1")
+        from raytrader.features import BAR_FEATURES_V1
+        from raytrader.features.engine import compute_features
+
+        feats = compute_features(bars, BAR_FEATURES_V1)
+        prog.update(step, description="writing the features to Feast (offline + online)")
+        online = _feast(bars, stack_cfg, out)
+        prog.update(step, description="running strategies in parallel on Ray")
+        from raytrader.strategies.runner import RunnerConfig, StrategyRunner
+
+        runner_cfg = RunnerConfig(
+            max_concurrency=cfg.max_concurrency, history_path=str(out / "history.jsonl")
+        )
+        result = StrategyRunner(runner_cfg).run_sync(list(cfg.strategies), bars)
+        prog.update(step, description="writing the report")
+        import pandas as pd
+
+        from raytrader.backtest.engine import run_backtest
+        from raytrader.backtest.report import write_report
+
+        if result.ensemble is not None and result.ensemble.targets is not None:
+            ens = run_backtest(
+                bars,
+                pd.Series(result.ensemble.targets, index=bars.index),
+                runner_cfg.sim,
+                name="ensemble",
+            )
+            write_report(ens, run_dir / "ensemble")
+        (run_dir / "run.json").write_text(json.dumps(result.summary(), indent=2))
+        prog.update(step, description="recording the run in MLflow")
+        uri, mlflow_run = _mlflow(result, bars, cfg.data, run_dir, out)
+        prog.update(step, description="done")
+    con.print(
+        f"{bars.symbol} {bars.timeframe}: {len(bars)} bars, {len(BAR_FEATURES_V1.features)} "
+        f"features ({int(feats['warm'].sum())} warm rows)"
+    )
+    con.print(online)
+    print_run(result)
+    con.print(f"report: {run_dir}")
+    con.print(f"MLflow: run {mlflow_run} at {uri}")
+    shown: dict[str, Any] = {"run_dir": str(run_dir), "mlflow_run": mlflow_run, "uri": uri}
+    if cfg.serve:
+        shown["decision"] = _serve(cfg, bars, stack_cfg, out, uri, con)
+    if log is not None:
+        con.print(f"library log: {log}")
+    return shown
+
+
+def _serve(
+    cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: str, con: Any
+) -> Any:
+    import pandas as pd
+
+    from raytrader.ensemble import default_ensemble
+    from raytrader.serving.cli import decide, print_decisions, serve_up
+    from raytrader.serving.config import ServiceConfig
+
+    symbol = bars.symbol
+    with con.status("registering the default ensemble"):
+        version = default_ensemble(uri, out, data=cfg.data)
+    con.print(f"ensemble: raytrader-ensemble v{version} at alias champion")
+    overrides: dict[str, Any] = {"timeframe": bars.timeframe.name}
+    limit = ServiceConfig(timeframe=bars.timeframe.name).feature_age_limit_s
+    age = (pd.Timestamp.now(tz="UTC") - (bars.index[-1] + bars.timeframe.delta)).total_seconds()
+    if age > limit:
+        # historical data: the service would rightly refuse its stale features; it decides and
+        # flags them instead, and says so
+        overrides["stale"] = "flag"
+        con.print(
+            f"{symbol}'s last bar closed {age / 86400:.0f} days ago (the service's limit is "
+            f"{limit / 3600:g} h): the demo's service flags stale features instead of refusing them"
+        )
+    with con.status("deploying the decision service on Ray Serve"):
+        info = serve_up(root=out, overrides=overrides)
+    if not info["ready"]:
+        raise RaytraderError(f"the decision service is not ready: {info['readyz']}")
+    status, body = decide([symbol], url=info["url"])
+    if status != 200:
+        raise RaytraderError(f"decision for {symbol}: HTTP {status} {body}")
+    print_decisions(body)
+    mlflow_ui = (
+        stack_cfg.mlflow_uri
+        if stack_cfg is not None
+        else f"`mlflow ui --backend-store-uri {uri}` (embedded store)"
+    )
+    con.print(
+        f"decision service: {info['url']}  docs {info['docs']}  (`raytrader decide {symbol}`)"
+    )
+    con.print(f"Ray dashboard: {info['dashboard']}")
+    con.print(f"MLflow UI: {mlflow_ui}")
+    con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
+    return body
+
+
+def _feast(bars: Any, stack_cfg: Any | None, out: Path) -> str:
+    """Offline rows + the latest row online (the backfill path); reads it back. Returns a line
+    for the console."""
+    from raytrader.features import WARM_COLUMN
+    from raytrader.features import feast_repo as fr
+    from raytrader.features.backfill import backfill
+
+    if stack_cfg is not None:
+        fs = fr.store("redis", redis=stack_cfg.redis_connection, data=stack_cfg.feast_data)
+    else:
+        fs = fr.store("sqlite", data=(out / "feast").resolve())
+    served = backfill(fs, bars).online
+    return (
+        f"Feast online ({fs.config.online_store.type}): {bars.symbol} {bars.timeframe} bar "
+        f"{served[fr.BAR_OPEN_TIME].isoformat()}, rsi_14 {served['rsi_14']:.2f}, "
+        f"warm {bool(served[WARM_COLUMN])}"
+    )
+
+
+def _mlflow(result: Any, bars: Any, data: str, run_dir: Path, out: Path) -> tuple[str, str]:
+    from raytrader.tracking import log_run
+
+    metrics: dict[str, float] = {}
+    entries = list(result.entries) + ([result.ensemble] if result.ensemble else [])
+    for e in entries:
+        for key in ("total_return", "sharpe", "max_drawdown"):
+            if key in e.metrics:
+                metrics[f"{e.label}.{key}"] = float(e.metrics[key])
+    return log_run(
+        experiment="raytrader-demo",
+        run_name=run_dir.name,
+        params={
+            "data": data,
+            "symbol": bars.symbol,
+            "bars": len(bars),
+            "calendar": bars.calendar.value,
+            "periods_per_year": bars.periods_per_year,
+            "strategies": len(entries),
+        },
+        metrics=metrics,
+        tags={"raytrader.run_id": str(result.run_id)},
+        artifacts=run_dir,
+        root=out,
+    )
