@@ -167,6 +167,20 @@ def _ensemble(uri: str) -> tuple[str, str]:
     return version, mv.tags.get("raytrader.members", "?")
 
 
+def _recent(bars: Any) -> Any:
+    """``bars`` moved forward by whole days so that the last one closed at today's 00:00 UTC."""
+    import pandas as pd
+
+    from raytrader.data.bars import Bars
+
+    shift = pd.Timestamp.now(tz="UTC").floor("D") - (bars.index[-1] + bars.timeframe.delta)
+    frame = bars.frame.copy()
+    frame.index = frame.index + shift
+    return Bars.from_frame(
+        frame, symbol=bars.symbol, timeframe=bars.timeframe, calendar=bars.calendar
+    )
+
+
 def _features(cfg: Any) -> list[str]:
     """GOOG's and the synthetic symbols' latest rows in the stack's Feast online store."""
     import pandas as pd
@@ -177,8 +191,10 @@ def _features(cfg: Any) -> list[str]:
 
     fs = fr.store("redis", redis=cfg.redis_connection, data=cfg.feast_data)
     fr.apply(fs)
-    series = [load_bars("goog")] + [
-        load_bars(f"synthetic:n_bars=400,timeframe=1h,seed={i},symbol={s}")
+    # daily bars, as the service's timeframe, moved so the last one closed at today's midnight:
+    # the service refuses features older than two bars
+    series = [_recent(load_bars("goog"))] + [
+        _recent(load_bars(f"synthetic:n_bars=400,timeframe=1d,seed={i},symbol={s}"))
         for i, s in enumerate(EXTRA_SYMBOLS)
     ]
     rows = pd.concat([fr.feature_rows(b, compute_features(b)).tail(1) for b in series])

@@ -198,19 +198,29 @@ class EnsembleModel(PythonModel):
         return self.ensemble.predict(model_input)
 
 
-def _member_files(config: EnsembleConfig, uri: str, into: Path) -> dict[str, str]:
-    """Each member's model directory downloaded under ``into`` (a missing one is named)."""
+def _member_files(
+    config: EnsembleConfig, uri: str, into: Path, timeframe: str | None = None
+) -> dict[str, str]:
+    """Each member's model directory downloaded under ``into`` (a missing one is named); with
+    ``timeframe``, a member that reads other bars is refused."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from raytrader.registry import TIMEFRAME_TAG
     from raytrader.tracking import using_uri
 
     client = MlflowClient(uri)
     files: dict[str, str] = {}
     for i, m in enumerate(config.members):
         try:
-            client.get_model_version(m.name, str(m.version))
+            found = client.get_model_version(m.name, str(m.version))
+            read = found.tags.get(TIMEFRAME_TAG)
+            if timeframe is not None and read != timeframe:
+                raise ConfigError(
+                    f"member {m.name} version {m.version} reads {read!r} bars ({TIMEFRAME_TAG}); "
+                    f"the ensemble is built on {timeframe!r} bars"
+                )
             with using_uri(uri):  # models:/ URIs resolve against the global registry URI
                 path = download_artifacts(
                     artifact_uri=f"models:/{m.name}/{m.version}",
@@ -235,7 +245,7 @@ def build_ensemble(config: EnsembleConfig) -> dict[str, Any]:
     uri = resolve_uri(config.tracking_uri, config.output_dir)
     bars = load_bars(config.data)
     with tempfile.TemporaryDirectory(prefix="raytrader-ensemble-") as tmp:
-        files = _member_files(config, uri, Path(tmp))
+        files = _member_files(config, uri, Path(tmp), bars.timeframe.name)
         (Path(tmp) / "config.json").write_text(config.model_dump_json())
         files["config"] = str(Path(tmp) / "config.json")
         members = [files[f"member_{i}"] for i in range(len(config.members))]
@@ -270,6 +280,7 @@ def build_ensemble(config: EnsembleConfig) -> dict[str, Any]:
             tracking_uri=uri,
             root=config.output_dir,
             experiment="raytrader-ensembles",
+            timeframe=bars.timeframe.name,
         )
     if config.alias is not None:
         promote(config.name, version, config.alias, tracking_uri=uri, root=config.output_dir)
@@ -284,23 +295,31 @@ DEFAULT_MEMBERS: tuple[tuple[str, str, dict[str, Any], float], ...] = (
 
 
 def register_rules(
-    rules: Sequence[tuple[str, str, dict[str, Any]]], *, tracking_uri: str, root: str | Path
+    rules: Sequence[tuple[str, str, dict[str, Any]]],
+    *,
+    tracking_uri: str,
+    root: str | Path,
+    data: str = "goog",
 ) -> dict[str, int]:
-    """Register each ``(name, strategy, params)`` as a rule pyfunc unless ``name`` has a version
-    already; returns each name's latest version."""
+    """Register each ``(name, strategy, params)`` as a rule pyfunc on ``data``'s timeframe unless
+    ``name`` has a version of that timeframe already; returns each name's newest such version."""
     from mlflow.tracking import MlflowClient
 
     from raytrader.data.sources import load_bars
-    from raytrader.registry import RuleStrategyModel, register_model, serving_example
+    from raytrader.registry import TIMEFRAME_TAG, RuleStrategyModel, register_model, serving_example
 
     client = MlflowClient(tracking_uri)
+    bars = load_bars(data)
+    timeframe = bars.timeframe.name
     example = None
     versions: dict[str, int] = {}
     for name, strategy, params in rules:
         found = client.search_model_versions(f"name='{name}'")
-        version = max((int(v.version) for v in found), default=0)
+        version = max(
+            (int(v.version) for v in found if v.tags.get(TIMEFRAME_TAG) == timeframe), default=0
+        )
         if not version:
-            example = serving_example(load_bars("goog")) if example is None else example
+            example = serving_example(bars) if example is None else example
             model = RuleStrategyModel(strategy, params)
             version = int(
                 register_model(
@@ -310,30 +329,41 @@ def register_rules(
                     input_example=example,
                     tracking_uri=tracking_uri,
                     root=root,
+                    timeframe=timeframe,
                 )
             )
         versions[name] = version
     return versions
 
 
-def default_ensemble(tracking_uri: str, root: str | Path) -> str:
-    """``raytrader-ensemble`` at ``champion`` from :data:`DEFAULT_MEMBERS`, built only when no
-    champion exists; returns the champion's version."""
+def default_ensemble(tracking_uri: str, root: str | Path, data: str = "goog") -> str:
+    """``raytrader-ensemble`` at ``champion`` from :data:`DEFAULT_MEMBERS` on ``data``, built
+    only when no champion of ``data``'s timeframe exists; returns the champion's version."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from raytrader.data.sources import load_bars
+    from raytrader.registry import TIMEFRAME_TAG
+
     client = MlflowClient(tracking_uri)
+    timeframe = load_bars(data).timeframe.name
     try:
-        return str(client.get_model_version_by_alias("raytrader-ensemble", "champion").version)
+        champion = client.get_model_version_by_alias("raytrader-ensemble", "champion")
+        if champion.tags.get(TIMEFRAME_TAG) == timeframe:
+            return str(champion.version)
     except MlflowException:
         pass
     rules = [(name, strategy, params) for name, strategy, params, _ in DEFAULT_MEMBERS]
-    versions = register_rules(rules, tracking_uri=tracking_uri, root=root)
+    versions = register_rules(rules, tracking_uri=tracking_uri, root=root, data=data)
     members = tuple(
         Member(name=name, version=versions[name], weight=w) for name, _, _, w in DEFAULT_MEMBERS
     )
     cfg = EnsembleConfig(
-        members=members, alias="champion", output_dir=str(root), tracking_uri=tracking_uri
+        members=members,
+        data=data,
+        alias="champion",
+        output_dir=str(root),
+        tracking_uri=tracking_uri,
     )
     return str(build_ensemble(cfg)["version"])
 

@@ -7,6 +7,12 @@ that read prices (rule strategies), plus optional account columns ``exposure``, 
 Prices and account columns are optional in every signature. Output: one row per input row with
 ``target`` (position in [-1, 1], decided at that bar's close) and ``confidence`` in [0, 1].
 
+**NaN means "no decision"**, the kernel's meaning (a NaN target keeps the previous one): a model
+that cannot decide a row (its features are NaN, a rule's state is unreadable) returns a NaN target
+and a NaN confidence for it, never 0 (flat). An ensemble masks such a member on that row
+(:mod:`raytrader.strategies.combine`), and the decision service refuses a version that returns NaN
+for a warm row.
+
 * rule strategy + parameters: with OHLCV, targets over the given window (the window must cover
   the strategy's look-back); without, each row's held target read from its features
   (:meth:`~raytrader.strategies.base.Strategy.feature_targets`: ma_cross on SMA 10/20/50, macd
@@ -17,8 +23,10 @@ Prices and account columns are optional in every signature. Output: one row per 
   (features normalized with the training statistics, then the account columns); confidence is
   that action's probability.
 
-Every version carries tags: ``raytrader.kind``, ``raytrader.feature_service`` (``ensemble_v1``)
-and the data range it was trained on. Promotion moves an alias (``challenger``, ``champion``);
+Every version carries tags: ``raytrader.kind``, ``raytrader.feature_service`` (``ensemble_v1``),
+``raytrader.timeframe`` (the bar length of the features it reads: a 1h model must never be handed
+1m rows, and the decision service refuses a version of another timeframe than its own) and the
+data range it was trained on. Promotion moves an alias (``challenger``, ``champion``);
 registry stages are not used (deprecated in MLflow).
 """
 
@@ -32,11 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE, OHLCV
 from raytrader.errors import ConfigError
 
-FEATURE_SERVICE = "ensemble_v1"
-ACCOUNT_COLUMNS = ("exposure", "unrealized", "time_in_position")
-OHLCV = ("open", "high", "low", "close", "volume")
+TIMEFRAME_TAG = "raytrader.timeframe"
 ALIASES = ("challenger", "champion")
 
 try:  # mlflow is an optional dependency of the library (the stack/train extras carry it)
@@ -59,13 +66,11 @@ def own_pyfunc(model: Any) -> Any | None:
 
 
 def _output(target: np.ndarray, confidence: np.ndarray, index: pd.Index) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "target": np.clip(np.nan_to_num(np.asarray(target, dtype=np.float64)), -1.0, 1.0),
-            "confidence": np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0),
-        },
-        index=index,
-    )
+    """The interface's output: targets clipped to [-1, 1], confidences to [0, 1]; a NaN target
+    (no decision) stays NaN and takes a NaN confidence."""
+    t = np.clip(np.asarray(target, dtype=np.float64), -1.0, 1.0)
+    c = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0)
+    return pd.DataFrame({"target": t, "confidence": np.where(np.isnan(t), np.nan, c)}, index=index)
 
 
 def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
@@ -111,7 +116,7 @@ class RuleStrategyModel(PyfuncBase):
                     f"({', '.join(OHLCV)}): its state cannot be read from one feature row"
                 )
             t = np.asarray(read, dtype=np.float64)
-        return _output(t, (np.nan_to_num(t) != 0).astype(np.float64), model_input.index)
+        return _output(t, (t != 0).astype(np.float64), model_input.index)
 
 
 class SupervisedModel(PyfuncBase):
@@ -202,6 +207,18 @@ def serving_example(bars: Any, n: int = 50) -> pd.DataFrame:
     return frame
 
 
+def example_timeframe(example: pd.DataFrame) -> str:
+    """The timeframe of an input example: the most common spacing of its bar times."""
+    from raytrader.data.timeframe import Timeframe
+
+    index = _utc_index(example.index)
+    if len(index) < 2 or index[0].year == 1970:  # no bar times to read it from
+        raise ConfigError(
+            "cannot tell the model's timeframe from its input example; pass timeframe="
+        )
+    return Timeframe.infer(index.sort_values(), "the model's input example").name
+
+
 def data_range(spec: str, bars: Any) -> str:
     """The ``raytrader.data`` tag: the data spec and the first/last bar it covered."""
     return f"{spec} {bars.index[0].isoformat()}..{bars.index[-1].isoformat()}"
@@ -222,10 +239,12 @@ def register_model(
     experiment: str = "raytrader-models",
     run_id: str | None = None,
     output_example: pd.DataFrame | None = None,
+    timeframe: str | None = None,
 ) -> str:
     """Log ``model`` as a pyfunc and register it as a new version of ``name``; returns the
     version. The model goes into run ``run_id`` (the training run, which stays as it was) or a new
-    run of ``experiment``. ``tags`` should name the data range the model was trained on."""
+    run of ``experiment``. ``tags`` should name the data range the model was trained on;
+    ``timeframe`` (default: the spacing of the input example's bar times) is tagged."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -236,6 +255,7 @@ def register_model(
     all_tags = {
         "raytrader.kind": kind,
         "raytrader.feature_service": FEATURE_SERVICE,
+        TIMEFRAME_TAG: example_timeframe(input_example) if timeframe is None else timeframe,
         **(tags or {}),
     }
     if run_id is None:

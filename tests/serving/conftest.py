@@ -2,7 +2,9 @@
 
 ``make_world(root)``: an embedded MLflow store (SQLite) with two rule members (ma_cross 10/50 and
 macd, both readable from one feature row) and the ensemble ``raytrader-ensemble`` v1 at
-``champion``, plus a SQLite Feast store holding GOOG's last bar online. ``World.app()`` builds the
+``champion``, plus a SQLite Feast store holding GOOG's last bar online — GOOG's bars moved forward
+in time so that the last one closed at today's midnight UTC (:func:`recent`): the service refuses
+features older than two bars, and these tests are about fresh ones. ``World.app()`` builds the
 FastAPI app around a local :class:`ModelHolder` (no poller; tests call ``check()``).
 """
 
@@ -105,6 +107,19 @@ class World:
         return client
 
 
+def recent(bars: Any) -> Any:
+    """``bars`` moved forward by whole days so that the last one closed at today's 00:00 UTC."""
+    from raytrader.data.bars import Bars
+
+    last_close = pd.Timestamp.now(tz="UTC").floor("D")
+    shift = last_close - (bars.index[-1] + bars.timeframe.delta)
+    frame = bars.frame.copy()
+    frame.index = frame.index + shift
+    return Bars.from_frame(
+        frame, symbol=bars.symbol, timeframe=bars.timeframe, calendar=bars.calendar
+    )
+
+
 def make_world(root: Path, *, uri: str | None = None, store: Any = None) -> World:
     """Members and ensemble v1 at champion in ``uri`` (default: embedded under ``root``), GOOG's
     last bar online in ``store`` (default: a SQLite Feast store under ``root``)."""
@@ -115,7 +130,7 @@ def make_world(root: Path, *, uri: str | None = None, store: Any = None) -> Worl
     from raytrader.tracking import embedded_uri, using_uri
 
     uri = uri or embedded_uri(root)
-    bars = load_bars("goog")
+    bars = recent(load_bars("goog"))
     world = World(root=root, uri=uri, bars=bars)
     with using_uri(uri):
         register_rules(MEMBERS, tracking_uri=uri, root=root)

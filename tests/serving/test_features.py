@@ -15,8 +15,8 @@ def test_online_rows_equal_the_sdk_read(world: World) -> None:
 
     fs = fr.store("sqlite", data=world.feast_data)
     symbols = ["GOOG", "NOPE"]
-    fast = fr.online_rows(fs, symbols)
-    sdk = fr.online_features(fs, symbols)
+    fast = fr.online_rows(fs, symbols, "1d")
+    sdk = fr.online_features(fs, symbols, "1d")
     pd.testing.assert_frame_equal(fast, sdk.loc[:, list(fast.columns)], check_exact=True)
     assert pd.isna(fast.at["NOPE", "event_timestamp"])
-    assert fast.at["GOOG", "event_timestamp"] == pd.Timestamp("2013-03-02", tz="UTC")
+    assert fast.at["GOOG", "event_timestamp"] == world.bars.index[-1] + pd.Timedelta(days=1)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.serving.conftest import ADMIN_AUTH, AUTH, World, make_world
+from tests.support.stack_fixture import stack  # noqa: F401  (pytest fixture)
 
 pytestmark = pytest.mark.integration  # a real MLflow store and a real Feast store, on disk
 
@@ -48,7 +49,9 @@ def test_a_decision_is_the_ensemble_on_the_online_row(world: World) -> None:
     ma, macd = (m["target"] for m in d["members"])
     assert d["target"] == pytest.approx((2 * ma + macd) / 3, abs=1e-12)
     assert d["action"] in {"buy", "hold", "sell"}
-    assert d["feature_time"] == "2013-03-02T00:00:00Z"  # the last bar's close
+    last_close = world.bars.index[-1] + pd.Timedelta(days=1)
+    assert d["feature_time"] == last_close.strftime("%Y-%m-%dT%H:%M:%SZ")  # the last bar's close
+    assert d["members_missing"] == []
     assert d["feature_age_s"] > 0
     assert d["warm"] is True
     assert d["stale"] is False
@@ -120,9 +123,17 @@ def test_client_mistakes_are_4xx_naming_the_problem(world: World) -> None:
     code, detail = post("/v1/decisions", json={"symbols": [{"symbol": "GOOG", "position": 2}]})
     assert code == 422
     assert "position" in detail
-    code, detail = post("/v1/decisions", json={"symbols": ["GOOG", "GOOG"]})
-    assert code == 422
-    assert "repeat" in detail
+    # a symbol twice (two accounts): one decision per entry, in order
+    r = client.post(
+        "/v1/decisions",
+        json={"symbols": ["GOOG", {"symbol": "GOOG", "position": 0.5}]},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    assert [(d["symbol"], d["position"]) for d in r.json()["decisions"]] == [
+        ("GOOG", 0.0),
+        ("GOOG", 0.5),
+    ]
     code, detail = post("/v1/decisions", json={"symbols": ["GOOG", "NOPE"]})
     assert code == 404
     assert "NOPE" in detail
@@ -134,13 +145,18 @@ def test_client_mistakes_are_4xx_naming_the_problem(world: World) -> None:
     del row["features"]["rsi_14"]
     code, detail = post("/v1/decisions:with-features", json={"rows": [row]})
     assert code == 422
-    assert "rsi_14" in detail
-    assert "GOOG" in detail
+    assert "body.rows.0.features.rsi_14: Field required" in detail
     row = _features_row(world)
     row["features"]["bogus"] = 1.0
     code, detail = post("/v1/decisions:with-features", json={"rows": [row]})
     assert code == 422
-    assert "bogus" in detail
+    assert "body.rows.0.features.bogus" in detail
+    # numbers are JSON numbers: a boolean is not a count of bars
+    code, detail = post(
+        "/v1/decisions", json={"symbols": [{"symbol": "GOOG", "time_in_position": False}]}
+    )
+    assert code == 422
+    assert "time_in_position" in detail
     row = _features_row(world)
     row["feature_time"] = "2024-01-02T21:00:00"
     code, detail = post("/v1/decisions:with-features", json={"rows": [row]})
@@ -149,10 +165,14 @@ def test_client_mistakes_are_4xx_naming_the_problem(world: World) -> None:
 
 
 def test_stale_features_are_refused_or_flagged(world: World) -> None:
+    assert world.config().feature_age_limit_s == 2 * 86400  # two 1d bars by default
     reject = world.app(max_feature_age_s=3600)
     r = reject.post("/v1/decisions", json={"symbols": ["GOOG"]}, headers=AUTH)
     assert r.status_code == 503
-    assert "GOOG" in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert detail.startswith("no decision: stale features (GOOG ")
+    assert "the limit is 3600 s for 1d bars" in detail
+    assert 'raytrader_decisions_refused_total{reason="stale"} 1.0' in reject.get("/metrics").text
     flag = world.app(max_feature_age_s=3600, stale="flag")
     r = flag.post("/v1/decisions", json={"symbols": ["GOOG"]}, headers=AUTH)
     assert r.status_code == 200
@@ -217,13 +237,15 @@ def test_alias_moves_swap_good_versions_and_never_a_broken_one(tmp_path: Path) -
     assert served() == "2"
 
     assert world.broken() == "3"
-    assert holder.check().startswith("failed 3: ConfigError: smoke decision returned a non-finite")
+    assert holder.check().startswith(
+        "failed 3: ConfigError: smoke decision on its input example: the model has no decision"
+    )
     assert served() == "2"  # the broken version never serves
     status = client.get("/v1/model", headers=AUTH).json()
     assert status["version"] == "2"
     assert status["swap_failures"] == 1
     assert status["failed_version"] == "3"
-    assert "non-finite" in status["last_failure"]
+    assert "no decision (NaN) on 5 warm row(s)" in status["last_failure"]
     assert holder.check() == "skipped 3"  # not retried until the alias moves
     assert 'result="failure"} 1.0' in client.get("/metrics").text
 
@@ -243,12 +265,20 @@ def test_validation_names_each_failure(world: World) -> None:
 
     with using_uri(world.uri):
         model = mlflow.pyfunc.load_model("models:/raytrader-ensemble/1")
-    good = {"raytrader.feature_service": "ensemble_v1"}
-    validate(model, good, budget_ms=1000)
+    good = {"raytrader.feature_service": "ensemble_v1", "raytrader.timeframe": "1d"}
+    config = world.config(latency_budget_ms=1000)
+    validate(model, good, config)
     with pytest.raises(ConfigError, match="feature service tag"):
-        validate(model, {"raytrader.feature_service": "other"}, budget_ms=1000)
+        validate(model, {**good, "raytrader.feature_service": "other"}, config)
     with pytest.raises(ConfigError, match="budget"):
-        validate(model, good, budget_ms=1e-6)
+        validate(model, good, world.config(latency_budget_ms=1e-6))
+    # a model of another bar length is never handed these rows
+    with pytest.raises(ConfigError, match=r"reads '1h' bars .* serves '1d' features"):
+        validate(model, {**good, "raytrader.timeframe": "1h"}, config)
+    with pytest.raises(ConfigError, match="reads None bars"):
+        validate(model, {"raytrader.feature_service": "ensemble_v1"}, config)
+    with pytest.raises(ConfigError, match=r"reads '1d' bars .* serves '1h' features"):
+        validate(model, good, world.config(timeframe="1h"))
 
 
 def test_decisions_are_identical_across_calls(world: World) -> None:
@@ -260,3 +290,94 @@ def test_decisions_are_identical_across_calls(world: World) -> None:
     strip = [{k: v for k, v in b["decisions"][0].items() if k != "feature_age_s"} for b in bodies]
     assert strip[0] == strip[1] == strip[2]
     assert np.isfinite(bodies[0]["latency_ms"])
+
+
+def test_unwarm_rows_are_refused_or_flagged(world: World) -> None:
+    from raytrader.data.bars import Bars
+    from raytrader.features import feast_repo as fr
+    from raytrader.features.engine import compute_features
+
+    head = world.bars.frame.iloc[-10:]  # ten bars: far from the 60-bar warm-up
+    cold = Bars.from_frame(head, symbol="COLD", timeframe="1d", calendar="equity")
+    rows = fr.feature_rows(cold, compute_features(cold))
+    fs = fr.store("sqlite", data=world.feast_data)
+    fr.push(fs, rows.tail(1), to="online")
+    client = world.app()
+    r = client.post("/v1/decisions", json={"symbols": ["GOOG", "COLD"]}, headers=AUTH)
+    assert r.status_code == 503
+    assert r.json()["detail"] == (
+        "no decision: features not warm yet (look-backs still filling) for ['COLD']"
+    )
+    flag = world.app(unwarm="flag")
+    r = flag.post("/v1/decisions", json={"symbols": ["COLD"]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    d = r.json()["decisions"][0]
+    assert d["warm"] is False
+    # the members cannot read a state from unwarmed features: no decision, not a silent flat
+    assert d["target"] is None
+    assert d["action"] == "keep"
+    assert d["members_missing"] == ["t-ma-cross", "t-macd"]
+
+
+def test_unknown_symbols_are_404_on_the_redis_store_too(stack, tmp_path: Path) -> None:  # noqa: F811
+    """Redis answers a key it never stored with the epoch and no values: still a 404."""
+    from raytrader.features import feast_repo as fr
+
+    cfg = stack.config
+    fs = fr.store("redis", redis=cfg.redis_connection, data=tmp_path / "feast")
+    world = make_world(tmp_path, store=fs)
+    client = world.app(
+        feast_profile="redis", redis=cfg.redis_connection, feast_data=str(tmp_path / "feast")
+    )
+    r = client.post("/v1/decisions", json={"symbols": ["NO_SUCH"]}, headers=AUTH)
+    assert r.status_code == 404, r.text
+    assert "NO_SUCH" in r.json()["detail"]
+    assert client.post("/v1/decisions", json={"symbols": ["GOOG"]}, headers=AUTH).status_code == 200
+
+
+@pytest.mark.slow
+def test_twenty_swaps_keep_the_frozen_heap_and_memory_bounded(tmp_path: Path) -> None:
+    """Each swap freezes the heap (full collections stall requests); the replaced model must
+    still be collectable, so the frozen set and the RSS stay flat over 20 swaps."""
+    import gc
+
+    import psutil
+
+    from raytrader.registry import promote
+
+    world = make_world(tmp_path)
+    assert world.ensemble(weights=(1.0, 3.0)) == "2"
+    holder = world.app().holder  # type: ignore[attr-defined]
+    frozen, rss = [], []
+    for i in range(20):
+        version = "1" if i % 2 == 0 else "2"
+        promote("raytrader-ensemble", version, "champion", tracking_uri=world.uri, root=world.root)
+        assert holder.check().startswith(f"swapped to {version}")
+        frozen.append(gc.get_freeze_count())
+        rss.append(psutil.Process().memory_info().rss)
+    assert max(frozen[10:]) <= frozen[4] * 1.05, frozen
+    assert rss[-1] - rss[4] < 150 * 2**20, [r // 2**20 for r in rss]
+
+
+def test_a_replaced_models_reference_cycles_are_collected_after_the_next_freeze() -> None:
+    """The heap is frozen after every swap; frozen objects are never collected, so a replaced
+    model caught in a reference cycle (a torch module, a closure over itself) would live on for
+    good unless the next swap unfreezes before it collects."""
+    import gc
+    import weakref
+
+    from raytrader.serving.model import _freeze
+
+    class Model:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector can free it
+
+    model = Model()
+    _freeze()  # the swap that put it in service
+    gone = weakref.ref(model)
+    del model  # replaced: nothing refers to it any more
+    _freeze()  # the next swap
+    try:
+        assert gone() is None
+    finally:
+        gc.unfreeze()

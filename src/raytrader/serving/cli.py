@@ -142,7 +142,7 @@ def _http(
 def _env_for(stack: Any | None) -> dict[str, str]:
     env = dict(os.environ)
     if stack is not None:
-        env.update({k: v for k, v in stack.client_env().items() if k.startswith("RAY")})
+        env.update({k: v for k, v in stack.client_env().items() if k.startswith("RAY_")})
     return env
 
 
@@ -379,21 +379,34 @@ def decide_cmd(
     print_decisions(body)
 
 
+def _age(seconds: float) -> str:
+    """``42s``, ``17m``, ``5h``, ``5028d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def print_decisions(body: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"model {body['model']['name']} v{body['model']['version']}")
     for col in ("symbol", "action", "target", "confidence", "members", "features at", "age"):
         table.add_column(col)
+    def signed(value: float | None, digits: int) -> str:
+        return "none" if value is None else f"{value:+.{digits}f}"  # none: no decision
+
     for d in body["decisions"]:
-        members = ", ".join(f"{m['name']} {m['target']:+.2f}" for m in d["members"])
+        members = ", ".join(f"{m['name']} {signed(m['target'], 2)}" for m in d["members"])
         table.add_row(
             d["symbol"],
             d["action"],
-            f"{d['target']:+.3f}",
+            signed(d["target"], 3),
             f"{d['confidence']:.2f}",
             members,
             str(d["feature_time"]),
-            f"{d['feature_age_s']:.0f}s" + (" STALE" if d["stale"] else ""),
+            _age(d["feature_age_s"])
+            + (" STALE" if d["stale"] else "")
+            + ("" if d["warm"] else " COLD"),
         )
     _console().print(table)

@@ -50,10 +50,20 @@ class ServiceConfig(StrictConfig):
     #: ``RAYTRADER_REDIS_CONNECTION``)
     feast_data: str | None = None
     redis: str | None = None
-    #: features older than this (bar close to now) are stale; None: never
+    #: the bar length of the features the service reads (the online rows of this timeframe) and
+    #: of the models it serves: a version tagged with another timeframe is refused
+    timeframe: str = "1d"
+    #: features older than this (their bar's close to now) are stale; None: two bars of
+    #: ``timeframe`` (a feature row is one bar old when it arrives and two when a bar is missing)
     max_feature_age_s: float | None = Field(default=None, gt=0.0)
-    #: a stale symbol: ``reject`` the request (503 naming it) or ``flag`` the decision
+    #: a stale symbol: ``reject`` the request (503 naming it and its age) or ``flag`` the decision
     stale: Literal["reject", "flag"] = "reject"
+    #: a row whose feature look-backs are not yet full (``warm`` false): ``reject`` (503) or
+    #: ``flag`` (decide, ``warm: false`` in the answer)
+    unwarm: Literal["reject", "flag"] = "reject"
+    #: symbols whose current online rows every candidate version must decide on (no member
+    #: without a decision on a warm row) before it is swapped in, besides its own input example
+    probe_symbols: tuple[str, ...] = ()
     #: at most this many symbols per request (413 beyond)
     max_symbols: int = Field(default=64, ge=1, le=10_000)
     #: no token needed when none is set (never in a cluster)
@@ -65,6 +75,22 @@ class ServiceConfig(StrictConfig):
         if not MODEL_URI_RE.match(value):
             raise ValueError(f"{value!r} is not models:/<name>@<alias> or models:/<name>/<version>")
         return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        from raytrader.data.timeframe import Timeframe
+
+        return Timeframe.parse(value).name
+
+    @property
+    def feature_age_limit_s(self) -> float:
+        """``max_feature_age_s``, or two bars of ``timeframe``."""
+        if self.max_feature_age_s is not None:
+            return self.max_feature_age_s
+        from raytrader.data.timeframe import Timeframe
+
+        return 2.0 * Timeframe.parse(self.timeframe).seconds
 
     @property
     def model_name(self) -> str:

@@ -1,4 +1,5 @@
-"""The latest ``ensemble_v1`` row of each symbol, read from the Feast online store with the SDK.
+"""The latest ``ensemble_v1`` row of each symbol at the service's timeframe, read from the Feast
+online store with the SDK.
 
 :func:`raytrader.features.feast_repo.online_rows`: Feast's online-store read, returning the same
 frame as the SDK's ``get_online_features`` (:func:`~raytrader.features.feast_repo.online_features`;
@@ -15,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from raytrader.errors import ConfigError
 from raytrader.serving.config import ServiceConfig
 
 PROBE_SYMBOL = "__raytrader_readyz__"
@@ -46,7 +46,7 @@ class OnlineFeatures:
         from raytrader.features import feast_repo
 
         t0 = time.perf_counter()
-        rows = feast_repo.online_rows(self.store, list(symbols))
+        rows = feast_repo.online_rows(self.store, list(symbols), self.config.timeframe)
         return rows, time.perf_counter() - t0
 
     def ping(self) -> str | None:
@@ -59,25 +59,16 @@ class OnlineFeatures:
 
 
 def inline_frame(rows: Sequence[Any]) -> pd.DataFrame:
-    """``:with-features`` rows as the frame :func:`OnlineFeatures.latest` returns; names a
-    missing or unknown feature."""
+    """``:with-features`` rows (validated against the schema, which names every feature) as the
+    frame :func:`OnlineFeatures.latest` returns."""
     from raytrader.features import feast_repo
     from raytrader.features.engine import WARM_COLUMN
 
     names = feast_repo.FEATURE_NAMES
-    known = set(names)
     records = []
-    for i, row in enumerate(rows):
-        missing = [n for n in names if n not in row.features]
-        unknown = sorted(set(row.features) - known)
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"lacks {len(missing)} feature(s) {missing[:5]}")
-            if unknown:
-                parts.append(f"has unknown feature(s) {unknown[:5]}")
-            raise ConfigError(f"rows[{i}] ({row.symbol}) {' and '.join(parts)}")
-        rec = {n: (float("nan") if row.features[n] is None else row.features[n]) for n in names}
+    for row in rows:
+        given = row.features.model_dump()  # the schema already required every name
+        rec = {n: (float("nan") if given[n] is None else given[n]) for n in names}
         rec[WARM_COLUMN] = row.warm
         rec[feast_repo.EVENT_TIMESTAMP] = pd.Timestamp(row.feature_time).tz_convert("UTC")
         rec[feast_repo.ENTITY] = row.symbol

@@ -4,7 +4,10 @@
 ``raytrader_http_requests_total``              requests by ``route`` (template), ``method``,
                                                ``status``
 ``raytrader_http_request_duration_seconds``    latency histogram by ``route``, ``method``
-``raytrader_decisions_total``                  decisions by ``action``
+``raytrader_decisions_total``                  decisions by ``action`` (``keep``: no decision)
+``raytrader_decision_members_missing_total``   member outputs left out for having no decision
+``raytrader_decisions_refused_total``          requests refused with 503 by ``reason``
+                                               (``stale``, ``unwarm``)
 ``raytrader_decision_feature_age_seconds``     bar close to decision time, histogram
 ``raytrader_feast_fetch_duration_seconds``     online-store read latency, histogram
 ``raytrader_model_info``                       1 for the ``name``/``version`` that last answered
@@ -61,6 +64,17 @@ class ServiceMetrics:
         )
         self.decisions = Counter(
             "raytrader_decisions", "Decisions by action", ["action"], registry=r
+        )
+        self.members_missing = Counter(
+            "raytrader_decision_members_missing",
+            "Member outputs without a decision (NaN), left out of their ensemble",
+            registry=r,
+        )
+        self.refused = Counter(
+            "raytrader_decisions_refused",
+            "Requests answered 503 for lack of honest features, by reason",
+            ["reason"],
+            registry=r,
         )
         self.feature_age = Histogram(
             "raytrader_decision_feature_age_seconds",

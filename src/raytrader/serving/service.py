@@ -16,8 +16,15 @@ Routes (``/docs`` and ``/openapi.json`` describe them):
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>`` (constant-time comparison; 401
 otherwise). Client mistakes are 4xx with a ``detail`` naming the problem: 422 malformed body or
-feature row, 404 a symbol the online store has never seen, 413 more than ``max_symbols``, 503 stale
-features (``stale: reject``) or no model loaded yet.
+feature row, 404 a symbol the online store has never seen (at the service's ``timeframe``), 413 more
+than ``max_symbols``. 503 when a decision cannot be had honestly: features older than the age limit
+(two bars of the timeframe unless ``max_feature_age_s`` says otherwise; ``stale: flag`` decides and
+flags them instead), a row whose look-backs are not full (``unwarm: flag`` likewise), no model
+loaded yet, or the online store down.
+
+A decision whose members all have no decision for a row (NaN targets: the one NaN rule, "no
+decision, keep the position") answers ``target: null`` and action ``keep``; members without a
+decision are listed in ``members_missing`` and left out of the combination.
 """
 
 from __future__ import annotations
@@ -123,7 +130,7 @@ class DecisionService:
         self._check_batch(len(accounts))
         symbols = [a.symbol for a in accounts]
         try:  # ~0.3 ms against Redis: cheaper inline than a hop to the thread pool
-            rows, took = self.features.latest(symbols)
+            rows, took = self.features.latest(list(dict.fromkeys(symbols)))
         except Exception as exc:  # the store is down: the service is not available
             raise HTTPException(503, f"Feast online store unavailable: {exc}") from exc
         self.metrics.feast_latency.observe(took)
@@ -155,11 +162,28 @@ class DecisionService:
         now = _utc_now()
         times = pd.DatetimeIndex(rows["event_timestamp"])
         ages = np.asarray((now - times).total_seconds(), dtype=np.float64)
-        limit = self.config.max_feature_age_s
-        stale = ages > limit if limit is not None else np.zeros(len(ages), dtype=bool)
+        limit = self.config.feature_age_limit_s
+        stale = ages > limit
+        unwarm = ~rows["warm"].fillna(False).to_numpy(dtype=bool)
+        refused = []
         if stale.any() and self.config.stale == "reject":
-            named = {s: f"{a:.0f}s" for s, a in zip(rows.index[stale], ages[stale], strict=True)}
-            raise HTTPException(503, f"features older than {limit:g}s: {named}")
+            named = ", ".join(
+                f"{s} {a:.0f} s" for s, a in zip(rows.index[stale], ages[stale], strict=True)
+            )
+            refused.append(
+                f"stale features ({named}; the limit is {limit:g} s for "
+                f"{self.config.timeframe} bars)"
+            )
+        if unwarm.any() and self.config.unwarm == "reject":
+            refused.append(
+                f"features not warm yet (look-backs still filling) for {list(rows.index[unwarm])}"
+            )
+        if refused:
+            if stale.any() and self.config.stale == "reject":
+                self.metrics.refused.labels("stale").inc()
+            if unwarm.any() and self.config.unwarm == "reject":
+                self.metrics.refused.labels("unwarm").inc()
+            raise HTTPException(503, "no decision: " + "; ".join(refused))
         account = pd.DataFrame(
             {
                 "exposure": [a.position for a in accounts],
@@ -186,16 +210,21 @@ class DecisionService:
         members = _member_outputs(out, status["members"])
         decisions = []
         for i, acct in enumerate(accounts):
-            action = str(out["action"].iat[i])
+            decided = bool(np.isfinite(targets[i]))
+            action = str(out["action"].iat[i]) if decided else "keep"
+            missing = [m.name for m in members[i] if m.target is None]
             self.metrics.decisions.labels(action).inc()
+            if missing:
+                self.metrics.members_missing.inc(len(missing))
             self.metrics.feature_age.observe(max(float(ages[i]), 0.0))
             decisions.append(
                 Decision(
                     symbol=acct.symbol,
                     action=action,
-                    target=float(targets[i]),
-                    confidence=float(confidences[i]),
+                    target=float(targets[i]) if decided else None,
+                    confidence=_finite_or(confidences[i], 0.0),
                     members=members[i],
+                    members_missing=missing,
                     model=ref,
                     feature_time=times[i].to_pydatetime(),
                     feature_age_s=float(ages[i]),
@@ -257,21 +286,30 @@ def _member_outputs(out: pd.DataFrame, members: list[dict[str, Any]]) -> list[li
     confidences = [out[f"{m['name']}.confidence"].to_numpy(np.float64) for m in present]
     return [
         [
-            MemberOutput(**m, target=float(t[i]), confidence=float(c[i]))
+            MemberOutput(**m, target=_finite_or(t[i], None), confidence=_finite_or(c[i], None))
             for m, t, c in zip(present, targets, confidences, strict=True)
         ]
         for i in range(len(out))
     ]
 
 
+def _finite_or(value: float, default: Any) -> Any:
+    """``value`` as a float, or ``default`` where it is NaN (no decision)."""
+    return float(value) if np.isfinite(value) else default
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in (
         (401, "missing or wrong bearer token"),
-        (404, "a symbol the online store has never seen"),
+        (404, "a symbol the online store has never seen at the service's timeframe"),
         (413, "more symbols than max_symbols"),
         (422, "malformed body, unknown or missing feature"),
-        (503, "stale features, no model loaded, or the online store down"),
+        (
+            503,
+            "no honest decision: stale or not yet warm features, no model loaded, or the "
+            "online store down",
+        ),
     )
 }
 
