@@ -72,9 +72,10 @@ image-test: $(VENV)/.installed ## build the image on a locally built base (no re
 bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
 
-lint: $(VENV)/.installed ## ruff and mypy
+lint: $(VENV)/.installed ## ruff, mypy and the import layering (import-linter)
 	$(BIN)/ruff check src tests benchmarks pipelines
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 stack-up: $(VENV)/.installed ## start the local stack on 127.0.0.1 (Kafka, Postgres, Redis, MLflow, Ray, Feast)
 	$(BIN)/raytrader stack up

@@ -1,5 +1,6 @@
 """Section 6: training — environment steps/s against FinRL's StockTradingEnv, PPO throughput at 1
-and 2 env runners, ASHA against no scheduler.
+and 2 env runners, ASHA against no scheduler, and PPO out of sample on GOOG observing
+``bar_features_v1`` and the scale-free ``bar_features_v2`` side by side (same seed, budget, bars).
 
 FinRL's environment is the real class from the ``finrl`` package (installed ``--no-deps`` by the
 bench extra; its module is loaded from its file because ``finrl/__init__`` imports live-trading
@@ -20,6 +21,8 @@ from benchmarks.common import Section, Verdict, fmt_s, load_average, log, table
 NAME = "training"
 VECTOR_TARGET = 100_000.0
 VS_FINRL_TARGET = 20.0
+#: the out-of-sample PPO runs once per feature set, everything else equal
+OOS_FEATURE_SETS = ("bar_features_v1", "bar_features_v2")
 FINRL_INDICATORS = [
     "macd",
     "rsi_14",
@@ -205,38 +208,80 @@ def _ppo_rows() -> list[list[str]]:
     return rows
 
 
-def _oos_rows() -> list[list[str]]:
+def _oos_rows() -> tuple[list[list[str]], str]:
     """PPO trained on GOOG 2004-2010 (the first 70% of the usable bars), evaluated once on the
-    later 30%: the honest out-of-sample table."""
+    later 30%: the honest out-of-sample table, one run per feature set (same seed, budget, costs
+    and bars; the baselines are computed in each run and must agree). Returns the rows and the
+    test window."""
     import tempfile
 
     from raytrader.envs import EnvConfig
-    from raytrader.training.rl import RLConfig, evaluate, greedy_policy, train_rl
+    from raytrader.models.rl_policy import greedy_policy
+    from raytrader.training.rl import RLConfig, evaluate, load_market, train_rl
 
-    log("training: PPO on GOOG, out-of-sample evaluation")
-    cfg = RLConfig(
-        data="goog",
-        iterations=25,
-        checkpoint_every=25,
-        train_batch_size=2048,
-        minibatch_size=256,
-        num_epochs=4,
-        env=EnvConfig(episode_length=256, reward="log_return"),
-        mlflow=False,
-        output_dir=tempfile.mkdtemp(prefix="bench-oos-"),
-    )
-    result = train_rl(cfg)
-    table = evaluate(cfg, greedy_policy(result.checkpoint))
-    return [
-        [
-            name,
-            f"{m['total_return']:+.1%}",
-            f"{m['sharpe']:.2f}",
-            f"{m['max_drawdown']:.1%}",
-            f"{int(m.get('num_trades', 0))}",
-        ]
-        for name, m in table.items()
-    ]
+    def pct(m: dict[str, float], key: str) -> str:
+        return f"{m[key]:+.1%}" if key == "total_return" else f"{m[key]:.1%}"
+
+    rows: list[list[str]] = []
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    windows: set[tuple[str, str, int]] = set()
+    for feature_set in OOS_FEATURE_SETS:
+        log(f"training: PPO on GOOG observing {feature_set}, out-of-sample evaluation")
+        cfg = RLConfig(
+            data="goog",
+            iterations=25,
+            checkpoint_every=25,
+            train_batch_size=2048,
+            minibatch_size=256,
+            num_epochs=4,
+            env=EnvConfig(feature_set=feature_set, episode_length=256, reward="log_return"),
+            mlflow=False,
+            output_dir=tempfile.mkdtemp(prefix="bench-oos-"),
+        )
+        _, test = load_market(cfg)
+        idx = test.bars.index
+        windows.add((f"{idx[test.first]:%Y-%m-%d}", f"{idx[test.hi - 1]:%Y-%m-%d}", test.n_usable))
+        t0 = time.perf_counter()
+        result = train_rl(cfg)
+        train_s = time.perf_counter() - t0
+        table = tables[feature_set] = evaluate(cfg, greedy_policy(result.checkpoint))
+        m = table["policy"]
+        rows.append(
+            [
+                f"PPO on `{feature_set}` ({len(cfg.env.feature_names) + 3} inputs)",
+                pct(m, "total_return"),
+                f"{m['sharpe']:.2f}",
+                pct(m, "max_drawdown"),
+                f"{int(m.get('num_trades', 0))}",
+                fmt_s(train_s),
+            ]
+        )
+    if len(windows) != 1:
+        raise RuntimeError(f"the feature sets' runs were tested on different bars: {windows}")
+    first, *others = tables.values()
+    for other in others:
+        for name in ("buy_and_hold", "ma_cross"):
+            a, b = first[name], other[name]
+            differ = [k for k in a if k not in b or not np.array_equal(a[k], b[k], equal_nan=True)]
+            if differ:
+                raise RuntimeError(
+                    f"{name} differs between the runs in {differ}: same bars and costs expected"
+                )
+    for name in ("buy_and_hold", "ma_cross"):
+        m = first[name]
+        label = "buy-and-hold" if name == "buy_and_hold" else "`ma_cross(10, 50)`"
+        rows.append(
+            [
+                label,
+                pct(m, "total_return"),
+                f"{m['sharpe']:.2f}",
+                pct(m, "max_drawdown"),
+                f"{int(m.get('num_trades', 0))}",
+                "—",
+            ]
+        )
+    (start, end, n) = windows.pop()
+    return rows, f"{start} – {end}, {n} bars"
 
 
 def _asha_rows() -> list[list[str]]:
@@ -285,7 +330,7 @@ def run() -> Section:
     env_rows, verdicts = _env_rows()
     ppo = _ppo_rows()
     asha = _asha_rows()
-    oos = _oos_rows()
+    oos, oos_window = _oos_rows()
     body = f"""
 Load average at start {load_start}, at end {load_average()}. No GPU in this task: the PPO
 learner ran on CPU only (the GPU comparison needs a machine with one).
@@ -313,10 +358,14 @@ each reported step is expensive (RL iterations).
 
 **Out of sample: PPO on GOOG** — trained for 25 iterations (51,200 steps) on the first 70% of
 GOOG's usable daily bars (2004–2010, random 256-bar episodes, log-return reward, 0.1% commission,
-2 bp slippage), then run greedily once over the later 30% (2010–2013) as one episode and
+2 bp slippage), then run greedily once over the later 30% ({oos_window}) as one episode and
 backtested on the kernel next to buy-and-hold and `ma_cross(10, 50)` on the same bars and costs.
+Two runs, identical but for the observation: `bar_features_v1` (70 features, price and cumulative
+levels included) and the scale-free `bar_features_v2` (59: ratios to close, log differences, no
+levels); both sets warm up in 60 bars, so both runs train and test on the same bars. Seed 0 each:
+one seed per set, so a difference between the two rows is one draw, not a measured effect.
 Reported as it comes out, whichever wins.
 
-{table(["strategy", "total return", "Sharpe", "max drawdown", "trades"], oos)}
+{table(["strategy", "total return", "Sharpe", "max drawdown", "trades", "training"], oos)}
 """
     return Section(NAME, "6. Training (environment, PPO, search)", body, verdicts)

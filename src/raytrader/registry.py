@@ -146,6 +146,12 @@ class RLPolicyModel(PyfuncBase):
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
         self.normalizer = FeatureNormalizer.from_dict(meta["normalizer"])
         self.env = EnvConfig.model_validate(meta["env"])
+        if tuple(self.normalizer.names) != tuple(self.env.feature_names):
+            raise ConfigError(
+                f"RL policy artifacts disagree: the normalizer covers {len(self.normalizer.names)} "
+                f"features, the environment observes {len(self.env.feature_names)} of "
+                f"{self.env.feature_set}"
+            )
 
     def observations(self, model_input: pd.DataFrame) -> np.ndarray:
         """The observation the environment would build for each row: the features normalized
@@ -169,7 +175,7 @@ class RLPolicyModel(PyfuncBase):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         from raytrader.envs.trading import action_to_target
-        from raytrader.training.rl import policy_outputs
+        from raytrader.models.rl_policy import policy_outputs
 
         actions, confidence = policy_outputs(self.module, self.observations(model_input))
         targets = np.array([action_to_target(self.env, a) for a in actions])
@@ -195,13 +201,16 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame | None = None) -> Any
     return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
-def serving_example(bars: Any, n: int = 50) -> pd.DataFrame:
-    """The last ``n`` bars as every model's input: OHLCV, the ``ensemble_v1`` features and
-    ``warm``, indexed by ISO-8601 UTC strings (what JSON requests carry). One frame fits every
-    kind of model, so the decision service sends the same row to each."""
+def serving_example(bars: Any, n: int = 50, feature_set: Any = None) -> pd.DataFrame:
+    """The last ``n`` bars as every model's input: OHLCV, the features (of ``feature_set``;
+    default the served ``bar_features_v1``) and ``warm``, indexed by ISO-8601 UTC strings (what
+    JSON requests carry). One frame fits every kind of model, so the decision service sends the
+    same row to each."""
     from raytrader.features.engine import compute_features
 
-    both = pd.concat([bars.frame.loc[:, list(OHLCV)], compute_features(bars)], axis=1)
+    feats = compute_features(bars) if feature_set is None else compute_features(bars, feature_set)
+    feats.attrs = {}
+    both = pd.concat([bars.frame.loc[:, list(OHLCV)], feats], axis=1)
     frame: pd.DataFrame = both.iloc[-n:]
     frame.index = pd.Index(pd.DatetimeIndex(frame.index).strftime("%Y-%m-%dT%H:%M:%SZ"))
     return frame
@@ -332,7 +341,7 @@ def list_models(
 def rl_artifacts(checkpoint: str | Path, normalizer: Any, env_config: Any) -> dict[str, str]:
     """Artifacts of :class:`RLPolicyModel` from a :func:`raytrader.training.rl.train_rl`
     checkpoint: the RLModule and a JSON with the normalizer and the env config."""
-    from raytrader.training.rl import policy_dir
+    from raytrader.models.rl_policy import policy_dir
 
     policy = policy_dir(checkpoint)
     if not policy.is_dir():

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raytrader.data.bars import OHLCV, Bars, make_frame, validate
+from raytrader.contract import OHLCV
+from raytrader.data.bars import Bars, make_frame, validate
 from raytrader.errors import DataValidationError
 
 

@@ -158,10 +158,14 @@ def test_low_liquidity_fills_partially(splits) -> None:
     assert targets[-1] == 1.0  # the rest follows on later bars
 
 
-def test_liquidation_terminates_the_episode(splits) -> None:
+def test_a_bust_account_terminates_the_episode(splits) -> None:
+    """Only a bust ends an episode (a margin call leaves the account trading:
+    tests/envs/test_margin_env.py); the frictionless account's 10x short goes bust."""
     from raytrader.sim import FixedFraction
 
-    cfg = EnvConfig(episode_length=400, sim=SimConfig(sizing=FixedFraction(fraction=10.0)))
+    cfg = EnvConfig(
+        episode_length=400, sim=SimConfig(sizing=FixedFraction(fraction=10.0), margin=None)
+    )
     env = TradingEnv(splits[0], cfg)
     env.reset(seed=0, options={"start": splits[0].first})
     terminated = False
@@ -188,3 +192,114 @@ def test_bad_input_is_refused(splits) -> None:
         env.step(3)
     with pytest.raises(ConfigError, match="start"):
         env.reset(options={"start": 0})
+
+
+# ---- which features the agent observes ------------------------------------------------------------
+
+SUBSET = ("rsi_14", "logret_1", "close_to_sma_20", "obv_flow_20")
+
+
+@pytest.fixture(scope="module")
+def goog_v2() -> Market:
+    from raytrader.features import BAR_FEATURES_V2
+
+    return Market.from_bars(load_bars("goog"), BAR_FEATURES_V2)
+
+
+def test_default_config_observes_all_of_bar_features_v1(goog_market: Market) -> None:
+    from raytrader.features import BAR_FEATURES_V1
+
+    cfg = EnvConfig()
+    assert cfg.feature_set == "bar_features_v1"
+    assert cfg.features is None
+    assert cfg.feature_names == tuple(BAR_FEATURES_V1.names)
+    env = TradingEnv(goog_market, EnvConfig(episode_length=16))
+    assert env.observation_space.shape == (70 + 3,)
+    assert env.market is goog_market  # nothing selected, nothing copied
+
+
+def test_a_subset_observes_the_full_sets_normalized_columns_in_its_order(goog_v2: Market) -> None:
+    full = TradingEnv(goog_v2, EnvConfig(feature_set="bar_features_v2", episode_length=32))
+    cfg = EnvConfig(feature_set="bar_features_v2", features=SUBSET, episode_length=32)
+    sub = TradingEnv(goog_v2, cfg)
+    assert sub.observation_space.shape == (len(SUBSET) + 3,)
+    assert sub.normalizer.names == SUBSET == sub.market.feature_names
+    cols = [goog_v2.feature_names.index(n) for n in SUBSET]
+    obs_full, _ = full.reset(options={"start": 700})
+    obs_sub, _ = sub.reset(options={"start": 700})
+    for a in [2, 2, 0, 1, 2, 0, 0, 1]:
+        assert np.array_equal(obs_sub, np.concatenate([obs_full[cols], obs_full[-3:]]))
+        obs_full, r_full, *_ = full.step(a)
+        obs_sub, r_sub, *_ = sub.step(a)
+        assert r_full == r_sub  # the observation changes nothing the kernel does
+    # the first usable bar does not move with the subset: same rows, same episodes
+    assert sub.market.first == goog_v2.first
+
+
+def test_the_served_policy_rebuilds_a_v2_subset_observation(goog_v2: Market) -> None:
+    import pandas as pd
+
+    from raytrader.registry import RLPolicyModel
+
+    cfg = EnvConfig(feature_set="bar_features_v2", features=SUBSET, episode_length=32)
+    env = TradingEnv(goog_v2, cfg)
+    model = RLPolicyModel.__new__(RLPolicyModel)  # the pyfunc without a policy: its observation
+    # what the pyfunc reads back from its artifacts: the env config and the normalizer
+    model.env = EnvConfig.model_validate_json(cfg.model_dump_json())
+    model.normalizer = FeatureNormalizer.from_dict(env.normalizer.to_dict())
+    assert model.env.features == SUBSET
+    obs, info = env.reset(options={"start": 900})
+    for a in [2, 2, 2, 0]:
+        obs, _, _, _, info = env.step(a)
+        t = info["bar"]
+        # a row of the whole v2 set, as a batch job would send it: the pyfunc picks its columns
+        row = pd.DataFrame([goog_v2.features[t]], columns=list(goog_v2.feature_names))
+        row["exposure"], row["unrealized"] = float(obs[-3]), float(obs[-2])
+        row["time_in_position"] = float(env._held[0])
+        assert np.array_equal(model.observations(row)[0], obs), t
+
+
+def test_scenarios_recompute_the_observed_set_and_subset(goog_v2: Market) -> None:
+    cfg = EnvConfig(
+        feature_set="bar_features_v2",
+        features=SUBSET,
+        episode_length=32,
+        scenarios=("extreme_volatility",),
+        scenario_probability=1.0,
+    )
+    env = TradingEnv(goog_v2.split(0.7)[0], cfg)
+    obs, _ = env.reset(seed=2)
+    assert obs.shape == (len(SUBSET) + 3,)
+    assert env._active is not env.market
+    assert env._active.feature_set == "bar_features_v2"
+    assert env._active.feature_names == SUBSET
+    # 3x returns: the volatility-scaled features move, so the features were recomputed
+    assert not np.array_equal(env._active.features, env.market.features)
+
+
+def test_feature_set_and_subset_config_errors_name_the_problem(
+    goog_market: Market, goog_v2: Market
+) -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown feature set 'bar_features_v9'.*bar_features_v2"
+    ):
+        EnvConfig.parse({"feature_set": "bar_features_v9"})
+    with pytest.raises(
+        ConfigError, match="features: 'sma_20' not in feature set 'bar_features_v2'"
+    ):
+        EnvConfig.parse({"feature_set": "bar_features_v2", "features": ["rsi_14", "sma_20"]})
+    with pytest.raises(ConfigError, match="features: 'nope' not in feature set 'bar_features_v1'"):
+        EnvConfig.parse({"features": ["nope"]})
+    with pytest.raises(ConfigError, match="name at least one feature"):
+        EnvConfig.parse({"features": []})
+    with pytest.raises(ConfigError, match=r"\['rsi_14'\] named more than once"):
+        EnvConfig.parse({"features": ["rsi_14", "rsi_14"]})
+    v2 = EnvConfig(feature_set="bar_features_v2", episode_length=16)
+    with pytest.raises(ConfigError, match="carries bar_features_v1 but the environment observes"):
+        TradingEnv(goog_market, v2)
+    v1_env = TradingEnv(goog_market, EnvConfig(episode_length=16))
+    with pytest.raises(ConfigError, match="normalizer was fitted on other features"):
+        TradingEnv(goog_v2, v2, normalizer=v1_env.normalizer)
+    # the config round-trips with its subset
+    cfg = EnvConfig(feature_set="bar_features_v2", features=SUBSET)
+    assert EnvConfig.model_validate_json(cfg.model_dump_json()) == cfg

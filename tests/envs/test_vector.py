@@ -67,3 +67,33 @@ def test_bad_input(markets: list[Market]) -> None:
     venv.reset(seed=0)
     with pytest.raises(ConfigError, match="discrete actions"):
         venv.step(np.array([1, 7]))
+
+
+def test_a_v2_subset_column_equals_the_scalar_env() -> None:
+    from raytrader.features import BAR_FEATURES_V2
+
+    market = Market.from_bars(load_bars("goog"), BAR_FEATURES_V2).split(0.7)[0]
+    subset = ("close_to_ema_20", "rsi_14", "bb_pctb")
+    cfg = EnvConfig(feature_set="bar_features_v2", features=subset, episode_length=20)
+    venv = VectorTradingEnv(market, 3, cfg, seed=5)
+    assert venv.single_observation_space.shape == (len(subset) + 3,)
+    assert venv.normalizer.names == subset
+    obs, _ = venv.reset(seed=5)
+    starts = venv.start.copy()
+    actions = np.random.default_rng(1).integers(0, 3, size=(19, 3))
+    observations = [obs]
+    for a in actions:
+        observations.append(venv.step(a)[0])
+    for j in range(3):
+        env = TradingEnv(market, cfg, normalizer=venv.normalizer)
+        o, _ = env.reset(options={"start": int(starts[j])})
+        assert np.array_equal(o, observations[0][j])
+        for k, a in enumerate(actions[:, j]):
+            o, *_ = env.step(a)
+            assert np.array_equal(o, observations[k + 1][j])
+
+
+def test_markets_of_another_feature_set_are_refused(markets: list[Market]) -> None:
+    cfg = EnvConfig(feature_set="bar_features_v2", episode_length=10)
+    with pytest.raises(ConfigError, match="carries bar_features_v1 but the environment observes"):
+        VectorTradingEnv(markets, 2, cfg)

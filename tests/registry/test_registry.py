@@ -170,7 +170,8 @@ def test_mlflow_models_serve_answers_a_request(tracking: str, tmp_path: Path, wi
 @pytest.mark.integration
 def test_rl_policy_pyfunc_acts_like_the_policy(tracking: str, tmp_path: Path, window) -> None:
     from raytrader.envs import EnvConfig, TradingEnv
-    from raytrader.training.rl import RLConfig, greedy_policy, load_market, train_rl
+    from raytrader.models.rl_policy import greedy_policy
+    from raytrader.training.rl import RLConfig, load_market, train_rl
 
     cfg = RLConfig(
         iterations=1,

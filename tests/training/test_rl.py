@@ -19,7 +19,8 @@ import pytest
 
 from raytrader.envs import EnvConfig
 from raytrader.errors import ConfigError
-from raytrader.training.rl import DQNOptions, RLConfig, evaluate, greedy_policy, train_rl
+from raytrader.models.rl_policy import greedy_policy
+from raytrader.training.rl import DQNOptions, RLConfig, evaluate, train_rl
 from tests.support.markets import pattern_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -165,3 +166,70 @@ def test_bad_configs_name_the_problem(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"bad.yaml.algo"):
         load_config(bad, RLConfig)
+
+
+def test_a_policy_on_a_v2_subset_records_its_features_and_serving_refuses_it(
+    tmp_path: Path,
+) -> None:
+    """The run and the registered version name the feature set and subset; the pyfunc rebuilds
+    the observation from that set's columns; the version's feature-service tag is not the served
+    one, so the decision service (bar_features_v1 rows) refuses it instead of feeding it the
+    wrong features."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from raytrader.contract import FEATURE_SERVICE
+    from raytrader.data.sources import load_bars
+    from raytrader.features import BAR_FEATURES_V2, compute_features
+    from raytrader.tracking import using_uri
+    from raytrader.training.rl import register_policy
+
+    subset = ("logret_1", "logret_1_lag1", "close_to_sma_10", "rsi_7")
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    env = EnvConfig(episode_length=128, feature_set="bar_features_v2", features=subset)
+    cfg = small(
+        tmp_path, env=env, iterations=1, checkpoint_every=1, tracking_uri=uri, register_as="ppo-v2"
+    )
+    result = train_rl(cfg)
+    table = evaluate(cfg, greedy_policy(result.checkpoint))
+    assert np.isfinite(table["policy"]["total_return"])
+    client = MlflowClient(uri)
+    expected = {
+        "raytrader.feature_set": "bar_features_v2",
+        "raytrader.features": ",".join(subset),
+        "raytrader.feature_service": "none",
+    }
+    run_tags = client.get_run(result.mlflow_run).data.tags
+    assert {k: run_tags[k] for k in expected} == expected
+    assert run_tags["raytrader.feature_source"] == "batch"
+
+    assert register_policy(cfg, result) == "1"
+    version = client.get_model_version("ppo-v2", "1")
+    assert {k: version.tags[k] for k in expected} == expected
+    with using_uri(uri):
+        model = mlflow.pyfunc.load_model("models:/ppo-v2/1")
+    inner = model.unwrap_python_model()
+    assert inner.env.feature_set == "bar_features_v2"
+    assert inner.env.features == inner.normalizer.names == subset
+    bars = load_bars(cfg.data)
+    rows = compute_features(bars, BAR_FEATURES_V2).tail(20)
+    out = inner.predict(None, rows)
+    assert len(out) == 20
+    assert set(np.unique(out["target"])) <= {-1.0, 0.0, 1.0}
+    # the decision service's first check: a version whose feature service is not the one it
+    # serves (the online store's bar_features_v1 rows) is refused, named
+    assert version.tags["raytrader.feature_service"] != FEATURE_SERVICE
+
+    with pytest.raises(ConfigError, match="feature_source feast serves bar_features_v1 only"):
+        RLConfig.parse({"feature_source": "feast", "env": {"feature_set": "bar_features_v2"}})
+
+
+def test_a_run_saved_before_the_feature_fields_existed_resumes(tmp_path: Path) -> None:
+    cfg = small(tmp_path, iterations=1, checkpoint_every=1, train_batch_size=256, minibatch_size=64)
+    train_rl(cfg)
+    saved = Path(cfg.output_dir) / "config.json"
+    old = json.loads(saved.read_text())
+    del old["env"]["feature_set"], old["env"]["features"]  # what an earlier version wrote
+    saved.write_text(json.dumps(old))
+    again = train_rl(cfg)
+    assert again.resumed_from == 1

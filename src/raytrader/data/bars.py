@@ -21,7 +21,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from raytrader.contract import OHLCV as OHLCV  # re-exported for older imports
+from raytrader.contract import OHLCV
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import DataValidationError
 

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from raytrader.config import StrictConfig
+from raytrader.errors import UnknownNameError
+from raytrader.features import get_feature_set
 from raytrader.sim.config import SimConfig
 
 ScenarioName = Literal["flash_crash", "low_liquidity", "extreme_volatility"]
@@ -34,6 +36,14 @@ class CostRandomization(StrictConfig):
 class EnvConfig(StrictConfig):
     """How the environment acts, rewards and samples episodes (see :mod:`raytrader.envs`)."""
 
+    #: the feature set observed (a name ``raytrader.features.get_feature_set`` knows). The default
+    #: stays ``bar_features_v1``: it is what the online store serves a registered policy, and
+    #: earlier runs reproduce; ``bar_features_v2`` is the scale-free set
+    feature_set: str = "bar_features_v1"
+    #: observe only these features of the set, in this order (default: all of them, in the set's
+    #: order). Episodes and splits do not move with the subset: a row is usable once the whole
+    #: set is warm, so runs on different subsets trade the same bars
+    features: tuple[str, ...] | None = None
     action: ActionKind = "discrete"
     #: target positions of the ``grid`` action space: ``linspace(-1, 1, grid_levels)``
     grid_levels: int = Field(default=5, ge=3, le=101)
@@ -63,4 +73,30 @@ class EnvConfig(StrictConfig):
             )
         if self.scenario_probability > 0.0 and not self.scenarios:
             raise ValueError("scenario_probability > 0 needs at least one name in scenarios")
+        try:
+            known = get_feature_set(self.feature_set).names
+        except UnknownNameError as exc:
+            raise ValueError(f"feature_set: {exc}") from None
+        if self.features is not None:
+            if not self.features:
+                raise ValueError(
+                    f"features: name at least one feature of {self.feature_set} "
+                    "(or leave it out to observe all of them)"
+                )
+            unknown = [n for n in self.features if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"features: {', '.join(map(repr, unknown))} not in feature set "
+                    f"{self.feature_set!r} (its features: {', '.join(known)})"
+                )
+            doubled = sorted({n for n in self.features if self.features.count(n) > 1})
+            if doubled:
+                raise ValueError(f"features: {doubled} named more than once")
         return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The observed features, in observation order."""
+        if self.features is not None:
+            return self.features
+        return tuple(get_feature_set(self.feature_set).names)

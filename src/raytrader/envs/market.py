@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from raytrader.data.bars import Bars
+from raytrader.envs.config import EnvConfig
 from raytrader.errors import ConfigError
+from raytrader.features import BAR_FEATURES_V1, get_feature_set
 from raytrader.features.engine import WARM_COLUMN, compute_features
 from raytrader.features.spec import FeatureSet
 
@@ -19,7 +22,9 @@ class Market:
 
     Features are always computed on the *whole* series and then sliced, so a split's first rows
     have the same values as in the batch engine (features are truncation invariant, and slicing
-    never lets a row see later bars). ``first`` is the first row where every feature is warm.
+    never lets a row see later bars). ``first`` is the first row where every feature of the set
+    is warm. ``feature_set`` names the set the columns come from; an environment keeps the columns
+    its config observes (:meth:`observed`).
     """
 
     bars: Bars
@@ -28,6 +33,7 @@ class Market:
     warm_from: int  # first warm row of the whole series
     lo: int
     hi: int
+    feature_set: str = BAR_FEATURES_V1.name
 
     @classmethod
     def from_bars(
@@ -36,20 +42,61 @@ class Market:
         feature_set: FeatureSet | None = None,
         features: pd.DataFrame | None = None,
     ) -> Market:
-        """``features`` (e.g. read from Feast) replace computing ``feature_set`` on ``bars``."""
-        frame = compute_features(bars, feature_set) if features is None else features
+        """The features of ``feature_set`` (default ``bar_features_v1``) on ``bars``; given
+        ``features`` (e.g. read from Feast) replace computing them and must be that set's columns
+        and ``warm``."""
+        fs = feature_set or BAR_FEATURES_V1
+        frame = compute_features(bars, fs) if features is None else features
         if not frame.index.equals(bars.index):
             raise ConfigError(
                 f"features are not indexed like the {len(bars)} bars of {bars.symbol}"
             )
         names = tuple(c for c in frame.columns if c != WARM_COLUMN)
+        if names != tuple(fs.names):
+            raise ConfigError(
+                f"the features given for {bars.symbol} are not the columns of {fs.name} "
+                f"({len(names)} columns, {len(fs.names)} expected)"
+            )
         warm = frame[WARM_COLUMN].to_numpy()
         if not warm.any():
             raise ConfigError(
                 f"{bars.symbol}: {len(bars)} bars are fewer than the feature set's warm-up"
             )
         feats = np.ascontiguousarray(frame[list(names)].to_numpy(dtype=np.float64))
-        return cls(bars, feats, names, int(np.argmax(warm)), 0, len(bars))
+        return cls(bars, feats, names, int(np.argmax(warm)), 0, len(bars), fs.name)
+
+    def with_bars(self, bars: Bars) -> Market:
+        """The same set's features computed on other ``bars`` (a stress scenario), same rows."""
+        full = Market.from_bars(bars, get_feature_set(self.feature_set))
+        return full.select(self.feature_names).rows(self.lo, self.hi)
+
+    def select(self, names: Sequence[str]) -> Market:
+        """The same rows with only the features ``names``, in that order. ``first`` does not move:
+        it stays the first row where the whole set is warm."""
+        names = tuple(names)
+        if names == self.feature_names:
+            return self
+        index = {n: j for j, n in enumerate(self.feature_names)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise ConfigError(
+                f"{self.bars.symbol}: the market carries no feature(s) {missing} of {self.feature_set}"
+            )
+        cols = [index[n] for n in names]
+        return replace(
+            self, features=np.ascontiguousarray(self.features[:, cols]), feature_names=names
+        )
+
+    def observed(self, config: EnvConfig) -> Market:
+        """The market with the features ``config`` observes; refuses a market built from another
+        feature set than the config names."""
+        if self.feature_set != config.feature_set:
+            raise ConfigError(
+                f"{self.bars.symbol}: the market carries {self.feature_set} but the environment "
+                f"observes {config.feature_set}; build it with "
+                f"Market.from_bars(bars, get_feature_set({config.feature_set!r}))"
+            )
+        return self.select(config.feature_names)
 
     @property
     def first(self) -> int:
@@ -73,7 +120,7 @@ class Market:
     def rows(self, lo: int, hi: int) -> Market:
         if not 0 <= lo < hi <= len(self.bars):
             raise ConfigError(f"rows [{lo}, {hi}) outside the {len(self.bars)} bars")
-        return Market(self.bars, self.features, self.feature_names, self.warm_from, lo, hi)
+        return replace(self, lo=lo, hi=hi)
 
     def usable_features(self) -> np.ndarray:
         return self.features[self.first : self.hi]

@@ -7,9 +7,10 @@ account, and chooses a target position. The kernel records the decision
 reward. The same targets given to a backtest (``run_targets``) produce the same trades and equity,
 bar for bar (tested), because both are the kernel.
 
-Observation (float32): the bar's feature row normalized with statistics of the training split
+Observation (float32): the bar's row of the features the config observes (``feature_set``, all
+of it or the ``features`` subset, in that order) normalized with statistics of the training split
 (:class:`~raytrader.envs.normalize.FeatureNormalizer`; a short history comes from the lagged
-features the feature set declares, so serving builds the same vector from one online-store row),
+features the feature set declares, so serving builds the same vector from one feature row),
 then ``exposure`` (position value / equity), ``unrealized`` (open P&L as a fraction of the entry
 value, signed) and ``time_in_position`` (bars held / episode length).
 
@@ -18,9 +19,9 @@ Actions: ``discrete`` {0: short, 1: flat, 2: long} → target -1 / 0 / +1; ``gri
 ``sim.allow_short=False`` the kernel turns short targets into flat.
 
 Episodes start at a random bar of the split (or its first warm bar) and last
-``episode_length`` steps (``truncated``); an account liquidated by the kernel ends the episode
-(``terminated``). Optional per-episode cost randomization and stress scenarios (see
-:mod:`raytrader.envs.scenarios`).
+``episode_length`` steps (``truncated``); an account that goes bust (a liquidation leaving equity
+<= 0) ends the episode (``terminated``); after a margin call with equity left it goes on. Optional
+per-episode cost randomization and stress scenarios (see :mod:`raytrader.envs.scenarios`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from raytrader.contract import ACCOUNT_COLUMNS
 from raytrader.envs.config import EnvConfig
 from raytrader.envs.market import Market
 from raytrader.envs.normalize import FeatureNormalizer
@@ -40,7 +42,7 @@ from raytrader.errors import ConfigError
 from raytrader.sim import Simulator
 from raytrader.sim import kernel as K
 
-ACCOUNT_FEATURES = ("exposure", "unrealized", "time_in_position")
+ACCOUNT_FEATURES = ACCOUNT_COLUMNS  # the account part of the observation, in this order
 #: every observation component is clipped to [-OBS_BOUND, OBS_BOUND]
 OBS_BOUND = 10.0
 
@@ -103,6 +105,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
     ) -> None:
         self.config = config or EnvConfig()
         cfg = self.config
+        market = market.observed(cfg)
         if market.n_usable < cfg.episode_length + 1:
             raise ConfigError(
                 f"{market.bars.symbol}: {market.n_usable} usable bars in the split, an episode "
@@ -113,7 +116,10 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
             market.usable_features(), market.feature_names
         )
         if self.normalizer.names != market.feature_names:
-            raise ConfigError("the normalizer was fitted on other features than the market's")
+            raise ConfigError(
+                "the normalizer was fitted on other features than the environment observes "
+                f"({cfg.feature_set}, {len(market.feature_names)} features)"
+            )
         n_obs = len(market.feature_names) + len(ACCOUNT_FEATURES)
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(n_obs,), dtype=np.float32)
         self.action_space = action_space(cfg)
@@ -216,11 +222,11 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         }
 
     def _scenario(self, name: str, rng: np.random.Generator) -> tuple[Market, Scenario]:
-        """Scenario markets are built once per name (features recomputed on the new bars)."""
+        """Scenario markets are built once per name (the same features recomputed on the new
+        bars)."""
         if name not in self._scenarios:
             scen = apply_scenario(name, self.market.bars, rng)
-            full = Market.from_bars(scen.bars)
-            self._scenarios[name] = (full.rows(self.market.lo, self.market.hi), scen)
+            self._scenarios[name] = (self.market.with_bars(scen.bars), scen)
         return self._scenarios[name]
 
     @property

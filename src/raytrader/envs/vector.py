@@ -51,13 +51,11 @@ class VectorTradingEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
                 "the vectorized environment has no scenarios or cost randomization; "
                 "use TradingEnv for those"
             )
-        ms = [markets] if isinstance(markets, Market) else list(markets)
+        ms = [m.observed(cfg) for m in ([markets] if isinstance(markets, Market) else markets)]
         if not ms or num_envs < 1:
             raise ConfigError("need at least one market and one environment")
-        names = ms[0].feature_names
+        names = cfg.feature_names
         for m in ms:
-            if m.feature_names != names:
-                raise ConfigError("every market must carry the same features")
             if m.n_usable < cfg.episode_length + 1:
                 raise ConfigError(
                     f"{m.bars.symbol}: {m.n_usable} usable bars, an episode needs "
@@ -70,6 +68,11 @@ class VectorTradingEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.normalizer = normalizer or FeatureNormalizer.fit(
             np.concatenate([m.usable_features() for m in ms]), names
         )
+        if self.normalizer.names != names:
+            raise ConfigError(
+                "the normalizer was fitted on other features than the environment observes "
+                f"({cfg.feature_set}, {len(names)} features)"
+            )
         self.num_envs = num_envs
         n_obs = len(names) + len(ACCOUNT_FEATURES)
         self.single_observation_space = spaces.Box(

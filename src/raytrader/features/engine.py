@@ -14,11 +14,11 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from raytrader.data.bars import OHLCV, Bars
+from raytrader.contract import OHLCV
+from raytrader.contract import WARM_COLUMN as WARM_COLUMN  # re-exported for the features
+from raytrader.data.bars import Bars
 from raytrader.errors import ConfigError
 from raytrader.features.spec import FeatureSet, FeatureSpec
-
-WARM_COLUMN = "warm"
 
 
 @cache  # building talib.abstract.Function is slow; streaming calls this per micro-batch
@@ -64,10 +64,13 @@ def evaluate_spec(spec: FeatureSpec, columns: Mapping[str, np.ndarray]) -> np.nd
 def compute_arrays(
     feature_set: FeatureSet, columns: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Compute every feature from contiguous float64 bar arrays; returns name → array."""
+    """Compute every feature from contiguous float64 bar arrays; returns name → array (the set's
+    intermediates are computed first and left out)."""
     env: dict[str, np.ndarray] = {
         c: np.ascontiguousarray(columns[c], dtype=np.float64) for c in OHLCV
     }
+    for spec in feature_set.intermediates:
+        env[spec.name] = evaluate_spec(spec, env)
     out: dict[str, np.ndarray] = {}
     for spec in feature_set.features:
         arr = evaluate_spec(spec, env)

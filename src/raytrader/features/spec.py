@@ -7,6 +7,12 @@ rather than hand-written arithmetic. ``lag=k`` shifts the result k bars into the
 ``fn`` and ``lag>=1`` is a plain lagged copy, which is how a model gets a short history from a single
 feature row (the row the online store serves).
 
+A set may also declare **intermediates**: specs computed first, in order, that later specs use as
+inputs but that are not columns of the output. They let a set build a scale-free column from a
+price-level or cumulative series (``LN(DIV(close, SMA(close)))`` needs the SMA) without emitting
+that series. An intermediate may use bar columns and earlier intermediates; a feature may use bar
+columns, any intermediate and earlier features.
+
 Warm-up: the first bar at which a feature can be valid is known before computing anything,
 ``max(warm-up of its inputs) + TA-Lib lookback + lag``; rows before it are NaN in the output and the
 engine marks them (see :mod:`raytrader.features.engine`).
@@ -23,7 +29,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from raytrader.config import StrictConfig
-from raytrader.data.bars import OHLCV
+from raytrader.contract import OHLCV
 from raytrader.errors import ConfigError
 
 
@@ -52,25 +58,33 @@ class FeatureSpec(StrictConfig):
 
 
 class FeatureSet(StrictConfig):
-    """An ordered, versioned-by-name collection of feature specs."""
+    """An ordered, versioned-by-name collection of feature specs (the output columns), plus the
+    intermediates they are built from (computed, never emitted; see the module docstring)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*_v\d+$")
     description: str = ""
     features: tuple[FeatureSpec, ...]
+    intermediates: tuple[FeatureSpec, ...] = ()
 
     @model_validator(mode="after")
     def _check_graph(self) -> FeatureSet:
         seen: set[str] = set()
-        for spec in self.features:
-            if spec.name in seen or spec.name in OHLCV:
-                raise ValueError(f"duplicate or reserved feature name {spec.name!r}")
-            for ref in spec.inputs:
-                if ref not in OHLCV and ref not in seen:
-                    raise ValueError(
-                        f"feature {spec.name!r}: input {ref!r} is neither a bar column nor a "
-                        "feature declared earlier in the set"
-                    )
-            seen.add(spec.name)
+        for kind, specs in (("intermediate", self.intermediates), ("feature", self.features)):
+            for spec in specs:
+                if spec.name in seen or spec.name in OHLCV:
+                    raise ValueError(f"duplicate or reserved feature name {spec.name!r}")
+                for ref in spec.inputs:
+                    if ref not in OHLCV and ref not in seen:
+                        earlier = (
+                            "an intermediate declared earlier (intermediates cannot use features)"
+                            if kind == "intermediate"
+                            else "a feature declared earlier in the set nor an intermediate"
+                        )
+                        raise ValueError(
+                            f"{kind} {spec.name!r}: input {ref!r} is neither a bar column nor "
+                            f"{earlier}"
+                        )
+                seen.add(spec.name)
         return self
 
     @property
@@ -78,7 +92,8 @@ class FeatureSet(StrictConfig):
         return [s.name for s in self.features]
 
     def spec(self, name: str) -> FeatureSpec:
-        for s in self.features:
+        """The spec of a feature (or of an intermediate) by name."""
+        for s in (*self.features, *self.intermediates):
             if s.name == name:
                 return s
         raise ConfigError(f"feature set {self.name!r} has no feature {name!r}")
@@ -86,11 +101,11 @@ class FeatureSet(StrictConfig):
     @cached_property
     def warmups(self) -> dict[str, int]:
         """Index of the first bar at which each feature can be valid (0 = from the first bar)."""
-        out: dict[str, int] = {}
-        for s in self.features:
-            base = max((out.get(ref, 0) for ref in s.inputs), default=0)
-            out[s.name] = base + (talib_lookback(s.fn, s.params) if s.fn else 0) + s.lag
-        return out
+        every: dict[str, int] = {}
+        for s in (*self.intermediates, *self.features):
+            base = max((every.get(ref, 0) for ref in s.inputs), default=0)
+            every[s.name] = base + (talib_lookback(s.fn, s.params) if s.fn else 0) + s.lag
+        return {s.name: every[s.name] for s in self.features}
 
     @property
     def warmup(self) -> int:

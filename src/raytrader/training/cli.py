@@ -44,8 +44,9 @@ def train_rl_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (or resume) an RLlib agent on the trading environment."""
+    from raytrader.models.rl_policy import greedy_policy
     from raytrader.training.configfile import load_config
-    from raytrader.training.rl import RLConfig, greedy_policy, train_rl
+    from raytrader.training.rl import RLConfig, train_rl
     from raytrader.training.rl import evaluate as evaluate_policy
 
     cfg = load_config(config, RLConfig)

@@ -187,8 +187,8 @@ class _Supervised:
     @classmethod
     def load(cls, params: Mapping[str, Any], config: SearchConfig) -> _Supervised:
         from raytrader.data.sources import load_bars
+        from raytrader.features.matrix import training_features
         from raytrader.models.supervised import build_dataset
-        from raytrader.training.data import training_features
 
         cfg = config.target_config(params)
         bars = load_bars(cfg.dataset)
@@ -281,7 +281,8 @@ def rl_trainable(params: dict[str, Any], spec: dict[str, Any]) -> None:
     restored search continues the trial (and the holdout evaluation takes the final agent)."""
     from ray import tune
 
-    from raytrader.training.rl import build_algo, module_policy, train_step
+    from raytrader.models.rl_policy import module_policy
+    from raytrader.training.rl import build_algo, train_step
 
     config = SearchConfig.model_validate(spec)
     cfg = config.target_config(params)
@@ -391,7 +392,8 @@ def holdout_evaluation(
     else:
         if checkpoint is None:
             return {"skipped": "the selected rl trial left no checkpoint to evaluate"}
-        from raytrader.training.rl import greedy_policy, policy_targets
+        from raytrader.models.rl_policy import greedy_policy
+        from raytrader.training.rl import policy_targets
 
         cfg = config.target_config(params)
         market, normalizer, _ = _rl_market(config, cfg)

@@ -29,7 +29,8 @@ from pydantic import Field, model_validator
 from raytrader.config import StrictConfig
 from raytrader.envs import EnvConfig, Market, TradingEnv
 from raytrader.errors import ConfigError
-from raytrader.training.data import FeatureSource
+from raytrader.features.matrix import FeatureSource
+from raytrader.models.rl_policy import greedy_policy
 
 ENV_NAME = "raytrader-trading"
 
@@ -55,7 +56,9 @@ class RLConfig(StrictConfig):
     data: str = Field(
         default="goog", description="load_bars spec: bundled name, synthetic:..., path"
     )
-    #: where features come from: auto (Feast when the stack env is exported) | batch | feast
+    #: where features come from: auto (Feast when the stack env is exported) | batch | feast.
+    #: Feast holds ``bar_features_v1`` only: another ``env.feature_set`` is computed by the batch
+    #: engine under ``auto`` and refused under ``feast``
     feature_source: FeatureSource = "auto"
     train_fraction: float = Field(default=0.7, gt=0.0, lt=1.0)
     env: EnvConfig = Field(default_factory=EnvConfig)
@@ -88,16 +91,58 @@ class RLConfig(StrictConfig):
             raise ValueError("dqn needs a discrete action space: env.action 'discrete' or 'grid'")
         if self.algo == "ppo" and self.minibatch_size > self.train_batch_size:
             raise ValueError("minibatch_size must not exceed train_batch_size")
+        if self.feature_source == "feast" and self.env.feature_set != served_feature_set():
+            raise ValueError(
+                f"feature_source feast serves {served_feature_set()} only; env.feature_set "
+                f"{self.env.feature_set} needs feature_source batch (or auto)"
+            )
         return self
 
 
+def served_feature_set() -> str:
+    """The feature set Feast stores and serves (its feature view)."""
+    from raytrader.features.feast_repo import FEATURE_VIEW
+
+    return FEATURE_VIEW
+
+
+def feature_source(config: RLConfig) -> Literal["batch", "feast"]:
+    """Where the run's features come from: ``feature_source`` resolved, and ``batch`` for a
+    feature set Feast does not hold."""
+    from raytrader.features.matrix import resolve_source
+
+    if config.env.feature_set != served_feature_set():
+        return "batch"
+    return resolve_source(config.feature_source)
+
+
+def feature_tags(config: RLConfig) -> dict[str, str]:
+    """What a run and a registered policy record about their observation: the feature set, the
+    observed subset (``all`` or comma-separated names, in order) and the Feast feature service
+    (``none`` for a set no feature service serves, which the decision service then refuses)."""
+    from raytrader.contract import FEATURE_SERVICE
+
+    env = config.env
+    return {
+        "raytrader.feature_set": env.feature_set,
+        "raytrader.features": "all" if env.features is None else ",".join(env.features),
+        "raytrader.feature_service": (
+            FEATURE_SERVICE if env.feature_set == served_feature_set() else "none"
+        ),
+    }
+
+
 def full_market(config: RLConfig) -> Market:
-    """All of ``config.data`` with its features (``feature_source``: Feast or the batch engine)."""
+    """All of ``config.data`` with the features of ``env.feature_set`` (:func:`feature_source`:
+    Feast or the batch engine)."""
     from raytrader.data.sources import load_bars
-    from raytrader.training.data import training_features
+    from raytrader.features import get_feature_set
+    from raytrader.features.matrix import training_features
 
     bars = load_bars(config.data)
-    return Market.from_bars(bars, features=training_features(bars, config.feature_source))
+    if config.env.feature_set != served_feature_set():
+        return Market.from_bars(bars, get_feature_set(config.env.feature_set))
+    return Market.from_bars(bars, features=training_features(bars, feature_source(config)))
 
 
 def load_market(config: RLConfig) -> tuple[Market, Market]:
@@ -193,7 +238,6 @@ class RunTracker:
         from mlflow.tracking import MlflowClient
 
         from raytrader.tracking import experiment_id, resolve_uri
-        from raytrader.training.data import resolve_source
 
         out = Path(config.output_dir)
         self.uri = resolve_uri(config.tracking_uri, out)
@@ -209,9 +253,9 @@ class RunTracker:
             run_name=out.name,
             tags={
                 "raytrader.kind": "rl",
-                "raytrader.feature_service": "ensemble_v1",
+                **feature_tags(config),
                 "raytrader.data": config.data,
-                "raytrader.feature_source": resolve_source(config.feature_source),
+                "raytrader.feature_source": feature_source(config),
             },
         )
         self.run_id = run.info.run_id
@@ -278,7 +322,9 @@ def train_rl(
         "register_as",
     }
     if saved.exists():
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
+        # validated again, so a config saved before a field was added reads with its default
+        before_cfg = RLConfig.parse(json.loads(saved.read_text()), where=str(saved))
+        before = {k: v for k, v in before_cfg.model_dump(mode="json").items() if k not in free}
         now = {k: v for k, v in config.model_dump(mode="json").items() if k not in free}
         if before != now:
             changed = sorted(k for k in now if before.get(k) != now[k])
@@ -326,47 +372,6 @@ def _save(algo: Any, root: Path) -> Path:
     (target / "DONE").write_text(str(algo.iteration))
     os.sync()
     return target
-
-
-def policy_dir(checkpoint: str | Path) -> Path:
-    """The RLModule inside a checkpoint saved by :func:`train_rl`."""
-    return Path(checkpoint) / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
-
-
-def policy_outputs(module: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(actions, confidence) for a batch of observations: the most likely discrete action and its
-    probability, or for a continuous policy the Gaussian's mean (clipped to [-1, 1]) and 1; a DQN
-    module's greedy action and 1 (Q-values are not probabilities)."""
-    import gymnasium as gym
-    import torch
-
-    with torch.no_grad():
-        out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
-    if "action_dist_inputs" not in out:  # DQN acts greedily on Q-values: no probabilities
-        return out["actions"].numpy(), np.ones(len(obs))
-    logits = out["action_dist_inputs"].numpy()
-    if isinstance(module.action_space, gym.spaces.Box):
-        return np.clip(logits[:, :1], -1.0, 1.0), np.ones(len(logits))
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs.argmax(axis=1), probs.max(axis=1)
-
-
-def greedy_policy(checkpoint: str | Path) -> Callable[[np.ndarray], Any]:
-    """obs -> the policy's most likely action, from a checkpoint saved by :func:`train_rl`."""
-    from ray.rllib.core.rl_module import RLModule
-
-    return module_policy(RLModule.from_checkpoint(str(policy_dir(checkpoint).resolve())))
-
-
-def module_policy(module: Any) -> Callable[[np.ndarray], Any]:
-    """obs -> the most likely action of an RLModule (a checkpoint's or a live algorithm's)."""
-
-    def act(obs: np.ndarray) -> Any:
-        actions, _ = policy_outputs(module, obs[None])
-        return actions[0] if actions.ndim > 1 else int(actions[0])
-
-    return act
 
 
 def policy_targets(
@@ -439,7 +444,10 @@ def evaluate(
 
 def register_policy(config: RLConfig, result: TrainResult) -> str:
     """Log the run's final policy as an :class:`~raytrader.registry.RLPolicyModel` pyfunc into
-    its MLflow run and register it as ``config.register_as``; returns the version."""
+    its MLflow run and register it as ``config.register_as``; returns the version. A policy on
+    another feature set than the served one is registered with that set's columns as its input
+    example and ``raytrader.feature_service`` ``none``: the decision service refuses it."""
+
     from raytrader.data.sources import load_bars
     from raytrader.registry import (
         RLPolicyModel,
@@ -454,13 +462,21 @@ def register_policy(config: RLConfig, result: TrainResult) -> str:
     bars = load_bars(config.data)
     train, _ = load_market(config)
     normalizer = TradingEnv(train, config.env).normalizer
+    from raytrader.features import get_feature_set
+
+    # the rows it reads: its own feature set's (the served one's for bar_features_v1)
+    example = serving_example(bars, feature_set=get_feature_set(config.env.feature_set))
     return register_model(
         RLPolicyModel(),
         name=config.register_as,
         kind="rl",
-        input_example=serving_example(bars),
+        input_example=example,
+        # the env config in the artifacts names the feature set and subset; the tags say it too
         artifacts=rl_artifacts(result.checkpoint, normalizer, config.env),
-        tags={"raytrader.data": data_range(config.data, train.bars.head(train.hi))},
+        tags={
+            "raytrader.data": data_range(config.data, train.bars.head(train.hi)),
+            **feature_tags(config),
+        },
         tracking_uri=config.tracking_uri,
         root=config.output_dir,
         run_id=result.mlflow_run,

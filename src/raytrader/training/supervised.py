@@ -120,9 +120,9 @@ def _track(
 
     from raytrader.backtest.report import write_report
     from raytrader.contract import FEATURE_SERVICE
+    from raytrader.features.matrix import resolve_source
     from raytrader.registry import data_range
     from raytrader.tracking import experiment_id, resolve_uri
-    from raytrader.training.data import resolve_source
 
     out = Path(config.output_dir)
     uri = resolve_uri(config.tracking_uri, out)

@@ -571,7 +571,7 @@ def train(
     """Validate ``config`` by walk-forward folds, then (``fit_final``) fit on every sample.
 
     ``bars`` default to ``config.dataset``; ``features`` to the ``feature_source``'s matrix
-    (:func:`raytrader.training.data.training_features`); ``dataset``
+    (:func:`raytrader.features.matrix.training_features`); ``dataset``
     (samples already built from these bars, e.g. with other labels) replaces both.
     """
     cfg = config if isinstance(config, ClassifierConfig) else ClassifierConfig.parse(dict(config))
@@ -580,7 +580,7 @@ def train(
 
         bars = load_bars(cfg.dataset)
     if features is None and dataset is None:
-        from raytrader.training.data import training_features
+        from raytrader.features.matrix import training_features
 
         features = training_features(bars, cfg.feature_source)
     ds = build_dataset(bars, cfg, features) if dataset is None else dataset

@@ -13,7 +13,7 @@ from raytrader.data import load_bars
 from raytrader.errors import ConfigError
 from raytrader.features import compute_features
 from raytrader.features import feast_repo as fr
-from raytrader.training.data import feature_matrix
+from raytrader.features.matrix import feature_matrix
 
 
 @pytest.mark.slow
@@ -51,8 +51,8 @@ def test_bad_source() -> None:
 def test_pipelines_read_feast_when_the_stack_env_is_exported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from raytrader.features.matrix import resolve_source, training_features
     from raytrader.models.supervised import ClassifierConfig, train
-    from raytrader.training.data import resolve_source, training_features
     from raytrader.training.rl import RLConfig, full_market
     from tests.support.markets import momentum_csv
 
