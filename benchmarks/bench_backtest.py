@@ -106,13 +106,19 @@ def _run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
 def run() -> Section:
     from raytrader.backtest.engine import run_backtest, run_targets, strategy_targets
     from raytrader.data.sources import load_bars
-    from raytrader.sim.config import SimConfig
+    from raytrader.sim.config import MarginConfig, SimConfig
     from raytrader.strategies.base import make_strategy
 
     load_start = load_average()
     goog = load_bars("goog")
     strategy = make_strategy("ma_cross", {"fast": 10, "slow": 20})
-    cfg = SimConfig(commission=0.002, slippage_bps=0, units="whole")
+    # backtesting.py's account: margin 1 (no leverage), no borrow fee or financing
+    cfg = SimConfig(
+        commission=0.002,
+        slippage_bps=0,
+        units="whole",
+        margin=MarginConfig(initial_margin=1.0, borrow_rate=0.0, financing_rate=0.0),
+    )
 
     targets = strategy_targets(strategy, goog).to_numpy()
     short = goog.head(100)
@@ -315,7 +321,9 @@ Reference: backtesting.py {_version("backtesting")} running its README `SmaCross
 bundled GOOG daily bars ({len(data):,} bars), `commission=.002, cash=10000, finalize_trades=False`.
 raytrader runs
 `run_backtest(load_bars("goog"), make_strategy("ma_cross", {{"fast": 10, "slow": 20}}),
-SimConfig(commission=0.002, slippage_bps=0, units="whole"))` on the same bars.
+SimConfig(commission=0.002, slippage_bps=0, units="whole", margin=MarginConfig(initial_margin=1.0,
+borrow_rate=0.0, financing_rate=0.0)))` on the same bars (backtesting.py's account: no leverage,
+no borrow fee).
 
 {timing_table}
 

@@ -89,7 +89,8 @@ def run() -> Section:
     close = goog.frame["close"]
     grid = {"fast": WINDOWS, "slow": WINDOWS}
     cfg = SimConfig(commission=0.002, slippage_bps=0)  # fill next_open, fractional units, all-in
-    cfg_close = SimConfig(commission=0.002, slippage_bps=0, fill="close")
+    # vectorbt's semantics for the cross-check: fill at the close, no margin account (no borrow fee)
+    cfg_close = SimConfig(commission=0.002, slippage_bps=0, fill="close", margin=None)
 
     grid_txt = f"{len(WINDOWS)}x{len(WINDOWS)}"
     log(

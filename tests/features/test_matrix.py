@@ -35,7 +35,7 @@ def test_feast_and_batch_matrices_are_identical(tmp_path: Path) -> None:
 
     # a bar the offline store does not hold is an error naming it, not a silent NaN row
     more = load_bars("goog").head(701)
-    with pytest.raises(ConfigError, match="no feature row for GOOG bar 2007"):
+    with pytest.raises(ConfigError, match="no 1d feature row for GOOG bar 2007"):
         feature_matrix(more, source="feast", fs=fs)
 
 
