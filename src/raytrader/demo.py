@@ -179,9 +179,7 @@ def _run(
     return shown
 
 
-def _serve(
-    cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: str, con: Any
-) -> Any:
+def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: str, con: Any) -> Any:
     import pandas as pd
 
     from raytrader.ensemble import default_ensemble

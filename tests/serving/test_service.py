@@ -381,3 +381,16 @@ def test_a_replaced_models_reference_cycles_are_collected_after_the_next_freeze(
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_an_unreachable_online_store_is_not_held_against_a_candidate(world: World) -> None:
+    """Reading the probe symbols' rows fails when the store is down: the check fails, but the
+    version is not marked failed, so the next check (store back) swaps it in."""
+    config = world.config(probe_symbols=("GOOG",), feast_profile="redis", redis="127.0.0.1:1")
+    client = world.app(check=False, **config.model_dump(exclude={"tracking_uri"}))
+    holder = client.holder  # type: ignore[attr-defined]
+    outcome = holder.check()
+    assert outcome.startswith("failed None: the probe symbols' online rows")
+    assert holder.record.failed_version is None
+    holder.retarget(world.config(probe_symbols=("GOOG",)))  # the store answers again
+    assert holder.check() == "swapped to 1"

@@ -440,3 +440,58 @@ def test_no_offset_is_committed_past_an_undelivered_dead_letter(stack, tmp_path:
     reader.close()
     assert found, "the bad message was dead-lettered by the second consumer"
     assert healthy.totals.dead_letters >= 1
+
+
+class FlakySink(MemorySink):
+    """A sink whose online store fails once, on its ``fail_on``-th write (an outage mid-stream),
+    and whose online read always fails (the store down when the consumer checks its rows)."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__()
+        self.writes = 0
+        self.fail_on = fail_on
+
+    def write_online(self, items: list[tuple[Bars, pd.DataFrame]]) -> None:
+        self.writes += 1
+        if self.writes == self.fail_on:
+            raise ConnectionError("online store unreachable")
+        super().write_online(items)
+
+    def online_bar_times(
+        self, symbols: list[str], timeframe: str
+    ) -> dict[str, pd.Timestamp | None]:
+        raise ConnectionError("online store unreachable")
+
+
+def test_a_batch_that_failed_is_never_committed_and_a_failed_check_does_not_stop_the_consumer(
+    stack, tmp_path: Path
+) -> None:
+    """The consumer commits the offsets of the messages it finished, not its fetch position: a
+    batch that failed half-way (its online write) is replayed by the next consumer, and every bar
+    reaches the store. A failing check of the online rows is retried later, not fatal."""
+    bars = load_bars("synthetic:n_bars=40,timeframe=5m,seed=47,symbol=FLKY")
+    BarProducer(stack.config.kafka_bootstrap).replay(bar_messages(bars, "t"))
+    cfg = dict(
+        bootstrap=stack.config.kafka_bootstrap,
+        timeframe="5m",
+        group_id="t-flaky",
+        state_dir=str(tmp_path),
+        writer="thread",
+        batch_size=5,
+        online_check_s=0.5,
+    )
+    sink = FlakySink(fail_on=3)
+    first = FeatureConsumer(ConsumerConfig(**cfg), sink)
+    with pytest.raises(ConnectionError):
+        first.run(idle_timeout_s=6.0)
+    assert first.metrics.online_check_failures._value.get() >= 1  # failed, and it went on
+    first.close()  # commits the two finished batches only
+    second_sink = MemorySink()
+    second = FeatureConsumer(ConsumerConfig(**cfg), second_sink)
+    second.run(idle_timeout_s=6.0)
+    second.close()
+    stored = pd.concat(
+        [r for r in (sink.rows.get("FLKY"), second_sink.rows.get("FLKY")) if r is not None]
+    )
+    stored = stored[~stored.index.duplicated(keep="last")].sort_index()
+    exact(stored, compute_features(bars))  # every bar once: the failed batch came again

@@ -597,10 +597,12 @@ def compact_offline(
     import pyarrow.parquet as pq
 
     main = offline_file(symbol, timeframe, data)
-    parts = _parts(main)
-    if not parts:
-        return main if main.exists() else None
-    with _locked(main):
+    if not main.parent.is_dir():
+        return None
+    with _locked(main):  # parts are listed under the lock: a concurrent fold removes them
+        parts = _parts(main)
+        if not parts:
+            return main if main.exists() else None
         frames = [_read_file(pq, f) for f in parts]
         if drop_parts_after is not None:
             frames = [f[f[BAR_OPEN_TIME] <= drop_parts_after] for f in frames]

@@ -393,6 +393,7 @@ def print_decisions(body: dict[str, Any]) -> None:
     table = Table(title=f"model {body['model']['name']} v{body['model']['version']}")
     for col in ("symbol", "action", "target", "confidence", "members", "features at", "age"):
         table.add_column(col)
+
     def signed(value: float | None, digits: int) -> str:
         return "none" if value is None else f"{value:+.{digits}f}"  # none: no decision
 

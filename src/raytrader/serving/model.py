@@ -268,10 +268,16 @@ class ModelHolder:
                 return "unchanged"
             if version == self.record.failed_version:
                 return f"skipped {version}"
+            try:  # the store's trouble, not the candidate's: not held against the version
+                probes = self._probe_rows()
+            except Exception as exc:
+                return self._failed(
+                    None, f"the probe symbols' online rows: {type(exc).__name__}: {exc}"
+                )
             folder = None
             try:
                 model, folder = self._load(version)
-                validate(model, tags, self.config, self._probe_rows())
+                validate(model, tags, self.config, probes)
             except Exception as exc:  # a candidate must never take the service down
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)

@@ -259,6 +259,11 @@ class ConsumerMetrics:
             buckets=buckets,
             registry=r,
         )
+        self.online_check_failures = Counter(
+            "raytrader_stream_online_check_failures_total",
+            "Checks of the online rows that failed (the online store unreachable)",
+            registry=r,
+        )
         self.online_restored = Counter(
             "raytrader_stream_online_rows_restored_total",
             "Online rows found missing or behind the bar history and written again",
@@ -322,6 +327,12 @@ class FeatureConsumer:
             }
         )
         self._dlq_failures: list[str] = []
+        #: the next offset of each partition whose messages are fully processed (their rows are
+        #: pending or written): what a flush commits, never the fetch position, which runs ahead
+        #: of a batch fetched but not yet processed
+        self._done: dict[tuple[str, int], int] = {}
+        #: why this consumer may not commit again (a failed flush: its rows are lost)
+        self._broken: str | None = None
         self._restored: set[str] = set()
         self._online_checked = float("-inf")
         self._last_poll = time.monotonic()
@@ -357,6 +368,8 @@ class FeatureConsumer:
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
         if not self._closed:  # close() has flushed already (or failed to, and said so)
             self.flush()  # commit what we processed before another member takes the partitions
+        for tp in partitions:
+            self._done.pop((tp.topic, tp.partition), None)
         self.engine = IncrementalFeatureEngine(self.engine.feature_set, self.timeframe)
         self._restored.clear()
 
@@ -368,12 +381,17 @@ class FeatureConsumer:
         self._running = False
 
     def close(self) -> None:
-        """Flush, then release the broker connections (a second call does nothing)."""
+        """Flush, then release the broker connections (a second call does nothing). After a
+        failed flush nothing more is written or committed: the next consumer replays from the
+        last good commit."""
         if self._closed:
             return
         self._closed = True
         try:
-            self.flush()
+            if self._broken is None:
+                self.flush()
+            else:
+                log.error("closing without a flush: %s", self._broken)
         finally:
             if self._http is not None:
                 self._http.shutdown()
@@ -396,7 +414,15 @@ class FeatureConsumer:
             num_messages=self.config.batch_size, timeout=self.config.poll_timeout_s
         )
         if self._assigned and time.monotonic() - self._online_checked >= self.config.online_check_s:
-            self.check_online()
+            try:
+                self.check_online()
+            except Exception:  # the online store down: try again at the next check, keep going
+                self.metrics.online_check_failures.inc()
+                log.warning(
+                    "checking the online rows failed; retrying in %gs",
+                    self.config.online_check_s,
+                    exc_info=True,
+                )
         if not msgs:
             self.maybe_flush()
             return None
@@ -450,16 +476,17 @@ class FeatureConsumer:
     def flush(self) -> None:
         """Write everything processed so far and commit it (blocks until done)."""
         self._finish_flush(wait=True)
-        if self._pending or self._uncommitted:
+        if (self._pending or self._uncommitted) and self._broken is None:
             self._start_flush()
             self._finish_flush(wait=True)
 
     def _start_flush(self) -> None:
-        """Hand the pending rows and the positions they bring us to over to the writer thread."""
+        """Hand the pending rows and the offsets of the messages they came from (every message
+        processed so far) over to the writer."""
+        from confluent_kafka import TopicPartition
+
         pending, self._pending, self._pending_bars = self._pending, [], 0
-        offsets = [
-            tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0
-        ]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         self._uncommitted = False
         self._inflight = (self._writer.submit(self._flush_job, pending), offsets)
         self._last_flush = time.monotonic()
@@ -472,7 +499,11 @@ class FeatureConsumer:
         if not wait and not future.done():
             return
         self._inflight = None
-        future.result()  # a failed write propagates: nothing past the last good flush is committed
+        try:
+            future.result()
+        except BaseException as exc:  # its rows are lost: never commit past them, even at close
+            self._broken = f"a flush failed: {type(exc).__name__}: {exc}"
+            raise
         self._confirm_dead_letters()
         if offsets:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -539,13 +570,16 @@ class FeatureConsumer:
         )
 
     def process(self, msgs: list[Any]) -> BatchStats:
-        """One micro-batch (see the module docstring for the order of effects)."""
+        """One micro-batch (see the module docstring for the order of effects). Its messages
+        count as processed (their offsets may be committed) only once it has finished."""
         stats = BatchStats()
         by_symbol: dict[str, list[tuple[int, np.ndarray, float]]] = defaultdict(list)
+        processed: dict[tuple[str, int], int] = {}
         for msg in msgs:
             if msg.error() is not None:
                 log.error("kafka error: %s", msg.error())
                 continue
+            processed[(msg.topic(), msg.partition())] = msg.offset() + 1
             stats.consumed += 1
             self.metrics.consumed.labels(msg.topic()).inc()
             try:
@@ -595,6 +629,7 @@ class FeatureConsumer:
             self._pending.extend((b, r) for b, r, _ in written)
             self._pending_bars += stats.new_bars
         self._dlq.poll(0)
+        self._done.update(processed)
         self._uncommitted = self._uncommitted or stats.consumed > 0
         return stats
 
@@ -620,28 +655,31 @@ class FeatureConsumer:
             self.sink.reconcile(symbol, self.timeframe.name, bars.index[-1])
 
     def check_online(self) -> int:
-        """Write again the online row of every symbol this consumer holds (in memory or in its bar
-        history) whose row is missing or older than its newest bar; returns how many it wrote."""
+        """Write again the online row of each symbol whose row is missing or older than its
+        newest bar; returns how many it wrote. The first check after joining covers every symbol
+        of the bar history (a restarted consumer restores rows without any new bar); later ones
+        the symbols this consumer has processed since, by their newest bar in memory, and build
+        features only for the rows that need them."""
+        first = self._online_checked == float("-inf")
         self._online_checked = time.monotonic()
-        symbols = sorted(set(self.history.symbols()) | set(self.engine.symbols()))
+        held = set(self.engine.symbols())
+        symbols = sorted(held | set(self.history.symbols())) if first else sorted(held)
         if not symbols:
             return 0
         online = self.sink.online_bar_times(symbols, self.timeframe.name)
         items = []
         for symbol in symbols:
+            newest = self.engine.last_open_time(symbol)
+            seen = online.get(symbol)
+            if newest is not None and seen is not None and seen >= newest:
+                continue  # the common case: nothing to build
             cal = self._calendars.get(symbol, Calendar.CRYPTO)
             bars = (
-                self.engine.bars(symbol, cal)
-                if self.engine.has(symbol)
-                else self.history.load(symbol, cal)
+                self.engine.bars(symbol, cal) if symbol in held else self.history.load(symbol, cal)
             )
-            if bars is None or len(bars) == 0:
+            if bars is None or len(bars) == 0 or (seen is not None and seen >= bars.index[-1]):
                 continue
-            seen = online.get(symbol)
-            if seen is not None and seen >= bars.index[-1]:
-                continue
-            rows = compute_features(bars, self.engine.feature_set)
-            items.append((bars, rows))
+            items.append((bars, compute_features(bars, self.engine.feature_set)))
         if items:
             self.sink.write_online(items)
             self.metrics.online_restored.inc(len(items))

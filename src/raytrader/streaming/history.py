@@ -52,10 +52,17 @@ class BarHistory:
         return sorted(main.parent.glob(f"{main.stem}.part-*.parquet"))
 
     def _read(self, symbol: str) -> pd.DataFrame | None:
-        files = [p for p in [self.path(symbol), *self._parts(symbol)] if p.exists()]
-        if not files:
-            return None
-        frame = pd.concat([pd.read_parquet(f) for f in files])
+        for attempt in range(3):
+            files = [p for p in [self.path(symbol), *self._parts(symbol)] if p.exists()]
+            if not files:
+                return None
+            try:
+                frames = [pd.read_parquet(f) for f in files]
+                break
+            except FileNotFoundError:  # compacted meanwhile (another writer): list them again
+                if attempt == 2:
+                    raise
+        frame = pd.concat(frames)
         frame.index = pd.DatetimeIndex(frame.index)
         frame = frame[~frame.index.duplicated(keep="first")].sort_index()
         return frame[list(OHLCV)]
