@@ -371,3 +371,34 @@ def test_the_margin_account_is_on_by_default_and_can_be_switched_off(
     )
     assert code == 2
     assert "--margin off takes no margin rates" in err
+
+
+def test_features_backfill_writes_offline_rows_and_the_online_row(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from raytrader.features import feast_repo as fr
+
+    data = tmp_path / "feast"
+    args = ("features", "backfill", "--data", "eurusd", "--profile", "sqlite")
+    code, out, err = run_cli(capsys, *args, "--feast-data", str(data), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["symbol"], summary["timeframe"], summary["rows"]) == ("EURUSD", "1h", 5000)
+    assert summary["online_bar"] == summary["last_bar"] == "2018-02-07T15:00:00+00:00"
+    assert len(fr.read_offline("EURUSD", data, timeframe="1h")) == 5000
+    # the online store down: one line, exit 2, nothing written
+    other = tmp_path / "other"
+    code, _, err = run_cli(
+        capsys,
+        "features",
+        "backfill",
+        "--data",
+        "goog",
+        "--redis",
+        "127.0.0.1:1",
+        "--feast-data",
+        str(other),
+    )
+    assert code == 2
+    assert err.startswith("error: cannot write to Feast (redis online store")
+    assert not list((other / "bar_features_v1").glob("*.parquet"))
