@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +168,23 @@ def test_client_mistakes_are_4xx_naming_the_problem(world: World) -> None:
 def test_stale_features_are_refused_or_flagged(world: World) -> None:
     assert world.config().feature_age_limit_s == 2 * 86400  # two 1d bars by default
     reject = world.app(max_feature_age_s=3600)
+
+    def refused() -> float:
+        # Feast switches prometheus_client to multiprocess mode when imported: counters of one
+        # name then share a value across registries in this process, so count the difference
+        m = re.search(
+            r'raytrader_decisions_refused_total\{reason="stale"\} ([0-9.]+)',
+            reject.get("/metrics").text,
+        )
+        return float(m.group(1)) if m else 0.0
+
+    before = refused()
     r = reject.post("/v1/decisions", json={"symbols": ["GOOG"]}, headers=AUTH)
     assert r.status_code == 503
     detail = r.json()["detail"]
     assert detail.startswith("no decision: stale features (GOOG ")
     assert "the limit is 3600 s for 1d bars" in detail
-    assert 'raytrader_decisions_refused_total{reason="stale"} 1.0' in reject.get("/metrics").text
+    assert refused() == before + 1
     flag = world.app(max_feature_age_s=3600, stale="flag")
     r = flag.post("/v1/decisions", json={"symbols": ["GOOG"]}, headers=AUTH)
     assert r.status_code == 200
