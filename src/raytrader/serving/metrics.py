@@ -76,6 +76,8 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in ("stale", "unwarm"):  # exported at 0 from the start, not on first use
+            self.refused.labels(reason)
         self.feature_age = Histogram(
             "raytrader_decision_feature_age_seconds",
             "Age of the features a decision used (bar close to decision)",
