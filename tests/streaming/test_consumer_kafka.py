@@ -478,7 +478,7 @@ def test_a_batch_that_failed_is_never_committed_and_a_failed_check_does_not_stop
         state_dir=str(tmp_path),
         writer="thread",
         batch_size=5,
-        online_check_s=0.01,  # every poll: the checks run between the batches' writes
+        online_check_s=1e-6,  # every poll: a check runs between any two batches
     )
     sink = FlakySink(fail_on=3)
     first = FeatureConsumer(ConsumerConfig(**cfg), sink)
