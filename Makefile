@@ -15,7 +15,7 @@ export RAYTRADER_K8S_TOOLS ?= $(HOME)/.cache/raytrader/k8s-tools
 K8S_TOOLS := $(RAYTRADER_K8S_TOOLS)/tools.env
 
 .PHONY: help venv demo test test-unit test-integration chart-test bench lint constraints clean
-.PHONY: stack-up stack-down image image-test
+.PHONY: stack-up stack-down image image-test cluster-up cluster-down cluster-env
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -82,6 +82,16 @@ stack-up: $(VENV)/.installed ## start the local stack on 127.0.0.1 (Kafka, Postg
 
 stack-down: $(VENV)/.installed ## stop the local stack (state kept; `raytrader stack down --purge` resets it)
 	$(BIN)/raytrader stack down
+
+cluster-up: $(K8S_TOOLS) ## build (once, cached) and start a one-node Kubernetes cluster in its own namespaces
+	bash scripts/cluster/build.sh
+	bash scripts/cluster/up.sh
+
+cluster-down: ## stop the local cluster and restore the machine (the build cache stays)
+	bash scripts/cluster/down.sh
+
+cluster-env: ## print the lines that point a shell at the local cluster (KUBECONFIG, PATH)
+	@bash scripts/cluster/env.sh
 
 constraints: $(VENV)/.installed-bench ## re-pin requirements/constraints.txt from the current .venv
 	{ head -2 $(CONSTRAINTS); $(PIP) freeze --exclude-editable; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)

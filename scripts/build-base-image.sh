@@ -55,18 +55,7 @@ ROOTFS_IMAGE=raytrader-base-rootfs:$SUITE-$ROOTFS_KEY
 INPUTS=$( { echo "$ROOTFS_KEY"; cat docker/base.Dockerfile requirements/constraints.txt; } \
   | sha256sum | cut -c1-16)
 
-debian_mirror() {
-  if [ -n "${RAYTRADER_DEBIAN_MIRROR:-}" ]; then
-    echo "$RAYTRADER_DEBIAN_MIRROR"
-    return
-  fi
-  # deb822 "URIs: <url>" or one-line "deb <url> <suite> ..."; the main archive, not -security
-  local uri
-  uri=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-    | sed -nE 's/^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?(https?:\/\/[^[:space:]]+).*/\3/p' \
-    | grep -E '/debian/?$' | head -1 || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+debian_mirror() { scripts/debian-mirror.sh; }
 
 ensure_rootfs() {
   docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1 && return 0

@@ -1,0 +1,3 @@
+module raytrader.local/netcheck
+
+go 1.26.0

@@ -1,0 +1,131 @@
+"""The real one-node Kubernetes cluster the tests of this package run on.
+
+``scripts/cluster/build.sh`` builds Kubernetes, etcd, CoreDNS, crictl, local-path-provisioner and
+the KubeRay operator from the Go module proxy, and every image the cluster runs without a registry
+(cached under ``~/.cache/raytrader/k8s-cluster``); ``scripts/cluster/up.sh`` runs ``kubeadm init``
+with a kubelet and Debian's containerd inside a network and mount namespace of their own. The
+package-scoped fixture brings the cluster up (or uses one that is already up, and then leaves it
+up) and takes it down after this package, checking that the machine is as it was: no network
+namespace, no veth, no cgroups, the same sysctls, no new mount points. A build or start past its
+hard time limit fails the session with a message saying which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts" / "cluster"
+BUILD_TIMEOUT_S = 45 * 60  # cold: ~25 CPU-minutes of Go on 2 cores; warm: a second
+UP_TIMEOUT_S = 10 * 60
+
+
+def _pin(name: str) -> str:
+    """A setting of scripts/cluster/lib.sh (one place for each)."""
+    found = re.search(rf"^{name}=(\S+)", (SCRIPTS / "lib.sh").read_text(), re.MULTILINE)
+    assert found, f"{name} is not set in scripts/cluster/lib.sh"
+    return found.group(1)
+
+
+K8S_VERSION = _pin("K8S_VERSION")
+NODE = _pin("CLUSTER_NAME")
+CGROUP_ROOT = _pin("CGROUP_ROOT")
+BUSYBOX = "raytrader.local/busybox:1"
+# the host settings the kubelet would change machine-wide, and the ones up.sh changes and restores
+SHIELDED_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")
+RESTORED_SYSCTLS = ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches")
+
+
+def read_sysctls(names: tuple[str, ...]) -> dict[str, str]:
+    return {name: Path("/proc/sys", name).read_text().strip() for name in names}
+
+
+def _machine_state() -> dict[str, Any]:
+    """What must be the same before up and after down."""
+    netns = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {
+        "sysctls": read_sysctls(SHIELDED_SYSCTLS + RESTORED_SYSCTLS),
+        "netns": sorted(line.split()[0] for line in netns.splitlines() if line.strip()),
+        "links": sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines()),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}")),
+        "mounts": sorted(
+            line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    env: dict[str, str]
+    host_sysctls: dict[str, str]  # the shielded ones, read before the kubelet first ran
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        done = subprocess.run(
+            ["kubectl", "--request-timeout=60s", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
+        return done.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        done = subprocess.run(
+            ["kubectl", "apply", "-f", "-"],
+            input=json.dumps(manifest),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def _run_script(name: str, timeout: float) -> str:
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPTS / name)], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/cluster/{name} did not finish within {timeout:.0f} s (hard limit)")
+    if done.returncode != 0:
+        pytest.fail(f"scripts/cluster/{name}: exit {done.returncode}\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.fail("the cluster tests need root (namespaces, cgroups, containerd)")
+    was_up = subprocess.run(["bash", str(SCRIPTS / "env.sh")], capture_output=True).returncode == 0
+    before = None if was_up else _machine_state()
+    sysctls = read_sysctls(SHIELDED_SYSCTLS)
+    _run_script("build.sh", BUILD_TIMEOUT_S)
+    lines = _run_script("up.sh", UP_TIMEOUT_S)
+    env = dict(os.environ)
+    for line in lines.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.split("  #")[0].replace("$PATH", env["PATH"])
+        env[key] = value
+    yield Cluster(env, sysctls)
+    if before is None:
+        return  # somebody's cluster: leave it as it was found
+    _run_script("down.sh", 300)
+    assert _machine_state() == before
