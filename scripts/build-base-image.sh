@@ -44,8 +44,9 @@ STATE_DIR=${RAYTRADER_DOCKER_DIR:-$HOME/.cache/raytrader/docker}
 PORT=${RAYTRADER_WHEELHOUSE_PORT:-31080}
 SUITE=bookworm
 # debootstrap does not follow "or" dependencies: python3.11-venv's python3.11-distutils is a
-# virtual package, so python3-distutils is named
-PACKAGES=python3.11,python3.11-venv,python3-distutils,ca-certificates,libgomp1
+# virtual package, so python3-distutils is named; wget is what KubeRay's default probes of Ray pods
+# run (the official Ray image has it)
+PACKAGES=python3.11,python3.11-venv,python3-distutils,ca-certificates,libgomp1,wget
 RAY_VERSION=$(sed -n 's/^ray==//p' requirements/constraints.txt)
 [ -n "$RAY_VERSION" ] || { log "error: no ray==<version> in requirements/constraints.txt"; exit 2; }
 TAG=raytrader-base:ray${RAY_VERSION}-py311-cpu

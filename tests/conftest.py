@@ -5,6 +5,7 @@
 * :func:`make_bars`: hand-crafted :class:`Bars` from lists of OHLC values.
 * :func:`ohlc`: the four price arrays of a :class:`Bars`, in kernel argument order.
 * :func:`random_targets`: seeded piecewise-constant target paths (with NaN "keep previous" cells).
+* ``image``: the raytrader image, built once per session (``tests/support/image.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from raytrader.data import Bars, Calendar, Timeframe, load_bars
 from raytrader.data.bars import make_frame
 from raytrader.data.synthetic import synthetic_bars as _synthetic_bars
+from tests.support.image import image  # noqa: F401 - the session's image, for deploy/ and cluster/
 
 BASE_TIME = pd.Timestamp("2024-01-01 00:00", tz="UTC")
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.image import inspect
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "cluster"
 BUILD_TIMEOUT_S = 45 * 60  # cold: ~25 CPU-minutes of Go on 2 cores; warm: a second
@@ -83,6 +85,29 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
         return done.stdout
 
+    def run(self, *cmd: str, timeout: float = 300) -> str:
+        """stdout of ``cmd`` with the cluster's environment (helm, crictl, ...); fails on an error."""
+        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)}: exit {done.returncode}\n{done.stderr[-4000:]}")
+        return done.stdout
+
+    def load_image(self, docker_env: dict[str, str], tag: str) -> None:
+        """Docker's image ``tag`` into the node's containerd, unless it holds that image already."""
+        docker_id = inspect(docker_env, tag)["Id"]
+        have = subprocess.run(
+            ["crictl", "inspecti", "-o", "json", tag], env=self.env, capture_output=True, text=True
+        )
+        if have.returncode == 0 and json.loads(have.stdout)["status"]["id"] == docker_id:
+            return
+        save = subprocess.Popen(["docker", "save", tag], env=docker_env, stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["ctr", "images", "import", "-"], stdin=save.stdout, env=self.env, capture_output=True,
+            text=True, timeout=900,
+        )  # fmt: skip
+        assert save.wait(timeout=60) == 0, f"docker save {tag} failed"
+        assert imported.returncode == 0, imported.stderr
+
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
@@ -121,9 +146,10 @@ def cluster() -> Iterator[Cluster]:
     lines = _run_script("up.sh", UP_TIMEOUT_S)
     env = dict(os.environ)
     for line in lines.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.split("  #")[0].replace("$PATH", env["PATH"])
-        env[key] = value
+        if line.startswith("export "):
+            for assignment in line.removeprefix("export ").split("  #")[0].split():
+                key, _, value = assignment.partition("=")
+                env[key] = value.replace("$PATH", env["PATH"])
     yield Cluster(env, sysctls)
     if before is None:
         return  # somebody's cluster: leave it as it was found

@@ -1,7 +1,8 @@
 """The Helm chart, checked offline: lint, render, schemas, policy, unit suites and invariants.
 
-Every check runs against three values sets: the defaults, ``ci/ci-values.yaml`` and
-``ci/external-values.yaml`` (every dependency external). The tools come from
+Every check runs against four values sets: the defaults, ``ci/ci-values.yaml``,
+``ci/external-values.yaml`` (every dependency external) and ``ci/cluster-values.yaml`` (what
+``tests/cluster/`` installs on the real cluster). The tools come from
 ``scripts/install-k8s-tools.sh`` (``make test`` runs it first), pinned and cached under
 ``$RAYTRADER_K8S_TOOLS`` (default ``~/.cache/raytrader/k8s-tools``); a missing tool fails the test
 and says to run the installer, it never skips.
@@ -55,6 +56,7 @@ VALUES_SETS = {
     "default": (),
     "ci": ("ci/ci-values.yaml",),
     "external": ("ci/external-values.yaml",),
+    "cluster": ("ci/cluster-values.yaml",),  # what tests/cluster/ installs on the real cluster
 }
 # Ray's dashboard / job API, GCS and client server: unauthenticated by default, never beyond
 # ClusterIP (FIELD.md, "Safety facts")

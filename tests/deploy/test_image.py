@@ -1,56 +1,36 @@
 """The container image (``Dockerfile``), built for real and run the way a pod runs it.
 
-Where no registry can be reached (CI) the image is built on a local stand-in for the official Ray
-image: ``scripts/dockerd.sh`` starts a Docker daemon of our own (Debian's docker.io, its data root
-under ``~/.cache/raytrader/docker`` so that layers survive between runs), and
-``scripts/build-base-image.sh --wheelhouse`` builds the base (debootstrap Debian 12 + Python 3.11 +
-ray[default,serve]) and a wheelhouse of every pinned wheel, resolved by the image's own Python.
-The session serves that wheelhouse on 127.0.0.1 and builds the Dockerfile with
-``--build-arg BASE_IMAGE=<base>`` and pip reading only the wheelhouse: containers here cannot
-always reach PyPI themselves, and nothing is downloaded twice. The classic builder builds it
-(``DOCKER_BUILDKIT=0``; Debian 12 ships no buildx).
+The session's ``image`` fixture (``tests/support/image.py``) builds it where no registry can be
+reached: a Docker daemon of our own, a debootstrap Debian 12 + Python 3.11 + ray[default,serve]
+base (``scripts/build-base-image.sh``) and a wheelhouse of every pinned wheel, resolved by the
+image's own Python and served on 127.0.0.1 to the Dockerfile's pip; nothing is downloaded twice.
 
 The checks run the image with no network, a read-only root filesystem, a tmpfs /tmp, every
 capability dropped and no ``--user`` (so the image's own user counts): the version, a backtest on
 the bundled data equal to the host's to the last bit, the Serve app named by
 ``pipelines/serve/serve_config.yaml``, the Feast repo applied, the runtime user, no secrets, exactly
 the pipelines files under /app, and that a source change rebuilds only the layers after the
-dependencies. A missing Docker or root fails the session with the scripts' message; nothing skips.
-The build logs and timings (``times.json``) are left in pytest's temporary directory, ``image*/``.
+dependencies, and the tools KubeRay's probes run (wget).
 """
 
 from __future__ import annotations
 
-import fcntl
-import functools
-import http.server
 import json
-import os
 import re
 import shlex
 import shutil
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import raytrader
 from tests.support.cli import run_cli
+from tests.support.image import REPO, Built, docker_build, inspect
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE = "raytrader:test"
-# fixed: the build args are part of the classic builder's cache key
-WHEELHOUSE_PORT = int(os.environ.get("RAYTRADER_WHEELHOUSE_PORT", "31080"))
-LOCK = Path("/tmp/raytrader-test-image.lock")  # noqa: S108 - one image session per machine
-BUILD_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 300
 # the build context the Dockerfile reads (.dockerignore's allow-list)
 CONTEXT = (
@@ -67,105 +47,6 @@ LOCKED_DOWN = shlex.split(
     "--network none --read-only --tmpfs /tmp:rw,exec,size=1g --cap-drop ALL"
     " --security-opt no-new-privileges"
 )
-
-
-@dataclass(frozen=True)
-class Built:
-    """The image under test, the daemon that holds it and how it was built."""
-
-    tag: str
-    base: str
-    env: dict[str, str]
-    logs: Path
-    build_args: tuple[str, ...]
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> str:
-    """Run ``cmd`` in the repository with stderr to ``log``: its stdout, or fail with the log."""
-    with log.open("a") as err:
-        err.write(f"$ {shlex.join(cmd)}\n")
-        err.flush()
-        proc = subprocess.run(
-            cmd,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    if proc.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-        pytest.fail(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{tail}")
-    return proc.stdout
-
-
-def _docker_build(
-    env: dict[str, str], context: Path, tag: str, args: tuple[str, ...], log: Path
-) -> float:
-    """``docker build`` of ``context`` as ``tag``; the seconds it took."""
-    cmd = ["docker", "build", "--network=host", "--force-rm", *args, "-t", tag, str(context)]
-    start = time.monotonic()
-    with log.open("a") as out:
-        proc = subprocess.run(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, check=False
-        )
-    if proc.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-        pytest.fail(f"{shlex.join(cmd)} exited {proc.returncode}:\n{tail}")
-    return time.monotonic() - start
-
-
-def _inspect(env: dict[str, str], tag: str) -> Any:
-    out = subprocess.run(
-        ["docker", "image", "inspect", tag], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)[0]
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    logs = tmp_path_factory.mktemp("image")
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-    with LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        dockerd = ["bash", "scripts/dockerd.sh"]
-        status = subprocess.run([*dockerd, "status"], cwd=REPO, env=env, check=False)
-        started = status.returncode != 0
-        out = _run([*dockerd, "start"], env, logs / "dockerd.log", 120)
-        env["DOCKER_HOST"] = out.strip().splitlines()[-1].removeprefix("export DOCKER_HOST=")
-        times: dict[str, float] = {}
-        try:
-            start = time.monotonic()
-            wheelhouse = logs / "wheelhouse"
-            script = ["bash", "scripts/build-base-image.sh", "--wheelhouse", str(wheelhouse)]
-            base = _run(script, env, logs / "base.log", BUILD_TIMEOUT_S).split()[-1]
-            times["base_and_wheelhouse_s"] = time.monotonic() - start
-            handler = functools.partial(_QuietHandler, directory=str(wheelhouse))
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEELHOUSE_PORT), handler)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            try:
-                pip = (f"PIP_FIND_LINKS=http://127.0.0.1:{WHEELHOUSE_PORT}/", "PIP_NO_INDEX=1")
-                args = tuple(f"--build-arg={arg}" for arg in (f"BASE_IMAGE={base}", *pip))
-                times["image_s"] = _docker_build(env, REPO, IMAGE, args, logs / "build.log")
-                # the images this build replaced, and the layers only they used
-                _run(["docker", "image", "prune", "--force"], env, logs / "build.log", 300)
-                times["image_bytes"] = _inspect(env, IMAGE)["Size"]
-                (logs / "times.json").write_text(json.dumps(times, indent=1))
-                yield Built(IMAGE, base, env, logs, args)
-            finally:
-                server.shutdown()
-                server.server_close()
-                shutil.rmtree(wheelhouse, ignore_errors=True)  # 0.5 GB, rebuilt from pip's cache
-        finally:
-            if started:
-                subprocess.run([*dockerd, "stop"], cwd=REPO, env=env, check=False)
 
 
 def run_in(image: Built, *cmd: str, env: dict[str, str] | None = None) -> str:
@@ -185,6 +66,12 @@ def run_in(image: Built, *cmd: str, env: dict[str, str] | None = None) -> str:
 
 def test_image_prints_the_package_version(image: Built) -> None:
     assert run_in(image, "raytrader", "--version").strip() == f"raytrader {raytrader.__version__}"
+
+
+def test_image_has_the_tools_kuberays_probes_run(image: Built) -> None:
+    # KubeRay's default liveness/readiness probes of Ray pods are `wget ... /api/local_raylet_healthz`
+    # and `/-/healthz` commands run in the Ray container (the official Ray image has wget)
+    assert run_in(image, "sh", "-c", "command -v wget").strip() == "/usr/bin/wget"
 
 
 def test_image_backtest_on_bundled_data_equals_the_hosts(
@@ -224,7 +111,7 @@ def test_image_feature_repo_applies_with_the_sqlite_profile(image: Built) -> Non
 
 
 def test_image_runs_as_uid_1000_not_root(image: Built) -> None:
-    assert _inspect(image.env, image.tag)["Config"]["User"] == "1000:100"
+    assert inspect(image.env, image.tag)["Config"]["User"] == "1000:100"
     assert run_in(image, "id", "-u").strip() == "1000"
     # the code is not the runtime user's to change; run outputs have a place of their own
     owners = run_in(
@@ -234,7 +121,7 @@ def test_image_runs_as_uid_1000_not_root(image: Built) -> None:
 
 
 def test_image_carries_no_secrets(image: Built) -> None:
-    names = [entry.split("=", 1)[0] for entry in _inspect(image.env, image.tag)["Config"]["Env"]]
+    names = [entry.split("=", 1)[0] for entry in inspect(image.env, image.tag)["Config"]["Env"]]
     assert not [name for name in names if SECRET_NAME.search(name)], names
     history = subprocess.run(
         ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image.tag],
@@ -289,13 +176,13 @@ def test_source_change_rebuilds_only_the_layers_after_the_dependencies(
         f.write("# touched by test_image\n")
     touched = f"{image.tag}-touched"
     try:
-        seconds = _docker_build(
+        seconds = docker_build(
             image.env, context, touched, image.build_args, image.logs / "touched.log"
         )
         (image.logs / "touched_rebuild_s.txt").write_text(f"{seconds:.1f}\n")
-        before = _inspect(image.env, image.tag)["RootFS"]["Layers"]
-        after = _inspect(image.env, touched)["RootFS"]["Layers"]
-        n_base = len(_inspect(image.env, image.base)["RootFS"]["Layers"])
+        before = inspect(image.env, image.tag)["RootFS"]["Layers"]
+        after = inspect(image.env, touched)["RootFS"]["Layers"]
+        n_base = len(inspect(image.env, image.base)["RootFS"]["Layers"])
         # from the cache: the base, the dependency inputs and the dependencies (1.3 GB); new: the
         # wheel and what follows it
         assert len(after) == len(before)
