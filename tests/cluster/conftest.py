@@ -12,6 +12,7 @@ hard time limit fails the session with a message saying which.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -107,6 +108,10 @@ class Cluster:
         )  # fmt: skip
         assert save.wait(timeout=60) == 0, f"docker save {tag} failed"
         assert imported.returncode == 0, imported.stderr
+
+    def secret(self, name: str, key: str, namespace: str = "raytrader") -> str:
+        data = self.json("-n", namespace, "get", "secret", name)["data"]
+        return base64.b64decode(data[key]).decode()
 
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
