@@ -51,7 +51,7 @@ venv: $(VENV)/.installed ## create .venv with raytrader and the dev tools
 demo: $(VENV)/.installed ## run the main job on embedded defaults (bundled data, local Ray)
 	$(BIN)/raytrader demo
 
-test: $(VENV)/.installed $(K8S_TOOLS) ## run every test (unit, integration with a local Ray, slow)
+test: $(VENV)/.installed $(K8S_TOOLS) ## run every test (unit, integration with a local Ray, slow, the Kubernetes cluster)
 	$(BIN)/python -m pytest -q
 
 test-unit: $(VENV)/.installed ## unit tests only (no Ray, no services)
