@@ -42,11 +42,20 @@ wait_for() { # WHAT SECONDS COMMAND...: polls COMMAND every second
 }
 
 # -- images: imported once per content (the store is in the cache) ----------------------------------
-import_image() { # TAR: skipped when the store already has this tar's manifest digest
-  local tar=$1 key
+import_image() { # TAR: skipped when containerd holds its tag and the stamp says it is this tar's
+  local tar=$1 key name
   key=$(sha256sum <"$tar" | cut -c1-16)
-  [ -f "$CONTAINERD_ROOT/imported.$(basename "$tar").$key" ] && return 0
+  # the tag as containerd names it: docker.io/library/ for a bare name, docker.io/ for a user's
+  name=$(tar -xOf "$tar" manifest.json | sed -n 's/.*"RepoTags": \["\([^"]*\)"\].*/\1/p')
+  case "$name" in
+    */*/*) ;; [a-z0-9]*.[a-z]*/*) ;; */*) name=docker.io/$name ;; *) name=docker.io/library/$name ;;
+  esac
+  # the kubelet's image GC can delete an image behind the stamp's back (under disk pressure)
+  if [ -f "$CONTAINERD_ROOT/imported.$(basename "$tar").$key" ] && ctr images ls -q | grep -qxF "$name"; then
+    return 0
+  fi
   ctr images import --no-unpack=false "$tar" >/dev/null || die "could not import $tar into containerd"
+  ctr images ls -q | grep -qxF "$name" || die "$tar was imported, but containerd has no image $name"
   rm -f "$CONTAINERD_ROOT/imported.$(basename "$tar")".*
   touch "$CONTAINERD_ROOT/imported.$(basename "$tar").$key"
 }
@@ -254,8 +263,11 @@ containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 volumePluginDir: $STATE/volume-plugins
 resolvConf: $STATE/resolv.conf
 oomScoreAdj: 0
-# the disk is shared with the machine: evict on a nearly full disk only, never collect images we built
-evictionHard: {memory.available: 256Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+# the disk is shared with the machine (other checkouts, caches): a percentage of a large disk can be
+# GBs (a run here saw DiskPressure with 8.9 GB free of a 252 GB disk and evicted the KubeRay
+# operator), so evict only when the disk is really full, and recover quickly once it is not
+evictionHard: {memory.available: 256Mi, nodefs.available: 1Gi, imagefs.available: 1Gi, nodefs.inodesFree: 1%}
+evictionPressureTransitionPeriod: 30s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 ---

@@ -24,10 +24,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.image import inspect
+from tests.support.image import Built, inspect
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "cluster"
+CHART = REPO / "charts" / "raytrader"
+VALUES = CHART / "ci" / "cluster-values.yaml"
+RELEASE = NAMESPACE = "raytrader"
+INSTALL_TIMEOUT = "15m"  # 2 cores: Kafka's JVM, MLflow, Feast and a Ray head start together
 BUILD_TIMEOUT_S = 45 * 60  # cold: ~25 CPU-minutes of Go on 2 cores; warm: a second
 UP_TIMEOUT_S = 10 * 60
 
@@ -160,3 +164,20 @@ def cluster() -> Iterator[Cluster]:
         return  # somebody's cluster: leave it as it was found
     _run_script("down.sh", 300)
     assert _machine_state() == before
+
+
+@pytest.fixture(scope="package")
+def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
+    """The chart installed (``helm upgrade --install``) with the RayService Ready."""
+
+    cluster.load_image(image.env, image.tag)
+    cluster.kubectl("apply", "-f", str(REPO / "k8s" / "namespace.yaml"))
+    helm = ["helm", "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES)]
+    cluster.run(*helm, "--wait", "--timeout", INSTALL_TIMEOUT, timeout=20 * 60)
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", f"rayservice/{RELEASE}-inference", "--for=condition=Ready",
+        f"--timeout={INSTALL_TIMEOUT}", timeout=20 * 60,
+    )  # fmt: skip
+    yield cluster
+    cluster.run("helm", "uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=600)
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", timeout=600)

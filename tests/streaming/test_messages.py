@@ -122,3 +122,22 @@ def test_messages_carry_the_calendar_of_their_bars_and_it_stays_optional() -> No
     assert decode(json.dumps(GOOD).encode()).calendar is None  # producers that do not know it
     with pytest.raises(MessageError, match="calendar"):
         decode(json.dumps({**GOOD, "calendar": "nyse"}).encode())
+
+
+@pytest.mark.parametrize(
+    ("data", "names"),
+    [
+        ("goog", ["goog"]),
+        ("goog, sp500", ["goog", "sp500"]),
+        ("synthetic:n_bars=30,timeframe=1d,seed=3", ["synthetic:n_bars=30,timeframe=1d,seed=3"]),
+        (
+            "goog,synthetic:n_bars=30,timeframe=1d,eurusd",
+            ["goog", "synthetic:n_bars=30,timeframe=1d", "eurusd"],
+        ),
+        ("my.csv,synthetic:seed=1,other.csv", ["my.csv", "synthetic:seed=1", "other.csv"]),
+    ],
+)
+def test_replay_splits_datasets_but_not_a_specs_own_parameters(data: str, names: list[str]) -> None:
+    from raytrader.streaming.cli import dataset_names
+
+    assert dataset_names(data) == names

@@ -31,6 +31,20 @@ BootstrapOpt = Annotated[
 ]
 
 
+def dataset_names(data: str) -> list[str]:
+    """``--data``'s comma-separated datasets; the commas of a spec's own ``key=value`` parameters
+    (``synthetic:n_bars=3000,timeframe=1d``) stay in that spec."""
+    names: list[str] = []
+    for part in (p.strip() for p in data.split(",")):
+        if not part:
+            continue
+        if names and "=" in part and ":" not in part:
+            names[-1] += f",{part}"
+        else:
+            names.append(part)
+    return names
+
+
 @stream_app.command("replay")
 def replay_cmd(
     data: Annotated[
@@ -68,7 +82,7 @@ def replay_cmd(
     from raytrader.streaming.producer import BarProducer, bar_messages, interleave, parse_speed
 
     sets = []
-    for name in [d.strip() for d in data.split(",") if d.strip()]:
+    for name in dataset_names(data):
         if symbols and name.startswith("synthetic"):
             base = name if ":" in name else name + ":"
             for i, sym in enumerate(s.strip() for s in symbols.split(",") if s.strip()):

@@ -1,0 +1,112 @@
+"""Helpers for the tests that use the chart installed on the cluster (``release`` in conftest.py):
+port-forwards, HTTP calls, Jobs run in the stream consumer's own pod template, volume paths."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def forward(cluster: Cluster, target: str, port: int) -> Iterator[str]:
+    """``kubectl port-forward`` to ``target``'s ``port``; the local base URL."""
+    local = free_port()
+    proc = subprocess.Popen(
+        ["kubectl", "-n", NAMESPACE, "port-forward", target, f"{local}:{port}"],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:<local> -> <port>"
+        assert "Forwarding from" in line, proc.stderr.read() if proc.stderr else line
+        yield f"http://127.0.0.1:{local}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def http(url: str, data: Any = None, token: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - loopback
+    for attempt in range(30):
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            if attempt == 29:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while (result := check()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(2)
+    return result
+
+
+def job_from_the_consumer(cluster: Cluster, name: str, command: str) -> dict[str, Any]:
+    """A Job running ``command`` in the stream consumer's pod template: the same image, settings,
+    secrets and data volume, so it sees the platform exactly as the consumer does."""
+    deployment = cluster.json("-n", NAMESPACE, "get", f"deployment/{RELEASE}-stream-1d")
+    template = deployment["spec"]["template"]
+    template["metadata"] = {"labels": {"app.kubernetes.io/name": "cluster-test", "job": name}}
+    spec = template["spec"]
+    spec["restartPolicy"] = "Never"
+    container = spec["containers"][0]
+    for key in ("livenessProbe", "readinessProbe", "startupProbe", "ports"):
+        container.pop(key, None)
+    container["args"] = [f". /etc/raytrader/bin/secret-env.sh && exec {command}"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 600, "template": template},
+    }
+
+
+def run_job(cluster: Cluster, name: str, command: str, timeout_s: int = 600) -> str:
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
+    cluster.apply(job_from_the_consumer(cluster, name, command))
+    done = subprocess.run(
+        ["kubectl", "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete",
+         f"--timeout={timeout_s}s"],
+        env=cluster.env, capture_output=True, text=True, timeout=timeout_s + 60,
+    )  # fmt: skip
+    logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}", check=False)
+    assert done.returncode == 0, f"job {name} did not complete: {done.stderr}\n{logs[-3000:]}"
+    return logs
+
+
+def volume_path(cluster: Cluster, claim: str) -> Path:
+    """Where local-path keeps a PersistentVolumeClaim's files on this machine."""
+    volume = cluster.json("-n", NAMESPACE, "get", "pvc", claim)["spec"]["volumeName"]
+    source = cluster.json("get", "pv", volume)["spec"]
+    return Path((source.get("hostPath") or source["local"])["path"])
