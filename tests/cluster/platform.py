@@ -63,12 +63,13 @@ def http(url: str, data: Any = None, token: str | None = None) -> tuple[int, str
     raise AssertionError("unreachable")
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
+    """Polls ``check`` every second until it returns something truthy, and returns that."""
     deadline = time.monotonic() + timeout
-    while (result := check()) is None:
+    while not (result := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(2)
+        time.sleep(1)
     return result
 
 

@@ -7,7 +7,6 @@ kernel settings untouched while the kubelet runs (the cluster comes from ``conft
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,9 @@ from tests.cluster.conftest import (
     Cluster,
     read_sysctls,
 )
+from tests.cluster.platform import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait(what: str, check: Any, timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
 
 
 def _pod(name: str, *command: str, **spec: Any) -> dict[str, Any]:
@@ -113,7 +102,7 @@ def test_dns_and_a_cluster_ip_service_reach_a_pod(namespace: Cluster) -> None:
         get = ("netcheck", "get", url)
         return namespace.kubectl("-n", "cluster-test", "exec", "client", "--", *get, check=False)
 
-    assert _wait("the Service by its DNS name", fetch, timeout=60).strip() == "hello-from-web"
+    assert wait_for("the Service by its DNS name", fetch, timeout=60).strip() == "hello-from-web"
 
 
 def test_a_failing_liveness_probe_restarts_the_container(namespace: Cluster) -> None:
@@ -133,7 +122,7 @@ def test_a_failing_liveness_probe_restarts_the_container(namespace: Cluster) -> 
         status = namespace.json("-n", "cluster-test", "get", "pod", "flaky")["status"]
         return any(c["restartCount"] >= 1 for c in status.get("containerStatuses", []))
 
-    _wait("a restart by the liveness probe", restarted, timeout=120)
+    wait_for("a restart by the liveness probe", restarted, timeout=120)
     logs = namespace.kubectl("-n", "cluster-test", "logs", "flaky", "--previous")
     assert logs.strip() == "started"  # the container's log, kept by the kubelet across the restart
 
