@@ -15,7 +15,7 @@ export RAYTRADER_K8S_TOOLS ?= $(HOME)/.cache/raytrader/k8s-tools
 K8S_TOOLS := $(RAYTRADER_K8S_TOOLS)/tools.env
 
 .PHONY: help venv demo test test-unit test-integration chart-test bench lint constraints clean
-.PHONY: stack-up stack-down image image-test cluster-up cluster-down cluster-env
+.PHONY: stack-up stack-down image image-test cluster-up cluster-down cluster-load cluster-env
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,10 @@ cluster-up: $(K8S_TOOLS) ## build (once, cached) and start a one-node Kubernetes
 
 cluster-down: ## stop the local cluster and restore the machine (the build cache stays)
 	bash scripts/cluster/down.sh
+
+cluster-load: ## load an image into the local cluster's node: make cluster-load IMAGE=raytrader:test (a name Docker has, or a docker-archive .tar)
+	@test -n "$(IMAGE)" || { echo "error: name the image: make cluster-load IMAGE=raytrader:test" >&2; exit 2; }
+	bash scripts/cluster/load-image.sh "$(IMAGE)"
 
 cluster-env: ## print the lines that point a shell at the local cluster (KUBECONFIG, PATH)
 	@bash scripts/cluster/env.sh

@@ -38,7 +38,7 @@ if [ -d "$STATE" ]; then
   kill_pidfile "$STATE/containerd.pid"
 fi
 # whatever still runs in the node's network namespace (shims, pods, the holder)
-if ip netns list 2>/dev/null | grep -qw "$NODE_NETNS"; then
+if grep -qw "$NODE_NETNS" <<<"$(ip netns list 2>/dev/null)"; then
   for sig in TERM KILL; do
     pids=$(ip netns pids "$NODE_NETNS" 2>/dev/null || true)
     [ -n "$pids" ] || break

@@ -41,27 +41,13 @@ wait_for() { # WHAT SECONDS COMMAND...: polls COMMAND every second
   done
 }
 
-# -- images: imported once per content (the store is in the cache) ----------------------------------
-import_image() { # TAR: skipped when containerd holds its tag and the stamp says it is this tar's
-  local tar=$1 key name
-  key=$(sha256sum <"$tar" | cut -c1-16)
-  # the tag as containerd names it: docker.io/library/ for a bare name, docker.io/ for a user's
-  name=$(tar -xOf "$tar" manifest.json | sed -n 's/.*"RepoTags": \["\([^"]*\)"\].*/\1/p')
-  case "$name" in
-    */*/*) ;; [a-z0-9]*.[a-z]*/*) ;; */*) name=docker.io/$name ;; *) name=docker.io/library/$name ;;
-  esac
-  # the kubelet's image GC can delete an image behind the stamp's back (under disk pressure)
-  if [ -f "$CONTAINERD_ROOT/imported.$(basename "$tar").$key" ] && ctr images ls -q | grep -qxF "$name"; then
-    return 0
-  fi
-  ctr images import --no-unpack=false "$tar" >/dev/null || die "could not import $tar into containerd"
-  ctr images ls -q | grep -qxF "$name" || die "$tar was imported, but containerd has no image $name"
-  rm -f "$CONTAINERD_ROOT/imported.$(basename "$tar")".*
-  touch "$CONTAINERD_ROOT/imported.$(basename "$tar").$key"
-}
-import_images() { # every image build.sh wrote; an unchanged one costs a checksum
+# -- images: every one build.sh wrote; an unchanged one costs reading its manifest -------------------
+import_images() {
   local tar
-  for tar in "$IMAGES"/*.tar; do import_image "$tar"; done
+  mkdir -p "$STATE/log"
+  for tar in "$IMAGES"/*.tar; do
+    "$HERE/load-image.sh" "$tar" 2>>"$STATE/log/images.log" || die "$(tail -n1 "$STATE/log/images.log" | sed "s/^error: //")"
+  done
 }
 
 install_addons() { # idempotent: on a new cluster and on one that is already up

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.image import Built, inspect
+from tests.support.image import Built
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "cluster"
@@ -36,16 +36,16 @@ BUILD_TIMEOUT_S = 45 * 60  # cold: ~25 CPU-minutes of Go on 2 cores; warm: a sec
 UP_TIMEOUT_S = 10 * 60
 
 
-def _pin(name: str) -> str:
+def pin(name: str) -> str:
     """A setting of scripts/cluster/lib.sh (one place for each)."""
     found = re.search(rf"^{name}=(\S+)", (SCRIPTS / "lib.sh").read_text(), re.MULTILINE)
     assert found, f"{name} is not set in scripts/cluster/lib.sh"
     return found.group(1)
 
 
-K8S_VERSION = _pin("K8S_VERSION")
-NODE = _pin("CLUSTER_NAME")
-CGROUP_ROOT = _pin("CGROUP_ROOT")
+K8S_VERSION = pin("K8S_VERSION")
+NODE = pin("CLUSTER_NAME")
+CGROUP_ROOT = pin("CGROUP_ROOT")
 BUSYBOX = "raytrader.local/busybox:1"
 # the host settings the kubelet would change machine-wide, and the ones up.sh changes and restores
 SHIELDED_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")
@@ -98,20 +98,15 @@ class Cluster:
         return done.stdout
 
     def load_image(self, docker_env: dict[str, str], tag: str) -> None:
-        """Docker's image ``tag`` into the node's containerd, unless it holds that image already."""
-        docker_id = inspect(docker_env, tag)["Id"]
-        have = subprocess.run(
-            ["crictl", "inspecti", "-o", "json", tag], env=self.env, capture_output=True, text=True
-        )
-        if have.returncode == 0 and json.loads(have.stdout)["status"]["id"] == docker_id:
-            return
-        save = subprocess.Popen(["docker", "save", tag], env=docker_env, stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            ["ctr", "images", "import", "-"], stdin=save.stdout, env=self.env, capture_output=True,
-            text=True, timeout=900,
+        """Docker's image ``tag`` into the node's containerd (scripts/cluster/load-image.sh: nothing
+        to do when it holds that image id already)."""
+        docker = {k: v for k, v in docker_env.items() if k.startswith("DOCKER_")}
+        env = {**self.env, **docker}
+        done = subprocess.run(
+            ["bash", str(SCRIPTS / "load-image.sh"), tag], env=env, capture_output=True, text=True,
+            timeout=900,
         )  # fmt: skip
-        assert save.wait(timeout=60) == 0, f"docker save {tag} failed"
-        assert imported.returncode == 0, imported.stderr
+        assert done.returncode == 0, done.stderr
 
     def secret(self, name: str, key: str, namespace: str = "raytrader") -> str:
         data = self.json("-n", namespace, "get", "secret", name)["data"]
@@ -168,7 +163,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
-    """The chart installed (``helm upgrade --install``) with the RayService Ready."""
+    """The chart installed (``helm upgrade --install``) with the RayService Ready; uninstalled
+    afterwards unless ``RAYTRADER_TEST_KEEP_RELEASE=1`` (then a rerun upgrades it in seconds)."""
 
     cluster.load_image(image.env, image.tag)
     cluster.kubectl("apply", "-f", str(REPO / "k8s" / "namespace.yaml"))
@@ -179,5 +175,7 @@ def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
         f"--timeout={INSTALL_TIMEOUT}", timeout=20 * 60,
     )  # fmt: skip
     yield cluster
+    if os.environ.get("RAYTRADER_TEST_KEEP_RELEASE") == "1":  # iterating on one test: keep it
+        return
     cluster.run("helm", "uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=600)
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", timeout=600)

@@ -3,7 +3,7 @@
 ``make_world(root)``: an embedded MLflow store (SQLite) with two rule members (ma_cross 10/50 and
 macd, both readable from one feature row) and the ensemble ``raytrader-ensemble`` v1 at
 ``champion``, plus a SQLite Feast store holding GOOG's last bar online — GOOG's bars moved forward
-in time so that the last one closed at today's midnight UTC (:func:`recent`): the service refuses
+in time so that the last one closed at a recent midnight UTC (:func:`recent`): the service refuses
 features older than two bars, and these tests are about fresh ones. ``World.app()`` builds the
 FastAPI app around a local :class:`ModelHolder` (no poller; tests call ``check()``).
 """
@@ -108,10 +108,12 @@ class World:
 
 
 def recent(bars: Any) -> Any:
-    """``bars`` moved forward by whole days so that the last one closed at today's 00:00 UTC."""
+    """``bars`` moved forward by whole days so that the last one closed at the latest midnight UTC
+    at least two hours ago: the features are then between 2 and 26 hours old, fresh under the
+    default limit of two 1d bars and stale under a limit of one hour, whatever the time of day."""
     from raytrader.data.bars import Bars
 
-    last_close = pd.Timestamp.now(tz="UTC").floor("D")
+    last_close = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=2)).floor("D")
     shift = last_close - (bars.index[-1] + bars.timeframe.delta)
     frame = bars.frame.copy()
     frame.index = frame.index + shift
