@@ -111,3 +111,27 @@ def volume_path(cluster: Cluster, claim: str) -> Path:
     volume = cluster.json("-n", NAMESPACE, "get", "pvc", claim)["spec"]["volumeName"]
     source = cluster.json("get", "pv", volume)["spec"]
     return Path((source.get("hostPath") or source["local"])["path"])
+
+
+def offline_rows(cluster: Cluster, symbol: str) -> Any:
+    """The consumer's offline Feast rows of ``symbol`` (1d), read from the data volume."""
+    from raytrader.features import feast_repo
+
+    data = volume_path(cluster, f"{RELEASE}-data") / "feast"
+    return feast_repo.read_offline(symbol, data, timeframe="1d")
+
+
+def assert_equal_to_batch(rows: Any, bars: Any) -> None:
+    """Every offline row equals the batch computation on ``bars``, exactly, one row per bar."""
+    import numpy as np
+
+    from raytrader.features import feast_repo
+    from raytrader.features.engine import compute_features
+
+    expected = feast_repo.feature_rows(bars, compute_features(bars))
+    assert len(rows) == len(bars)
+    for column in feast_repo.FEATURE_NAMES:
+        got, want = rows[column].to_numpy(float), expected[column].to_numpy(float)
+        assert np.array_equal(got, want, equal_nan=True), column
+    for column in (feast_repo.WARM_COLUMN, feast_repo.BAR_OPEN_TIME, feast_repo.EVENT_TIMESTAMP):
+        assert list(rows[column]) == list(expected[column]), column

@@ -27,7 +27,14 @@ from raytrader.data import load_bars
 from raytrader.features import feast_repo
 from raytrader.features.engine import compute_features
 from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
-from tests.cluster.platform import forward, http, run_job, volume_path, wait_for
+from tests.cluster.platform import (
+    assert_equal_to_batch,
+    forward,
+    http,
+    offline_rows,
+    run_job,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -122,15 +129,7 @@ def test_replayed_bars_reach_feast_and_a_decision_of_the_registered_ensemble(
     assert decision["action"] in {"buy", "sell", "hold", "keep"}
 
     # every offline row the consumer wrote (the data volume) equals the batch computation, exactly
-    data = volume_path(release, f"{RELEASE}-data") / "feast"
-    offline = feast_repo.read_offline("GOOG", data, timeframe="1d")
-    expected = feast_repo.feature_rows(goog, batch)
-    assert len(offline) == len(goog)
-    for column in feast_repo.FEATURE_NAMES:
-        got, want = offline[column].to_numpy(float), expected[column].to_numpy(float)
-        assert np.array_equal(got, want, equal_nan=True), column
-    for column in (feast_repo.WARM_COLUMN, feast_repo.BAR_OPEN_TIME, feast_repo.EVENT_TIMESTAMP):
-        assert list(offline[column]) == list(expected[column]), column
+    assert_equal_to_batch(offline_rows(release, "GOOG"), goog)
     # and so does the online row the service decided from
     online = json.loads(run_job(release, "read-online", ONLINE).splitlines()[-1])
     last = batch.iloc[-1]
