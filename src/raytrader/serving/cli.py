@@ -379,6 +379,56 @@ def decide_cmd(
     print_decisions(body)
 
 
+@serve_app.command("load")
+def load_cmd(
+    rate: Annotated[float, typer.Option(help="requests per second, sent open loop")] = 20.0,
+    seconds: Annotated[float, typer.Option(help="how long to send")] = 30.0,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="symbol per request (repeatable)")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="service URL")] = None,
+    timeout: Annotated[
+        float, typer.Option(help="seconds before a request counts as failed")
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="the summary with its timeline")] = False,
+) -> None:
+    """Steady decision requests at a fixed rate (open loop), then what happened: failures and
+    recovery, latency percentiles, the model versions seen; for drills (kill a pod, move an alias,
+    upgrade) and capacity checks. Exit 1 when a request failed."""
+    from raytrader.serving.load import run_load, summarize
+
+    stack = _maybe_stack()
+    outcomes = run_load(
+        _service_url(stack, url), _token(stack), rate=rate, seconds=seconds,
+        symbols=symbol or ["GOOG"], timeout_s=timeout,
+    )  # fmt: skip
+    summary = summarize(outcomes, rate=rate, seconds=seconds)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
+        typer.echo(
+            f"{summary['sent']} sent, {summary['ok']} answered 200, {summary['failed']} failed "
+            f"{summary['failures_by_status']}; {summary['answered_per_s']:.1f}/s; latency p50 "
+            f"{_ms(p50)} p99 {_ms(p99)}; versions {sorted(summary['versions'])}"
+        )
+        if summary["failed"]:
+            typer.echo(
+                f"failures from {summary['failed_from_s']:.1f} s to {summary['failed_until_s']:.1f} s,"
+                f" {_recovery(summary['recovery_s'])}: {summary['first_errors']}"
+            )
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _recovery(seconds: float | None) -> str:
+    return "not recovered by the end" if seconds is None else f"recovered after {seconds:.1f} s"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def _age(seconds: float) -> str:
     """``42s``, ``17m``, ``5h``, ``5028d``."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
