@@ -248,7 +248,10 @@ def test_helm_unittest_suites_pass(helm_env: dict[str, str]) -> None:
     [
         # a misspelt key is an error, not a value silently ignored
         ("inferenc.enabled=true", "at '': additional properties 'inferenc' not allowed"),
-        ("inference.replicas=many", "at '/inference/replicas': got string, want integer"),
+        (
+            "inference.ingressAutoscaling.maxReplicas=many",
+            "at '/inference/ingressAutoscaling/maxReplicas': got string, want integer",
+        ),
     ],
 )
 def test_invalid_value_fails_with_the_schema_message(
@@ -528,14 +531,13 @@ def serve_overrides(values: dict[str, Any], config: dict[str, Any]) -> dict[tupl
         out[(*args, "local_dev")] = ABSENT
         for j, deployment in enumerate(app.get("deployments") or []):
             at = ("applications", i, "deployments", j)
-            if deployment["name"] == "DecisionAPI":
-                out[(*at, "num_replicas")] = inf["replicas"]
-            if deployment["name"] == "DecisionModel":
+            scaling = {"DecisionAPI": inf["ingressAutoscaling"], "DecisionModel": inf["autoscaling"]}
+            if deployment["name"] in scaling:
+                values_of = scaling[deployment["name"]]
                 out[(*at, "num_replicas")] = ABSENT
-                scaling = inf["autoscaling"]
-                out[(*at, "autoscaling_config", "min_replicas")] = scaling["minReplicas"]
-                out[(*at, "autoscaling_config", "max_replicas")] = scaling["maxReplicas"]
-                out[(*at, "autoscaling_config", "target_ongoing_requests")] = scaling[
+                out[(*at, "autoscaling_config", "min_replicas")] = values_of["minReplicas"]
+                out[(*at, "autoscaling_config", "max_replicas")] = values_of["maxReplicas"]
+                out[(*at, "autoscaling_config", "target_ongoing_requests")] = values_of[
                     "targetOngoingRequests"
                 ]
     return out

@@ -1,6 +1,6 @@
 {{/* serveConfigV2: pipelines/serve/serve_config.yaml (files/serve_config.yaml links to it), with only
 what differs in a cluster overridden: HTTP on 0.0.0.0 and inference.port, the model URI, Feast's
-redis profile, inference.args, DecisionAPI replicas and DecisionModel's Serve autoscaling. */}}
+redis profile, inference.args, and both deployments' Serve autoscaling. */}}
 {{- define "raytrader.serveConfig" -}}
 {{- $v := .Values }}
 {{- $raw := .Files.Get "files/serve_config.yaml" }}
@@ -32,15 +32,13 @@ redis profile, inference.args, DecisionAPI replicas and DecisionModel's Serve au
 {{- $_ := unset $args "local_dev" }}
 {{- $_ := set $app "args" $args }}
 {{- range $d := $app.deployments }}
-{{- if eq $d.name "DecisionAPI" }}
-{{- $_ := set $d "num_replicas" (int $v.inference.replicas) }}
-{{- end }}
-{{- if eq $d.name "DecisionModel" }}
+{{- $scaling := dict "DecisionAPI" $v.inference.ingressAutoscaling "DecisionModel" $v.inference.autoscaling }}
+{{- with get $scaling $d.name }}
 {{- $_ := unset $d "num_replicas" }}
 {{- $as := default (dict) $d.autoscaling_config }}
-{{- $_ := set $as "min_replicas" (int $v.inference.autoscaling.minReplicas) }}
-{{- $_ := set $as "max_replicas" (int $v.inference.autoscaling.maxReplicas) }}
-{{- $_ := set $as "target_ongoing_requests" $v.inference.autoscaling.targetOngoingRequests }}
+{{- $_ := set $as "min_replicas" (int .minReplicas) }}
+{{- $_ := set $as "max_replicas" (int .maxReplicas) }}
+{{- $_ := set $as "target_ongoing_requests" .targetOngoingRequests }}
 {{- $_ := set $d "autoscaling_config" $as }}
 {{- end }}
 {{- end }}
