@@ -98,6 +98,9 @@ def _root(
     ] = False,
 ) -> None:
     _STATE["debug"] = debug
+    from raytrader.logs import configure_from_env
+
+    configure_from_env()  # RAYTRADER_LOG_LEVEL / RAYTRADER_LOG_FORMAT, where a deployment sets them
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -467,6 +467,26 @@ def test_every_container_has_requests_limits_and_a_restricted_security_context(
     assert not problems, "\n".join(problems)
 
 
+#: containers of the raytrader image that run no raytrader code: MLflow's server, the helm test's
+#: probe, and a RayJob's submitter (`ray job submit`; the job's own processes run on its cluster)
+NOT_RAYTRADER_PROCESSES = {"mlflow", "healthz", "ray-job-submitter"}
+
+
+def test_every_raytrader_process_logs_json_at_the_chosen_level(rendered: Rendered) -> None:
+    missing = []
+    for doc in rendered.docs:
+        for path, pod in pod_templates(doc):
+            for c in pod["spec"]["containers"]:
+                image = c["image"].rsplit("/", 1)[-1]
+                if not image.startswith("raytrader:") or c["name"] in NOT_RAYTRADER_PROCESSES:
+                    continue
+                env = {e["name"]: e.get("value") for e in c.get("env") or []}
+                got = (env.get("RAYTRADER_LOG_FORMAT"), env.get("RAYTRADER_LOG_LEVEL"))
+                if got != ("json", "INFO"):
+                    missing.append(f"{where(doc)} {path} container {c['name']}: {got}")
+    assert not missing, "\n".join(missing)
+
+
 def test_every_pod_runs_as_non_root_under_runtime_default_seccomp(rendered: Rendered) -> None:
     problems = []
     for doc in rendered.docs:
@@ -531,7 +551,10 @@ def serve_overrides(values: dict[str, Any], config: dict[str, Any]) -> dict[tupl
         out[(*args, "local_dev")] = ABSENT
         for j, deployment in enumerate(app.get("deployments") or []):
             at = ("applications", i, "deployments", j)
-            scaling = {"DecisionAPI": inf["ingressAutoscaling"], "DecisionModel": inf["autoscaling"]}
+            scaling = {
+                "DecisionAPI": inf["ingressAutoscaling"],
+                "DecisionModel": inf["autoscaling"],
+            }
             if deployment["name"] in scaling:
                 values_of = scaling[deployment["name"]]
                 out[(*at, "num_replicas")] = ABSENT

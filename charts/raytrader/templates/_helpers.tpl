@@ -259,9 +259,18 @@ to RAYTRADER_REDIS_ADDRESS); external ones: the full URLs / connection string. *
   readOnly: true
 {{- end }}
 
+{{/* How every raytrader process logs (raytrader.logs.configure_from_env). (dict "ctx" $) */}}
+{{- define "raytrader.logEnv" -}}
+- name: RAYTRADER_LOG_FORMAT
+  value: {{ .ctx.Values.logging.format | quote }}
+- name: RAYTRADER_LOG_LEVEL
+  value: {{ .ctx.Values.logging.level | quote }}
+{{- end }}
+
 {{/* Environment of every raytrader process that talks to the stack (no secrets: those come from
 secret-env). (dict "ctx" $) */}}
 {{- define "raytrader.stackEnv" -}}
+{{ include "raytrader.logEnv" . }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "raytrader.mlflowUrl" .ctx | quote }}
 - name: RAYTRADER_MLFLOW_URI

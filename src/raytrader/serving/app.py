@@ -21,6 +21,7 @@ import pandas as pd
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from raytrader.logs import configure_from_env
 from raytrader.serving.config import ServiceConfig
 from raytrader.serving.model import ModelHolder
 from raytrader.serving.service import DecisionService, create_app, decide_on
@@ -39,6 +40,7 @@ def _replica() -> str:
 @serve.deployment(name="DecisionModel", ray_actor_options={"num_cpus": 0.5})
 class DecisionModel:
     def __init__(self, config: dict[str, Any]) -> None:
+        configure_from_env()  # a replica is a Ray worker: no CLI ran in its process
         self.base = ServiceConfig.model_validate(config)
         self.holder = ModelHolder(self.base, replica=_replica())
         self.holder.check()  # a failure is recorded; the poller keeps trying
@@ -100,6 +102,7 @@ class ServeModel:
 @serve.ingress()
 class DecisionAPI:
     def __init__(self, model: DeploymentHandle[Any], config: dict[str, Any]) -> None:
+        configure_from_env()
         # the tokens are read here, in the replica, from its environment: a missing token fails
         # the deployment (the service refuses to start), named in `serve status`
         self.service = DecisionService(ServiceConfig.model_validate(config), ServeModel(model))
