@@ -108,6 +108,15 @@ class Cluster:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
+    def wait_served(self) -> None:
+        """The RayService Ready with no upgrade pending (a changed Serve config starts a new Ray
+        cluster that takes over when it is ready)."""
+        for condition in ("Ready", "UpgradeInProgress=False"):
+            self.kubectl(
+                "-n", NAMESPACE, "wait", f"rayservice/{RELEASE}-inference",
+                f"--for=condition={condition}", f"--timeout={INSTALL_TIMEOUT}", timeout=20 * 60,
+            )  # fmt: skip
+
     def secret(self, name: str, key: str, namespace: str = "raytrader") -> str:
         data = self.json("-n", namespace, "get", "secret", name)["data"]
         return base64.b64decode(data[key]).decode()
@@ -170,10 +179,7 @@ def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
     cluster.kubectl("apply", "-f", str(REPO / "k8s" / "namespace.yaml"))
     helm = ["helm", "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES)]
     cluster.run(*helm, "--wait", "--timeout", INSTALL_TIMEOUT, timeout=20 * 60)
-    cluster.kubectl(
-        "-n", NAMESPACE, "wait", f"rayservice/{RELEASE}-inference", "--for=condition=Ready",
-        f"--timeout={INSTALL_TIMEOUT}", timeout=20 * 60,
-    )  # fmt: skip
+    cluster.wait_served()
     yield cluster
     if os.environ.get("RAYTRADER_TEST_KEEP_RELEASE") == "1":  # iterating on one test: keep it
         return

@@ -16,6 +16,13 @@ from typing import Any
 
 from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
 
+# a Job's command: registers the default ensemble (GOOG's rule members) in the in-cluster MLflow at
+# the alias the RayService follows, and prints the version
+REGISTER = (
+    "python -c 'from raytrader.ensemble import default_ensemble; "
+    f'print(default_ensemble("http://{RELEASE}-mlflow:5000", "/tmp/ensemble", data="goog"))\''
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:

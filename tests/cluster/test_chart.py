@@ -28,6 +28,7 @@ from raytrader.features import feast_repo
 from raytrader.features.engine import compute_features
 from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
 from tests.cluster.platform import (
+    REGISTER,
     assert_equal_to_batch,
     forward,
     http,
@@ -87,10 +88,6 @@ def test_mlflow_answers_through_its_service(release: Cluster) -> None:
         assert http(f"{url}/health") == (200, "OK")
 
 
-REGISTER = (
-    "python -c 'from raytrader.ensemble import default_ensemble; "
-    'print(default_ensemble("http://raytrader-mlflow:5000", "/tmp/ensemble", data="goog"))\''
-)
 ONLINE = (
     "python -c 'import json; from raytrader.features import feast_repo as f; "
     'row = f.online_rows(f.store(), ["GOOG"], "1d").iloc[0]; '

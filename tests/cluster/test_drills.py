@@ -1,0 +1,258 @@
+"""The decision service under steady load while the platform changes under it (``release``).
+
+The load runs inside the cluster — a Job in the consumer's pod template running ``raytrader serve
+load`` against the Service, so pods deleted under it are not a port-forward dying — at a fixed
+rate, open loop; its JSON summary (failures, failure window, recovery, versions, timeline) is
+printed to the test log, and the README carries the numbers.
+
+* The RayService's head pod deleted: the service comes back with no manual step; the failed
+  requests and the time to recovery are measured (and bounded).
+* The registry alias moved to a new version: the replicas serve it within their poll interval,
+  with no failed request.
+* ``helm upgrade`` changing the Serve config (an app arg): Serve replaces every replica of both
+  deployments under the load with no failed request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import CHART, NAMESPACE, RELEASE, VALUES, Cluster
+from tests.cluster.platform import REGISTER, forward, http, job_from_the_consumer, run_job, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SERVICE = f"{RELEASE}-inference"
+RATE = 10  # requests/s: steady, well inside what the one replica answers on 2 cores
+TIMEOUT_S = 30  # a request without an answer by then fails (a common client default)
+
+
+@pytest.fixture(scope="module")
+def serving(release: Cluster) -> Cluster:
+    """A model at the alias and GOOG's features online — what test_chart.py's data path leaves,
+    made here when this module runs alone."""
+    token = release.secret(f"{RELEASE}-api-tokens", "api-token")
+    with forward(release, f"svc/{SERVICE}", 8000) as url:
+
+        def answers() -> bool:
+            return http(f"{url}/v1/decisions", {"symbols": ["GOOG"]}, token)[0] == 200
+
+        if not answers():
+            run_job(release, "register-ensemble", REGISTER)
+            replay = f"raytrader stream replay --data goog --bootstrap {RELEASE}-kafka:9092"
+            run_job(release, "replay-goog", replay)
+            wait_for("a decision for GOOG", answers, 600)
+    return release
+
+
+# a Job's command: the champion's members again with new weights (the clock's), built, registered
+# and moved to the alias — a new version every time
+REWEIGH = (
+    "python -c 'import time; from mlflow.tracking import MlflowClient; "
+    "from raytrader.ensemble import EnsembleConfig, Member, build_ensemble; "
+    f'uri = "http://{RELEASE}-mlflow:5000"; '
+    'pins = MlflowClient(uri).get_model_version_by_alias("raytrader-ensemble", "champion")'
+    '.tags["raytrader.members"]; '
+    "members = tuple(Member(name=n, version=int(v), weight=1.0 + i * (1 + time.time() % 7)) "
+    'for i, (n, v) in enumerate(pin.split(":") for pin in pins.split(","))); '
+    'print(build_ensemble(EnsembleConfig(members=members, data="goog", alias="champion", '
+    'output_dir="/tmp/ensemble", tracking_uri=uri))["version"])\''
+)
+
+
+def _load_job(cluster: Cluster, name: str, seconds: int) -> dict[str, Any]:
+    command = (
+        f"sh -c 'raytrader serve load --url http://{SERVICE}:8000 --rate {RATE} "
+        f"--seconds {seconds} --timeout {TIMEOUT_S} --json || true'"
+    )
+    job = job_from_the_consumer(cluster, name, command)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container.setdefault("env", []).append({
+        "name": "RAYTRADER_API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-api-tokens", "key": "api-token"}},
+    })  # fmt: skip
+    return job
+
+
+def _under_load(cluster: Cluster, name: str, seconds: int, change: Any) -> dict[str, Any]:
+    """Runs the load Job for ``seconds``; once it answers, ``change()`` runs. The summary."""
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
+    cluster.apply(_load_job(cluster, name, seconds))
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", "pod", "-l", f"batch.kubernetes.io/job-name={name}",
+        "--for=condition=Ready", "--timeout=180s", timeout=240,
+    )  # fmt: skip
+    time.sleep(15)  # steady state first
+    change()
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete",
+        f"--timeout={seconds + 120}s", timeout=seconds + 180,
+    )  # fmt: skip
+    logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}")
+    summary = json.loads(logs.strip().splitlines()[-1])
+    print(f"{name}: " + json.dumps({k: v for k, v in summary.items() if k != "timeline"}))
+    print(f"{name} timeline: " + json.dumps(summary["timeline"]))
+    return summary
+
+
+def _active_cluster(cluster: Cluster) -> str:
+    """The Ray cluster the RayService serves from (after an upgrade KubeRay deletes the old one
+    a while later, so two may run)."""
+    service = cluster.json("-n", NAMESPACE, "get", f"rayservice/{SERVICE}")
+    return str(service["status"]["activeServiceStatus"]["rayClusterName"])
+
+
+def _head_pod(cluster: Cluster) -> str:
+    pods = cluster.json(
+        "-n", NAMESPACE, "get", "pods", "-l",
+        f"ray.io/node-type=head,ray.io/cluster={_active_cluster(cluster)}",
+    )["items"]  # fmt: skip
+    running = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    return running[0]
+
+
+def test_the_head_pod_deleted_under_load_the_service_recovers(serving: Cluster) -> None:
+    release = serving
+    head = _head_pod(release)
+    summary = _under_load(
+        release, "load-head-kill", 150,
+        lambda: release.kubectl("-n", NAMESPACE, "delete", "pod", head, "--wait=false"),
+    )  # fmt: skip
+    assert summary["sent"] == 150 * RATE
+    assert summary["recovery_s"] is not None, "the service never answered again"
+    last = summary["timeline"][-10:]
+    assert all(s["failed"] == 0 and s["ok"] == RATE for s in last), last  # steady again
+    assert wait_for("a new head pod", lambda: _head_pod(release) != head, 60)
+
+
+def test_moving_the_alias_under_load_switches_the_version_with_no_failed_request(
+    serving: Cluster,
+) -> None:
+    registered: list[str] = []
+
+    def register_and_move() -> None:  # a new version of the ensemble, at the alias
+        logs = run_job(serving, "reweigh-ensemble", REWEIGH)
+        registered.append(logs.strip().splitlines()[-1])
+
+    summary = _under_load(serving, "load-alias", 100, register_and_move)
+    (new,) = registered
+    assert summary["failed"] == 0, summary["first_errors"]
+    assert summary["sent"] == 100 * RATE
+    old = [v for v in summary["versions"] if v != new]
+    assert len(old) == 1, summary["versions"]  # one version before the move, one after
+    assert summary["versions"][old[0]]["first_s"] < summary["versions"][new]["first_s"]
+    assert all(s["versions"] == [new] for s in summary["timeline"][-10:])
+
+
+def test_helm_upgrade_of_the_serve_config_fails_no_request(serving: Cluster) -> None:
+    """A changed app arg makes Serve replace every replica of both deployments, in place (a changed
+    Ray cluster spec would make KubeRay start a new cluster instead)."""
+    before = _replica_ids(serving)
+    poll = 4 if _serve_args(serving)["poll_interval_s"] == 5 else 5
+
+    def upgrade() -> None:
+        serving.run(
+            "helm", "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES),
+            "--set", f"inference.args.poll_interval_s={poll}", "--wait", "--timeout", "15m",
+            timeout=20 * 60,
+        )  # fmt: skip
+        serving.wait_served()
+        wait_for("the new replicas", lambda: _replica_ids(serving).isdisjoint(before), 300)
+
+    summary = _under_load(serving, "load-upgrade", 180, upgrade)
+    assert _serve_args(serving)["poll_interval_s"] == poll
+    assert summary["failed"] == 0, summary["first_errors"]
+    assert summary["sent"] == 180 * RATE
+
+
+def _serve_args(cluster: Cluster) -> dict[str, Any]:
+    import yaml
+
+    service = cluster.json("-n", NAMESPACE, "get", f"rayservice/{SERVICE}")
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    return dict(app["args"])
+
+
+@contextlib.contextmanager
+def _dashboard(cluster: Cluster) -> Iterator[Callable[[], dict[str, Any]]]:
+    """The Serve app's deployments, read from the active Ray cluster's dashboard (Ray's token
+    authentication: the token is in the Secret KubeRay made for that cluster); empty when the
+    dashboard does not answer (it shares the head's CPUs with the service under load)."""
+    token = cluster.secret(_active_cluster(cluster), "auth_token")
+    with forward(cluster, f"pod/{_head_pod(cluster)}", 8265) as url:
+
+        def deployments() -> dict[str, Any]:
+            status, body = http(f"{url}/api/serve/applications/", token=token)
+            if status != 200:
+                return {}
+            return dict(json.loads(body)["applications"]["raytrader"]["deployments"])
+
+        yield deployments
+
+
+def _replica_ids(cluster: Cluster) -> set[str]:
+    with _dashboard(cluster) as deployments:
+        ids = {r["replica_id"] for d in deployments().values() for r in d["replicas"]}
+    assert ids, "the dashboard listed no replica"
+    return ids
+
+
+SCALE_SCRIPT = (
+    "sh -c 'for step in 20:20 100:45 20:20; do "
+    f"raytrader serve load --url http://{SERVICE}:8000 --rate ${{step%:*}} --seconds ${{step#*:}} "
+    f"--timeout {TIMEOUT_S} --json || true; done'"
+)
+
+
+def _running(deployments: dict[str, Any]) -> dict[str, int]:
+    """Running replicas of each deployment."""
+    return {
+        name: sum(r.get("state") == "RUNNING" for r in d.get("replicas", []))
+        for name, d in deployments.items()
+    }
+
+
+def test_the_service_scales_up_under_load_and_back_down(serving: Cluster) -> None:
+    """20 requests/s for 20 s, 100/s for 45 s (more than 2 cores answer), 20/s for 20 s again
+    while the replicas are still up, then idle until Serve scales back down to one replica each."""
+    timeline: list[tuple[float, dict[str, int]]] = []
+    name = "load-scale"
+    serving.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
+    with _dashboard(serving) as deployments:
+        assert _running(deployments()) == {"DecisionAPI": 1, "DecisionModel": 1}
+        job = _load_job(serving, name, 1)
+        job["spec"]["template"]["spec"]["containers"][0]["args"] = [
+            f". /etc/raytrader/bin/secret-env.sh && exec {SCALE_SCRIPT}"
+        ]
+        serving.apply(job)
+        t0 = time.monotonic()
+
+        def settled() -> bool:
+            timeline.append((round(time.monotonic() - t0), _running(deployments())))
+            done = serving.json("-n", NAMESPACE, "get", f"job/{name}")["status"].get("succeeded")
+            return bool(done) and timeline[-1][1] == {"DecisionAPI": 1, "DecisionModel": 1}
+
+        wait_for("the load to end and both deployments back at one replica", settled, 600)
+    logs = serving.kubectl("-n", NAMESPACE, "logs", f"job/{name}").strip().splitlines()
+    before, overload, after = (json.loads(line) for line in logs[-3:])
+    for label, summary in (("before", before), ("overload", overload), ("after", after)):
+        print(
+            f"{name} {label}: " + json.dumps({k: v for k, v in summary.items() if k != "timeline"})
+        )
+    changes = [timeline[0]] + [b for a, b in itertools.pairwise(timeline) if a[1] != b[1]]
+    print(f"{name} replicas over time: {changes}")
+    peak = {d: max(r.get(d, 0) for _, r in timeline) for d in ("DecisionAPI", "DecisionModel")}
+    # the ingress (CPU-bound on 2 cores) scales to its maximum and back; the model replica
+    # (~1.5 ms a decision) stays under its target of ongoing requests, so it may stay at one
+    assert peak["DecisionAPI"] == 2, changes
+    assert 1 <= peak["DecisionModel"] <= 2, changes
+    assert before["failed"] == 0
+    assert after["failed"] == 0
