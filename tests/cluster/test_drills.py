@@ -67,12 +67,17 @@ REWEIGH = (
 )
 
 
-def _load_job(cluster: Cluster, name: str, seconds: int) -> dict[str, Any]:
-    command = (
-        f"sh -c 'raytrader serve load --url http://{SERVICE}:8000 --rate {RATE} "
-        f"--seconds {seconds} --timeout {TIMEOUT_S} --json || true'"
+def _load(rate: int, seconds: int) -> str:
+    """One ``serve load`` run against the Service; its JSON summary is the Job log's last line."""
+    return (
+        f"raytrader serve load --url http://{SERVICE}:8000 --rate {rate} --seconds {seconds} "
+        f"--timeout {TIMEOUT_S} --json || true"
     )
-    job = job_from_the_consumer(cluster, name, command)
+
+
+def _load_job(cluster: Cluster, name: str, *runs: str) -> dict[str, Any]:
+    """A Job running the ``serve load`` ``runs`` one after the other, with the API token."""
+    job = job_from_the_consumer(cluster, name, f"sh -c '{'; '.join(runs)}'")
     container = job["spec"]["template"]["spec"]["containers"][0]
     container.setdefault("env", []).append({
         "name": "RAYTRADER_API_TOKEN",
@@ -84,7 +89,7 @@ def _load_job(cluster: Cluster, name: str, seconds: int) -> dict[str, Any]:
 def _under_load(cluster: Cluster, name: str, seconds: int, change: Any) -> dict[str, Any]:
     """Runs the load Job for ``seconds``; once it answers, ``change()`` runs. The summary."""
     cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
-    cluster.apply(_load_job(cluster, name, seconds))
+    cluster.apply(_load_job(cluster, name, _load(RATE, seconds)))
     cluster.kubectl(
         "-n", NAMESPACE, "wait", "pod", "-l", f"batch.kubernetes.io/job-name={name}",
         "--for=condition=Ready", "--timeout=180s", timeout=240,
@@ -205,13 +210,6 @@ def _replica_ids(cluster: Cluster) -> set[str]:
     return ids
 
 
-SCALE_SCRIPT = (
-    "sh -c 'for step in 20:20 100:45 20:20; do "
-    f"raytrader serve load --url http://{SERVICE}:8000 --rate ${{step%:*}} --seconds ${{step#*:}} "
-    f"--timeout {TIMEOUT_S} --json || true; done'"
-)
-
-
 def _running(deployments: dict[str, Any]) -> dict[str, int]:
     """Running replicas of each deployment."""
     return {
@@ -228,11 +226,7 @@ def test_the_service_scales_up_under_load_and_back_down(serving: Cluster) -> Non
     serving.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
     with _dashboard(serving) as deployments:
         assert _running(deployments()) == {"DecisionAPI": 1, "DecisionModel": 1}
-        job = _load_job(serving, name, 1)
-        job["spec"]["template"]["spec"]["containers"][0]["args"] = [
-            f". /etc/raytrader/bin/secret-env.sh && exec {SCALE_SCRIPT}"
-        ]
-        serving.apply(job)
+        serving.apply(_load_job(serving, name, _load(20, 20), _load(100, 45), _load(20, 20)))
         t0 = time.monotonic()
 
         def settled() -> bool:

@@ -35,15 +35,19 @@ def _layer(path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def _image(tmp: Path, shared: list[Path], version: int) -> Path:
-    top = _layer(tmp / f"top{version}.tar", "version", str(version).encode())
-    out = tmp / f"image{version}.tar"
-    layers = [arg for layer in [*shared, top] for arg in ("--layer", str(layer))]
+def _image_tar(out: Path, layers: list[Path]) -> Path:
+    """A docker-archive of ``layers`` tagged :data:`NAME` (scripts/cluster/image_tar.py)."""
+    args = [arg for layer in layers for arg in ("--layer", str(layer))]
     subprocess.run(
-        [sys.executable, str(SCRIPTS / "image_tar.py"), str(out), "--tag", NAME, *layers],
+        [sys.executable, str(SCRIPTS / "image_tar.py"), str(out), "--tag", NAME, *args],
         check=True,
     )
     return out
+
+
+def _image(tmp: Path, shared: list[Path], version: int) -> Path:
+    top = _layer(tmp / f"top{version}.tar", "version", str(version).encode())
+    return _image_tar(tmp / f"image{version}.tar", [*shared, top])
 
 
 def _load(cluster: Cluster, source: str) -> subprocess.CompletedProcess[str]:
@@ -95,13 +99,8 @@ def test_a_new_version_under_the_same_name_loads_while_garbage_is_collected(
     try:
         # first an unrelated image under the name: the node's CRI gives the first image of a name a
         # second reference (its id), which would hold the shared layers for every later version
-        unrelated = tmp_path / "unrelated.tar"
         top = _layer(tmp_path / "unrelated-layer.tar", "unrelated", b"0")
-        subprocess.run(
-            [sys.executable, str(SCRIPTS / "image_tar.py"), str(unrelated), "--tag", NAME,
-             "--layer", str(top)],
-            check=True,
-        )  # fmt: skip
+        unrelated = _image_tar(tmp_path / "unrelated.tar", [top])
         assert _load(cluster, str(unrelated)).returncode == 0
         for version in range(1, 13):
             tar = _image(tmp_path, shared, version)
