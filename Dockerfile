@@ -1,13 +1,14 @@
-# raytrader's image: the raytrader wheel with its `stack` extras (MLflow, Feast + Redis, Kafka,
-# Prometheus, Ray Serve, psycopg2) on the official Ray image, and /app/pipelines: the RayJob entry
-# points (`python pipelines/train_rl.py --config pipelines/configs/train_rl.yaml`), their configs,
-# the Serve config and the Feast feature repo.
+# raytrader's image: the raytrader wheel with its `stack` extra (MLflow, Feast + Redis, Kafka,
+# Prometheus, Ray Serve, psycopg2) and its `search` extra (Tune, Optuna, scikit-learn) on the
+# official Ray image, and /app/pipelines: the RayJob entry points (`python pipelines/hyperopt.py
+# --config pipelines/configs/hyperopt.yaml`), their configs, the Serve config and the Feast repo.
 #
 #   docker build -t raytrader:0.1.0 .
 #   docker build --build-arg EXTRAS=stack,train -t raytrader:0.1.0-train .
-#       # + RLlib, Tune, torch, scikit-learn, Optuna: what the training entry points (train_rl.py,
-#       # train_supervised.py, hyperopt.py) import. PyPI's torch is the CUDA build (about 2.6 GB of
-#       # NVIDIA libraries more; it runs on CPU too), hence not in the default image
+#       # + RLlib and torch: what train_rl.py and the searches of RL agents import. PyPI's torch
+#       # is the CUDA build (about 2.6 GB of NVIDIA libraries more; it runs on CPU too), hence
+#       # not in the default image, which runs hyperopt.py (rule and supervised targets) and
+#       # train_supervised.py
 #   docker build --build-arg BASE_IMAGE=raytrader-base:ray2.60.0-py311-cpu -t raytrader:0.1.0 .
 #       # where Docker Hub cannot be reached: scripts/build-base-image.sh builds that stand-in
 #
@@ -39,9 +40,9 @@ FROM ${BASE_IMAGE}
 ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_NO_INDEX
-# pyproject.toml extras to install: stack (the services' clients, Ray Serve); stack,train for
-# the training entry points (see above)
-ARG EXTRAS=stack
+# pyproject.toml extras to install: stack (the services' clients, Ray Serve) and search (Tune,
+# Optuna, scikit-learn); stack,train adds RLlib and torch (see above)
+ARG EXTRAS=stack,search
 
 LABEL org.opencontainers.image.title="raytrader" \
       org.opencontainers.image.description="Train, tune, backtest and serve ensembles of trading strategies on Ray" \

@@ -185,3 +185,23 @@ def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
         return
     cluster.run("helm", "uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=600)
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", timeout=600)
+
+
+@pytest.fixture(scope="module")
+def serving(release: Cluster) -> Cluster:
+    """A model at the alias and GOOG's features online — what test_chart.py's data path leaves,
+    made here when a module runs alone."""
+    from tests.cluster.platform import REGISTER, SERVICE, forward, http, run_job, wait_for
+
+    token = release.secret(f"{RELEASE}-api-tokens", "api-token")
+    with forward(release, f"svc/{SERVICE}", 8000) as url:
+
+        def answers() -> bool:
+            return http(f"{url}/v1/decisions", {"symbols": ["GOOG"]}, token)[0] == 200
+
+        if not answers():
+            run_job(release, "register-ensemble", REGISTER)
+            replay = f"raytrader stream replay --data goog --bootstrap {RELEASE}-kafka:9092"
+            run_job(release, "replay-goog", replay)
+            wait_for("a decision for GOOG", answers, 600)
+    return release

@@ -1,5 +1,6 @@
 """Helpers for the tests that use the chart installed on the cluster (``release`` in conftest.py):
-port-forwards, HTTP calls, Jobs run in the stream consumer's own pod template, volume paths."""
+port-forwards, HTTP calls, Jobs run in the stream consumer's own pod template, steady load on the
+decision service from inside the cluster, volume paths."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
+
+SERVICE = f"{RELEASE}-inference"
+RATE = 10  # requests/s: steady, well inside what the one replica answers on 2 cores
+TIMEOUT_S = 30  # a request without an answer by then fails (a common client default)
 
 # a Job's command: registers the default ensemble (GOOG's rule members) in the in-cluster MLflow at
 # the alias the RayService follows, and prints the version
@@ -111,6 +116,66 @@ def run_job(cluster: Cluster, name: str, command: str, timeout_s: int = 600) -> 
     logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}", check=False)
     assert done.returncode == 0, f"job {name} did not complete: {done.stderr}\n{logs[-3000:]}"
     return logs
+
+
+def load_command(rate: int, seconds: int) -> str:
+    """One ``serve load`` run against the Service; its JSON summary is the Job log's last line."""
+    return (
+        f"raytrader serve load --url http://{SERVICE}:8000 --rate {rate} --seconds {seconds} "
+        f"--timeout {TIMEOUT_S} --json || true"
+    )
+
+
+def load_job(cluster: Cluster, name: str, *runs: str) -> dict[str, Any]:
+    """A Job running the ``serve load`` ``runs`` one after the other, with the API token."""
+    job = job_from_the_consumer(cluster, name, f"sh -c '{'; '.join(runs)}'")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container.setdefault("env", []).append({
+        "name": "RAYTRADER_API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-api-tokens", "key": "api-token"}},
+    })  # fmt: skip
+    return job
+
+
+def under_load(
+    cluster: Cluster, name: str, seconds: int, change: Callable[[], object]
+) -> dict[str, Any]:
+    """Runs a load Job at :data:`RATE` for ``seconds``; once it answers, ``change()`` runs. The
+    load's summary (printed to the test log)."""
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
+    cluster.apply(load_job(cluster, name, load_command(RATE, seconds)))
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", "pod", "-l", f"batch.kubernetes.io/job-name={name}",
+        "--for=condition=Ready", "--timeout=180s", timeout=240,
+    )  # fmt: skip
+    time.sleep(15)  # steady state first
+    change()
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete",
+        f"--timeout={seconds + 120}s", timeout=seconds + 180,
+    )  # fmt: skip
+    logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}")
+    summary = json.loads(logs.strip().splitlines()[-1])
+    print(f"{name}: " + json.dumps({k: v for k, v in summary.items() if k != "timeline"}))
+    print(f"{name} timeline: " + json.dumps(summary["timeline"]))
+    return dict(summary)
+
+
+def move_alias_under_load(cluster: Cluster, job: str, command: str, load: str) -> dict[str, Any]:
+    """Runs ``command`` (registers a version and moves the alias; prints the version last) as Job
+    ``job`` while load Job ``load`` runs; checks no request failed and the new version is what
+    the service answers with at the end. The load's summary, with ``new``: that version."""
+    registered: list[str] = []
+
+    def register_and_move() -> None:
+        registered.append(run_job(cluster, job, command).strip().splitlines()[-1])
+
+    summary = under_load(cluster, load, 100, register_and_move)
+    (new,) = registered
+    assert summary["failed"] == 0, summary["first_errors"]
+    assert summary["sent"] == 100 * RATE
+    assert all(s["versions"] == [new] for s in summary["timeline"][-10:]), summary["timeline"]
+    return {**summary, "new": new}
 
 
 def volume_path(cluster: Cluster, claim: str) -> Path:

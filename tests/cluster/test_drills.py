@@ -25,32 +25,19 @@ from typing import Any
 import pytest
 
 from tests.cluster.conftest import CHART, NAMESPACE, RELEASE, VALUES, Cluster
-from tests.cluster.platform import REGISTER, forward, http, job_from_the_consumer, run_job, wait_for
+from tests.cluster.platform import (
+    RATE,
+    SERVICE,
+    forward,
+    http,
+    load_command,
+    load_job,
+    move_alias_under_load,
+    under_load,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SERVICE = f"{RELEASE}-inference"
-RATE = 10  # requests/s: steady, well inside what the one replica answers on 2 cores
-TIMEOUT_S = 30  # a request without an answer by then fails (a common client default)
-
-
-@pytest.fixture(scope="module")
-def serving(release: Cluster) -> Cluster:
-    """A model at the alias and GOOG's features online — what test_chart.py's data path leaves,
-    made here when this module runs alone."""
-    token = release.secret(f"{RELEASE}-api-tokens", "api-token")
-    with forward(release, f"svc/{SERVICE}", 8000) as url:
-
-        def answers() -> bool:
-            return http(f"{url}/v1/decisions", {"symbols": ["GOOG"]}, token)[0] == 200
-
-        if not answers():
-            run_job(release, "register-ensemble", REGISTER)
-            replay = f"raytrader stream replay --data goog --bootstrap {RELEASE}-kafka:9092"
-            run_job(release, "replay-goog", replay)
-            wait_for("a decision for GOOG", answers, 600)
-    return release
-
 
 # a Job's command: the champion's members again with new weights (the clock's), built, registered
 # and moved to the alias — a new version every time
@@ -65,46 +52,6 @@ REWEIGH = (
     'print(build_ensemble(EnsembleConfig(members=members, data="goog", alias="champion", '
     'output_dir="/tmp/ensemble", tracking_uri=uri))["version"])\''
 )
-
-
-def _load(rate: int, seconds: int) -> str:
-    """One ``serve load`` run against the Service; its JSON summary is the Job log's last line."""
-    return (
-        f"raytrader serve load --url http://{SERVICE}:8000 --rate {rate} --seconds {seconds} "
-        f"--timeout {TIMEOUT_S} --json || true"
-    )
-
-
-def _load_job(cluster: Cluster, name: str, *runs: str) -> dict[str, Any]:
-    """A Job running the ``serve load`` ``runs`` one after the other, with the API token."""
-    job = job_from_the_consumer(cluster, name, f"sh -c '{'; '.join(runs)}'")
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    container.setdefault("env", []).append({
-        "name": "RAYTRADER_API_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-api-tokens", "key": "api-token"}},
-    })  # fmt: skip
-    return job
-
-
-def _under_load(cluster: Cluster, name: str, seconds: int, change: Any) -> dict[str, Any]:
-    """Runs the load Job for ``seconds``; once it answers, ``change()`` runs. The summary."""
-    cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
-    cluster.apply(_load_job(cluster, name, _load(RATE, seconds)))
-    cluster.kubectl(
-        "-n", NAMESPACE, "wait", "pod", "-l", f"batch.kubernetes.io/job-name={name}",
-        "--for=condition=Ready", "--timeout=180s", timeout=240,
-    )  # fmt: skip
-    time.sleep(15)  # steady state first
-    change()
-    cluster.kubectl(
-        "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete",
-        f"--timeout={seconds + 120}s", timeout=seconds + 180,
-    )  # fmt: skip
-    logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}")
-    summary = json.loads(logs.strip().splitlines()[-1])
-    print(f"{name}: " + json.dumps({k: v for k, v in summary.items() if k != "timeline"}))
-    print(f"{name} timeline: " + json.dumps(summary["timeline"]))
-    return summary
 
 
 def _active_cluster(cluster: Cluster) -> str:
@@ -127,7 +74,7 @@ def _head_pod(cluster: Cluster) -> str:
 def test_the_head_pod_deleted_under_load_the_service_recovers(serving: Cluster) -> None:
     release = serving
     head = _head_pod(release)
-    summary = _under_load(
+    summary = under_load(
         release, "load-head-kill", 150,
         lambda: release.kubectl("-n", NAMESPACE, "delete", "pod", head, "--wait=false"),
     )  # fmt: skip
@@ -141,20 +88,11 @@ def test_the_head_pod_deleted_under_load_the_service_recovers(serving: Cluster) 
 def test_moving_the_alias_under_load_switches_the_version_with_no_failed_request(
     serving: Cluster,
 ) -> None:
-    registered: list[str] = []
-
-    def register_and_move() -> None:  # a new version of the ensemble, at the alias
-        logs = run_job(serving, "reweigh-ensemble", REWEIGH)
-        registered.append(logs.strip().splitlines()[-1])
-
-    summary = _under_load(serving, "load-alias", 100, register_and_move)
-    (new,) = registered
-    assert summary["failed"] == 0, summary["first_errors"]
-    assert summary["sent"] == 100 * RATE
+    summary = move_alias_under_load(serving, "reweigh-ensemble", REWEIGH, "load-alias")
+    new = summary["new"]
     old = [v for v in summary["versions"] if v != new]
     assert len(old) == 1, summary["versions"]  # one version before the move, one after
     assert summary["versions"][old[0]]["first_s"] < summary["versions"][new]["first_s"]
-    assert all(s["versions"] == [new] for s in summary["timeline"][-10:])
 
 
 def test_helm_upgrade_of_the_serve_config_fails_no_request(serving: Cluster) -> None:
@@ -172,7 +110,7 @@ def test_helm_upgrade_of_the_serve_config_fails_no_request(serving: Cluster) -> 
         serving.wait_served()
         wait_for("the new replicas", lambda: _replica_ids(serving).isdisjoint(before), 300)
 
-    summary = _under_load(serving, "load-upgrade", 180, upgrade)
+    summary = under_load(serving, "load-upgrade", 180, upgrade)
     assert _serve_args(serving)["poll_interval_s"] == poll
     assert summary["failed"] == 0, summary["first_errors"]
     assert summary["sent"] == 180 * RATE
@@ -182,7 +120,7 @@ def _serve_args(cluster: Cluster) -> dict[str, Any]:
     import yaml
 
     service = cluster.json("-n", NAMESPACE, "get", f"rayservice/{SERVICE}")
-    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    (app,) = yaml.safeload_command(service["spec"]["serveConfigV2"])["applications"]
     return dict(app["args"])
 
 
@@ -226,7 +164,8 @@ def test_the_service_scales_up_under_load_and_back_down(serving: Cluster) -> Non
     serving.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
     with _dashboard(serving) as deployments:
         assert _running(deployments()) == {"DecisionAPI": 1, "DecisionModel": 1}
-        serving.apply(_load_job(serving, name, _load(20, 20), _load(100, 45), _load(20, 20)))
+        runs = (load_command(20, 20), load_command(100, 45), load_command(20, 20))
+        serving.apply(load_job(serving, name, *runs))
         t0 = time.monotonic()
 
         def settled() -> bool:
