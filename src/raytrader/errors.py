@@ -28,6 +28,10 @@ class ConfigError(RaytraderError, ValueError):
     """An invalid configuration or parameter value."""
 
 
+class ServiceError(RaytraderError):
+    """A service (Kafka, MLflow, Redis) could not be reached or refused an operation."""
+
+
 class DataSourceError(RaytraderError):
     """A data source could not be read: missing file, unparsable content, failed download."""
 

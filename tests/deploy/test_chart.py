@@ -472,19 +472,73 @@ def test_every_container_has_requests_limits_and_a_restricted_security_context(
 NOT_RAYTRADER_PROCESSES = {"mlflow", "healthz", "ray-job-submitter"}
 
 
-def test_every_raytrader_process_logs_json_at_the_chosen_level(rendered: Rendered) -> None:
-    missing = []
+def raytrader_containers(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, container) of every container running raytrader code, in every pod template."""
     for doc in rendered.docs:
         for path, pod in pod_templates(doc):
             for c in pod["spec"]["containers"]:
                 image = c["image"].rsplit("/", 1)[-1]
-                if not image.startswith("raytrader:") or c["name"] in NOT_RAYTRADER_PROCESSES:
-                    continue
-                env = {e["name"]: e.get("value") for e in c.get("env") or []}
-                got = (env.get("RAYTRADER_LOG_FORMAT"), env.get("RAYTRADER_LOG_LEVEL"))
-                if got != ("json", "INFO"):
-                    missing.append(f"{where(doc)} {path} container {c['name']}: {got}")
+                if image.startswith("raytrader:") and c["name"] not in NOT_RAYTRADER_PROCESSES:
+                    yield f"{where(doc)} {path} container {c['name']}", c
+
+
+def test_every_raytrader_process_logs_json_at_the_chosen_level(rendered: Rendered) -> None:
+    missing = []
+    for name, c in raytrader_containers(rendered):
+        env = {e["name"]: e.get("value") for e in c.get("env") or []}
+        got = (env.get("RAYTRADER_LOG_FORMAT"), env.get("RAYTRADER_LOG_LEVEL"))
+        if got != ("json", "INFO"):
+            missing.append(f"{name}: {got}")
     assert not missing, "\n".join(missing)
+
+
+def test_every_raytrader_process_runs_in_cluster_mode(rendered: Rendered) -> None:
+    """raytrader.settings' cluster mode: a missing setting is an error, not 127.0.0.1."""
+    local = [
+        name
+        for name, c in raytrader_containers(rendered)
+        if {"name": "RAYTRADER_MODE", "value": "cluster"} not in (c.get("env") or [])
+    ]
+    assert not local, "\n".join(local)
+
+
+KAFKA_FILES = "/etc/raytrader/kafka"  # the kafka-client volume: the SASL password and the CA
+
+
+def test_an_external_kafka_s_security_reaches_every_kafka_client(renders: Renders) -> None:
+    """external-values.yaml: SASL_SSL with SCRAM; the consumer and the topics Job get the
+    settings, the password and the CA as files of Secrets, never as a value in the pod spec."""
+    rendered = renders["external"]
+    clients = {"consumer", "create-topics"}
+    seen = set()
+    for name, c in raytrader_containers(rendered):
+        env = {e["name"]: e.get("value") for e in c.get("env") or []}
+        if c["name"] not in clients:
+            assert "RAYTRADER_KAFKA_SECURITY_PROTOCOL" not in env, name
+            continue
+        seen.add(c["name"])
+        assert env["RAYTRADER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["RAYTRADER_KAFKA_SASL_USERNAME"] == "raytrader", name
+        files = (env["RAYTRADER_KAFKA_SASL_PASSWORD_FILE"], env["RAYTRADER_KAFKA_SSL_CA_LOCATION"])
+        assert files == (f"{KAFKA_FILES}/password", f"{KAFKA_FILES}/ca.crt"), name
+        assert "RAYTRADER_KAFKA_SASL_PASSWORD" not in env, name
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["kafka-client"] == KAFKA_FILES, name
+    assert seen == clients
+    for doc in rendered.docs:
+        for _, pod in pod_templates(doc):
+            for volume in pod["spec"].get("volumes") or []:
+                if volume["name"] == "kafka-client":
+                    secrets = {s["secret"]["name"] for s in volume["projected"]["sources"]}
+                    assert secrets == {"kafka-raytrader-password", "kafka-ca"}
+
+
+def test_sasl_without_a_user_and_a_password_secret_is_refused(helm_env: dict[str, str]) -> None:
+    proc = helm_template(
+        helm_env, *values_args("external"), "--set", "kafka.external.security.saslUsername="
+    )
+    assert proc.returncode != 0
+    assert "protocol SASL_SSL needs saslUsername and saslPasswordSecret" in proc.stderr
 
 
 def test_every_pod_runs_as_non_root_under_runtime_default_seccomp(rendered: Rendered) -> None:

@@ -29,7 +29,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_topics_are_created_then_grown_and_never_shrunk(stack) -> None:
-    from raytrader.stack.kafka import admin_client
+    from raytrader.kafka_admin import admin_client
 
     boot = stack.config.kafka_bootstrap
     name = f"t-cli-{uuid.uuid4().hex[:8]}"

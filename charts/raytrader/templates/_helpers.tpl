@@ -137,6 +137,74 @@ checkov.io/skip3: CKV_K8S_40=The images run as their own non-root users (ray/app
 {{- end }}
 {{- end }}
 
+{{/* The external Kafka's client security (kafka.external.security) as raytrader.settings reads it:
+RAYTRADER_KAFKA_* variables; the password and the CA are files of the kafka-client volume.
+Nothing for the in-chart Kafka (PLAINTEXT inside the namespace, NetworkPolicy-restricted). */}}
+{{- define "raytrader.kafkaSecured" -}}
+{{- if and (not .Values.kafka.enabled) (ne .Values.kafka.external.security.protocol "PLAINTEXT") }}true{{ end }}
+{{- end }}
+
+{{- define "raytrader.kafkaClientEnv" -}}
+{{- $sec := .Values.kafka.external.security }}
+{{- if include "raytrader.kafkaSecured" . }}
+{{- $sasl := hasPrefix "SASL_" $sec.protocol }}
+{{- $tls := hasSuffix "SSL" $sec.protocol }}
+- name: RAYTRADER_KAFKA_SECURITY_PROTOCOL
+  value: {{ $sec.protocol | quote }}
+{{- if $sasl }}
+{{- if or (not $sec.saslUsername) (not $sec.saslPasswordSecret) }}
+{{- fail (printf "kafka.external.security: protocol %s needs saslUsername and saslPasswordSecret" $sec.protocol) }}
+{{- end }}
+- name: RAYTRADER_KAFKA_SASL_MECHANISM
+  value: {{ $sec.saslMechanism | quote }}
+- name: RAYTRADER_KAFKA_SASL_USERNAME
+  value: {{ $sec.saslUsername | quote }}
+- name: RAYTRADER_KAFKA_SASL_PASSWORD_FILE
+  value: /etc/raytrader/kafka/password
+{{- end }}
+{{- if and $tls $sec.caSecret }}
+- name: RAYTRADER_KAFKA_SSL_CA_LOCATION
+  value: /etc/raytrader/kafka/ca.crt
+{{- end }}
+{{- if $tls }}
+- name: RAYTRADER_KAFKA_SSL_ENDPOINT_IDENTIFICATION
+  value: {{ $sec.endpointIdentification | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "raytrader.kafkaClientMount" -}}
+{{- if include "raytrader.kafkaSecured" . }}
+- name: kafka-client
+  mountPath: /etc/raytrader/kafka
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "raytrader.kafkaClientVolume" -}}
+{{- $sec := .Values.kafka.external.security }}
+{{- if include "raytrader.kafkaSecured" . }}
+- name: kafka-client
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if hasPrefix "SASL_" $sec.protocol }}
+      - secret:
+          name: {{ $sec.saslPasswordSecret }}
+          items:
+            - key: password
+              path: password
+      {{- end }}
+      {{- if and (hasSuffix "SSL" $sec.protocol) $sec.caSecret }}
+      - secret:
+          name: {{ $sec.caSecret }}
+          items:
+            - key: ca.crt
+              path: ca.crt
+      {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The in-chart PostgreSQL's Secret (keys postgres-password, password). */}}
 {{- define "raytrader.postgresqlSecretName" -}}
 {{- default (include "raytrader.componentName" (dict "ctx" . "name" "postgresql")) .Values.postgresql.auth.existingSecret }}
@@ -271,6 +339,9 @@ to RAYTRADER_REDIS_ADDRESS); external ones: the full URLs / connection string. *
 secret-env). (dict "ctx" $) */}}
 {{- define "raytrader.stackEnv" -}}
 {{ include "raytrader.logEnv" . }}
+# raytrader.settings: a missing setting is an error, never the local stack's 127.0.0.1 default
+- name: RAYTRADER_MODE
+  value: cluster
 - name: MLFLOW_TRACKING_URI
   value: {{ include "raytrader.mlflowUrl" .ctx | quote }}
 - name: RAYTRADER_MLFLOW_URI

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError, RaytraderError
+from raytrader.kafka_admin import DEFAULT_TOPICS
 
 ENV_PREFIX = "RAYTRADER_STACK_"
 ENV_STATE_DIR = "RAYTRADER_STACK_DIR"
@@ -29,15 +30,6 @@ ENV_STATE_DIR = "RAYTRADER_STACK_DIR"
 #: the stack's services, in dependency (start) order
 SERVICE_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "mlflow", "ray", "feast")
 
-DEFAULT_TOPICS: dict[str, int] = {
-    "bars.1m": 4,
-    "bars.5m": 4,
-    "bars.15m": 4,
-    "bars.1h": 4,
-    "bars.4h": 4,
-    "bars.1d": 4,
-    "bars.dlq": 1,
-}
 
 #: the fields that are TCP ports, with a description used in error messages and the docs
 PORT_FIELDS: dict[str, str] = {

@@ -21,18 +21,15 @@ configured is grown; Kafka cannot shrink one).
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import importlib.util
-import logging
 import os
 import shutil
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from raytrader.errors import ServiceError
+from raytrader.kafka_admin import admin_client, create_topics
 from raytrader.stack.base import Service
 from raytrader.stack.config import StackConfig
 from raytrader.stack.process import (
@@ -42,10 +39,6 @@ from raytrader.stack.process import (
     run_logged,
     write_text,
 )
-
-_SILENT = logging.getLogger("raytrader.stack.kafka.client")
-_SILENT.addHandler(logging.NullHandler())
-_SILENT.propagate = False
 
 MARKER = ".complete"
 
@@ -152,16 +145,6 @@ def new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def admin_client(bootstrap: str, timeout_s: float = 5.0) -> Any:
-    """A confluent-kafka ``AdminClient`` for ``bootstrap`` that does not log connection errors."""
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)},
-        logger=_SILENT,
-    )
 
 
 class KafkaService(Service):
@@ -311,89 +294,10 @@ class KafkaService(Service):
 
 def ensure_topics(config: StackConfig, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the stack's topics that do not exist (grow ones with too few partitions)."""
-    return create_topics(config.kafka_bootstrap, config.kafka_topics, timeout_s=timeout_s)
-
-
-def create_topics(
-    bootstrap: str,
-    topics: dict[str, int],
-    *,
-    replication: int = 1,
-    timeout_s: float = 30.0,
-    wait_s: float = 0.0,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, str]:
-    """Create ``topics`` (name → partitions) that do not exist on ``bootstrap``; raise the
-    partition count of those with fewer (never lower it). Idempotent.
-
-    ``wait_s``: first wait this long for ``replication`` brokers to be up (a cluster that is
-    still starting), telling ``progress`` what it waits for.
-    Returns ``{topic: "created" | "exists" | "grown to N"}``.
-    """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.cimpl import NewPartitions, NewTopic
-
-    admin = admin_client(bootstrap)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            md = admin.list_topics(timeout=timeout_s)
-            problem = (
-                None
-                if len(md.brokers) >= replication
-                else f"{len(md.brokers)} broker(s) up, replication factor {replication}"
-            )
-        except KafkaException as exc:
-            problem = str(exc)
-        if problem is None:
-            break
-        if time.monotonic() >= deadline:
-            raise StackError(f"kafka at {bootstrap} not ready: {problem}")
-        if progress is not None:
-            progress(f"waiting for kafka at {bootstrap}: {problem}")
-        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
-    result: dict[str, str] = {}
-    new = [
-        NewTopic(name, num_partitions=n, replication_factor=replication)
-        for name, n in topics.items()
-        if name not in md.topics
-    ]
-    grow = [
-        NewPartitions(name, n)
-        for name, n in topics.items()
-        if name in md.topics and len(md.topics[name].partitions) < n
-    ]
-    for name in topics:
-        result[name] = "exists"
-    if new:
-        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
-            try:
-                fut.result(timeout=timeout_s)
-                result[name] = "created"
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise StackError(f"kafka: could not create topic {name}: {exc}") from exc
-    if grow:
-        for name, fut in admin.create_partitions(grow, operation_timeout=timeout_s).items():
-            with contextlib.suppress(KafkaException):  # raced with another `up`: re-checked below
-                fut.result(timeout=timeout_s)
-            result[name] = f"grown to {topics[name]}"
-    # A just-created topic can show up in the metadata before its partitions do (KRaft
-    # propagates them to the broker's cache asynchronously), so re-read until they agree.
-    deadline = time.monotonic() + timeout_s
-    while True:
-        md = admin.list_topics(timeout=timeout_s)
-        have = {
-            name: len(md.topics[name].partitions) if name in md.topics else 0 for name in topics
-        }
-        short = {name: n for name, n in have.items() if n < topics[name]}
-        if not short:
-            return result
-        if time.monotonic() > deadline:
-            name, count = next(iter(short.items()))
-            raise StackError(f"kafka: topic {name} has {count} partitions, expected {topics[name]}")
-        time.sleep(0.2)
+    try:
+        return create_topics(config.kafka_bootstrap, config.kafka_topics, timeout_s=timeout_s)
+    except ServiceError as exc:
+        raise StackError(str(exc)) from exc
 
 
 _LOG4J = """\

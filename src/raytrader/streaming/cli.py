@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from raytrader.settings import KafkaSettings
 
 stream_app = typer.Typer(
     help="Kafka bar streams and the streaming feature consumer.", no_args_is_help=True
 )
 
 
-def _bootstrap(value: str | None) -> str:
-    if value:
-        return value
-    env = os.environ.get("RAYTRADER_KAFKA_BOOTSTRAP")
-    if env:
-        return env
-    from raytrader.stack.config import StackConfig
+def _kafka(bootstrap: str | None) -> KafkaSettings:
+    """Kafka's servers (``--bootstrap``, else the settings') and client security
+    (:mod:`raytrader.settings`)."""
+    from raytrader import settings
 
-    return StackConfig.from_env().kafka_bootstrap
+    return settings.kafka(bootstrap)
 
 
 BootstrapOpt = Annotated[
-    str | None, typer.Option(help="Kafka bootstrap servers (default: the local stack's)")
+    str | None,
+    typer.Option(
+        help="Kafka bootstrap servers (default: $RAYTRADER_KAFKA_BOOTSTRAP, else the local "
+        "stack's; security from $RAYTRADER_KAFKA_*)"
+    ),
 ]
 
 
@@ -97,7 +100,8 @@ def replay_cmd(
     if len(tfs) != 1:
         raise ConfigError(f"replay one timeframe at a time; got {sorted(tfs)}")
     interval = parse_speed(speed, sets[0].timeframe.seconds)
-    producer = BarProducer(_bootstrap(bootstrap))
+    kafka = _kafka(bootstrap)
+    producer = BarProducer(kafka.servers, extra=kafka.security_config())
     stream = interleave([bar_messages(b, b.source or b.symbol) for b in sets])
     n = producer.replay(stream, interval_s=interval)
     summary = {"sent": n, "symbols": [b.symbol for b in sets], "topic": f"bars.{tfs.pop()}"}
@@ -136,7 +140,8 @@ def live_cmd(
         api_urls_override=api_url,
         market_types=tuple(market_type) if market_type else None,
     )
-    producer = BarProducer(_bootstrap(bootstrap))
+    kafka = _kafka(bootstrap)
+    producer = BarProducer(kafka.servers, extra=kafka.security_config())
     sent = 0
     for bars in poll_closed_candles(cfg, max_polls=max_polls):
         for msg in bar_messages(bars, f"ccxt:{exchange}"):
@@ -151,7 +156,7 @@ def features_cmd(
     timeframe: Annotated[str, typer.Option(help="which bars.<timeframe> topic to consume")] = "1m",
     group: Annotated[str, typer.Option(help="consumer group id")] = "raytrader-features",
     state_dir: Annotated[
-        Path | None, typer.Option(help="bar history state (default: under the stack dir)")
+        Path | None, typer.Option(help="bar history state (default: under the local stack's dir)")
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus /metrics on this port")
@@ -185,25 +190,15 @@ def features_cmd(
     # interrupting the start-up; then by ending the loop, after which it flushes, commits its
     # offsets and leaves its group instead of being killed mid-batch
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    from raytrader import settings
     from raytrader.streaming.consumer import ConsumerConfig, FeatureConsumer
     from raytrader.streaming.sinks import default_sink
 
     if state_dir is None:
-        from raytrader.stack.config import StackConfig
-
-        state_dir = Path(StackConfig.from_env().state_dir) / "stream"
-    redis_conn = redis or os.environ.get("RAYTRADER_REDIS_CONNECTION")
-    feast_data = os.environ.get("RAYTRADER_FEAST_DATA")
-    if redis_conn is None or feast_data is None:
-        from raytrader.stack.config import StackConfig
-
-        stack = StackConfig.from_env()
-        redis_conn = redis_conn or stack.redis_connection
-        feast_data = feast_data or str(
-            Path(stack.state_dir) / "feast"
-        )  # what the stack's server reads
+        state_dir = settings.state_dir() / "stream"
+    kafka = _kafka(bootstrap)
     cfg = ConsumerConfig(
-        bootstrap=_bootstrap(bootstrap),
+        bootstrap=kafka.servers,
         timeframe=timeframe,
         group_id=group,
         state_dir=str(state_dir),
@@ -212,7 +207,8 @@ def features_cmd(
         calendar=calendar,
         instance_id=instance_id,
     )
-    consumer = FeatureConsumer(cfg, default_sink(redis_conn, feast_data))
+    sink = default_sink(settings.redis_connection(redis), str(settings.feast_data()))
+    consumer = FeatureConsumer(cfg, sink, security=kafka.security_config())
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     try:
         n = consumer.run(idle_timeout_s=idle_exit)
@@ -237,8 +233,7 @@ def topics_cmd(
 ) -> None:
     """Create the bar topics that are missing and raise partition counts that are too low."""
     from raytrader.errors import ConfigError
-    from raytrader.stack.config import DEFAULT_TOPICS
-    from raytrader.stack.kafka import create_topics
+    from raytrader.kafka_admin import DEFAULT_TOPICS, create_topics
 
     wanted = dict(DEFAULT_TOPICS)
     if topic:
@@ -248,9 +243,11 @@ def topics_cmd(
             if not sep or not name or not n.isdigit() or int(n) < 1:
                 raise ConfigError(f"--topic {item!r}: expected NAME=PARTITIONS, e.g. bars.1m=4")
             wanted[name] = int(n)
+    kafka = _kafka(bootstrap)
     result = create_topics(
-        _bootstrap(bootstrap),
+        kafka.servers,
         wanted,
+        security=kafka.security_config(),
         replication=replication,
         wait_s=wait,
         progress=lambda msg: typer.echo(msg, err=True),

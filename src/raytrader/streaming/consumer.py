@@ -295,8 +295,15 @@ class FeatureConsumer:
     """Consumes ``bars.<timeframe>`` and feeds a :class:`FeatureSink`."""
 
     def __init__(
-        self, config: ConsumerConfig, sink: FeatureSink, *, metrics: ConsumerMetrics | None = None
+        self,
+        config: ConsumerConfig,
+        sink: FeatureSink,
+        *,
+        metrics: ConsumerMetrics | None = None,
+        security: dict[str, Any] | None = None,
     ) -> None:
+        """``security``: librdkafka's security settings of the consumer and the dead-letter
+        producer (:meth:`raytrader.settings.KafkaSettings.security_config`)."""
         from confluent_kafka import Consumer, Producer
 
         self.config = config
@@ -316,6 +323,7 @@ class FeatureConsumer:
                 "enable.partition.eof": False,
                 "session.timeout.ms": config.session_timeout_ms,
                 **({"group.instance.id": config.instance_id} if config.instance_id else {}),
+                **(security or {}),
             }
         )
         self._dlq = Producer(
@@ -324,6 +332,7 @@ class FeatureConsumer:
                 "enable.idempotence": True,
                 "acks": "all",
                 "message.timeout.ms": config.dlq_timeout_ms,
+                **(security or {}),
             }
         )
         self._dlq_failures: list[str] = []

@@ -84,6 +84,8 @@ class BarProducer:
     """An idempotent Kafka producer of bar messages."""
 
     def __init__(self, bootstrap: str, *, extra: dict[str, Any] | None = None) -> None:
+        """``extra``: more librdkafka settings, e.g. the security of
+        :meth:`raytrader.settings.KafkaSettings.security_config`."""
         from confluent_kafka import Producer
 
         conf: dict[str, Any] = {
