@@ -126,3 +126,28 @@ def test_bad_kafka_settings_are_named(
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as raised:
         settings.kafka()
     assert "secret-value" not in str(raised.value)  # names the variable, never its value
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_settings(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """A release named ``raytrader`` has a Service ``raytrader-kafka``; Kubernetes puts its
+    address in every pod of the namespace as RAYTRADER_KAFKA_SERVICE_HOST, _PORT, ..."""
+    links = {
+        "SERVICE_HOST": "10.96.0.12",
+        "SERVICE_PORT": "9092",
+        "SERVICE_PORT_KAFKA": "9092",
+        "PORT": "tcp://10.96.0.12:9092",
+        "PORT_9092_TCP": "tcp://10.96.0.12:9092",
+        "PORT_9092_TCP_PROTO": "tcp",
+        "PORT_9092_TCP_PORT": "9092",
+        "PORT_9092_TCP_ADDR": "10.96.0.12",
+    }
+    for key, value in links.items():
+        clean_env.setenv(f"RAYTRADER_KAFKA_{key}", value)
+    clean_env.setenv("RAYTRADER_MODE", "cluster")
+    clean_env.setenv("RAYTRADER_KAFKA_BOOTSTRAP", "raytrader-kafka:9092")
+    assert settings.kafka().client_config() == {
+        "bootstrap.servers": "raytrader-kafka:9092",
+        "security.protocol": "PLAINTEXT",
+    }

@@ -23,6 +23,7 @@ PEM; unset: the system's), and for mutual TLS ``SSL_CERTIFICATE_LOCATION`` and
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,12 @@ Mode = Literal["local", "cluster"]
 MODE_ENV = "RAYTRADER_MODE"
 KAFKA_PREFIX = "RAYTRADER_KAFKA_"
 
+
+#: the variables Kubernetes puts in every pod for each Service of its namespace: a release named
+#: ``raytrader`` has a Service ``raytrader-kafka``, hence RAYTRADER_KAFKA_SERVICE_HOST, _PORT, ...
+_SERVICE_LINK = re.compile(
+    r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)"
+)
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
@@ -196,6 +203,7 @@ def kafka(bootstrap: str | None = None) -> KafkaSettings:
         for key in os.environ
         if key.upper().startswith(KAFKA_PREFIX)
         and key.upper().removeprefix(KAFKA_PREFIX).lower() not in KafkaSettings.model_fields
+        and not _SERVICE_LINK.fullmatch(key.upper())
     )
     if unknown:  # a misspelt setting would otherwise be ignored
         raise ConfigError(
