@@ -5,8 +5,9 @@ searched rule is then registered and moved to the alias the RayService follows, 
 the decisions' model version changes, and no request fails.
 
 The jobs are the chart's own (``jobs.hyperopt``, ``jobs.train``), enabled by ``helm upgrade`` with
-the example configs of ``pipelines/configs`` made small enough for 2 cores (a few trials, one
-model); the default image runs them (its ``search`` extra: Tune, Optuna, scikit-learn).
+``ci/jobs-values.yaml`` (which the kind workflow uses too): the example configs of
+``pipelines/configs`` made small enough for 2 cores (a few trials, one model). The default image
+runs them (its ``search`` extra: Tune, Optuna, scikit-learn).
 """
 
 from __future__ import annotations
@@ -15,79 +16,19 @@ import json
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.cluster.conftest import CHART, INSTALL_TIMEOUT, NAMESPACE, RELEASE, VALUES, Cluster
 from tests.cluster.platform import forward, http, move_alias_under_load, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SEARCHED = "tuned-ma-cross"  # the search's registered rule
+JOBS_VALUES = CHART / "ci" / "jobs-values.yaml"
+SEARCHED = "tuned-ma-cross"  # the search's registered rule (jobs-values.yaml)
 TRAINED = "supervised-analyst_1h"  # the training job's registered classifier
 JOB_TIMEOUT_S = 1200
-
-
-def _jobs_values(run_id: str) -> dict[str, Any]:
-    """The two jobs enabled, with a new run id (a RayJob runs once), sized for 2 cores."""
-    return {
-        # the jobs' own Ray clusters use this spec; one head each, no workers
-        "rayCluster": {
-            "autoscaling": {"enabled": False},
-            "head": {
-                "rayStartParams": {"num-cpus": "2"},
-                "resources": {
-                    "requests": {"cpu": "100m", "memory": "1Gi"},
-                    "limits": {"cpu": "2", "memory": "3Gi"},
-                },
-            },
-            "workerGroups": [],
-        },
-        "jobs": {
-            "hyperopt": {
-                "enabled": True,
-                "runId": run_id,
-                # hyperopt.yaml's rule search, with the moving averages the online features
-                # carry (SMA 10/20/50): the winner is servable from one feature row
-                "config": {
-                    "name": SEARCHED,
-                    "space": {
-                        "fast": {"kind": "choice", "values": [10, 20]},
-                        "slow": {"kind": "choice", "values": [50]},
-                    },
-                    "folds": 2,
-                    "num_samples": 3,
-                    "max_concurrent": 1,
-                    "time_budget_s": 600,
-                    "register_as": SEARCHED,
-                },
-            },
-            "train": {
-                "enabled": True,
-                "runId": run_id,
-                "pipeline": "train_supervised",
-                "config": {
-                    "models": [
-                        {
-                            "name": "analyst_1h",
-                            "role": "analyst",
-                            "timeframe": "1h",
-                            "labels": {"kind": "fixed_horizon", "horizon": 4},
-                            "estimator": "hist_gradient_boosting",
-                            "params": {"max_iter": 50},
-                            "feature_source": "batch",
-                            "validation": {"n_folds": 3},
-                            "importance": "none",
-                        }
-                    ],
-                    "to_registry": True,
-                },
-            },
-        },
-    }
 
 
 def _upgrade(cluster: Cluster, *extra: str) -> None:
@@ -98,13 +39,12 @@ def _upgrade(cluster: Cluster, *extra: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def jobs(serving: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Both RayJobs run to the end; each one's final status. The release goes back to the CI
-    values afterwards (the RayJobs deleted)."""
+def jobs(serving: Cluster) -> Iterator[dict[str, Any]]:
+    """Both RayJobs run to the end, with a new run id (a RayJob runs once); each one's final
+    status. The release goes back to the CI values afterwards (the RayJobs deleted)."""
     run_id = str(int(time.time()))
-    values = Path(tmp_path_factory.mktemp("jobs")) / "jobs-values.yaml"
-    values.write_text(yaml.safe_dump(_jobs_values(run_id)))
-    _upgrade(serving, "-f", str(values))
+    ids = (f"--set=jobs.{job}.runId={run_id}" for job in ("hyperopt", "train"))
+    _upgrade(serving, "-f", str(JOBS_VALUES), *ids)
     try:
         names = {job: f"{RELEASE}-{job}-{run_id}" for job in ("hyperopt", "train")}
         t0 = time.monotonic()

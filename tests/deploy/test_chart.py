@@ -57,6 +57,7 @@ VALUES_SETS = {
     "ci": ("ci/ci-values.yaml",),
     "external": ("ci/external-values.yaml",),
     "cluster": ("ci/cluster-values.yaml",),  # what tests/cluster/ installs on the real cluster
+    "jobs": ("ci/cluster-values.yaml", "ci/jobs-values.yaml"),  # + its RayJobs (test_jobs.py)
 }
 # Ray's dashboard / job API, GCS and client server: unauthenticated by default, never beyond
 # ClusterIP (FIELD.md, "Safety facts")
