@@ -164,9 +164,10 @@ def _names(fields: list[str]) -> str:
     return ", ".join(KAFKA_PREFIX + f.upper() for f in fields)
 
 
-def _load(cls: type[_Settings], prefix: str) -> Any:
+def _load(cls: type[_Settings]) -> Any:
     """``cls`` from the process environment; a :class:`ConfigError` naming the variable on bad
     input."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
     try:
         return cls()
     except ValidationError as e:
@@ -180,7 +181,7 @@ def _load(cls: type[_Settings], prefix: str) -> Any:
 
 def mode() -> Mode:
     """``RAYTRADER_MODE``: ``local`` or ``cluster`` (module docstring)."""
-    settings: ModeSettings = _load(ModeSettings, "RAYTRADER_")
+    settings: ModeSettings = _load(ModeSettings)
     return settings.mode
 
 
@@ -210,7 +211,7 @@ def kafka(bootstrap: str | None = None) -> KafkaSettings:
             f"unknown Kafka setting {', '.join(unknown)}; known: "
             + _names(list(KafkaSettings.model_fields))
         )
-    settings: KafkaSettings = _load(KafkaSettings, KAFKA_PREFIX)
+    settings: KafkaSettings = _load(KafkaSettings)
     if bootstrap:
         return settings.model_copy(update={"bootstrap": bootstrap})
     if settings.bootstrap:
