@@ -108,6 +108,14 @@ class Cluster:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
+    def helm_upgrade(self, *extra: str) -> None:
+        """``helm upgrade --install`` of the chart with the CI values and ``extra`` flags (more
+        values, ``--set``), waiting for every workload."""
+        self.run(
+            "helm", "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE,
+            "-f", str(VALUES), *extra, "--wait", "--timeout", INSTALL_TIMEOUT, timeout=20 * 60,
+        )  # fmt: skip
+
     def wait_served(self) -> None:
         """The RayService Ready with no upgrade pending (a changed Serve config starts a new Ray
         cluster that takes over when it is ready)."""
@@ -177,8 +185,7 @@ def release(cluster: Cluster, image: Built) -> Iterator[Cluster]:
 
     cluster.load_image(image.env, image.tag)
     cluster.kubectl("apply", "-f", str(REPO / "k8s" / "namespace.yaml"))
-    helm = ["helm", "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES)]
-    cluster.run(*helm, "--wait", "--timeout", INSTALL_TIMEOUT, timeout=20 * 60)
+    cluster.helm_upgrade()
     cluster.wait_served()
     yield cluster
     if os.environ.get("RAYTRADER_TEST_KEEP_RELEASE") == "1":  # iterating on one test: keep it

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import CHART, NAMESPACE, RELEASE, VALUES, Cluster
+from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
 from tests.cluster.platform import (
     RATE,
     SERVICE,
@@ -102,11 +102,7 @@ def test_helm_upgrade_of_the_serve_config_fails_no_request(serving: Cluster) -> 
     poll = 4 if _serve_args(serving)["poll_interval_s"] == 5 else 5
 
     def upgrade() -> None:
-        serving.run(
-            "helm", "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES),
-            "--set", f"inference.args.poll_interval_s={poll}", "--wait", "--timeout", "15m",
-            timeout=20 * 60,
-        )  # fmt: skip
+        serving.helm_upgrade("--set", f"inference.args.poll_interval_s={poll}")
         serving.wait_served()
         wait_for("the new replicas", lambda: _replica_ids(serving).isdisjoint(before), 300)
 

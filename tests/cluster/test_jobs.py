@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import CHART, INSTALL_TIMEOUT, NAMESPACE, RELEASE, VALUES, Cluster
+from tests.cluster.conftest import CHART, NAMESPACE, RELEASE, Cluster
 from tests.cluster.platform import forward, http, move_alias_under_load, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,20 +31,13 @@ TRAINED = "supervised-analyst_1h"  # the training job's registered classifier
 JOB_TIMEOUT_S = 1200
 
 
-def _upgrade(cluster: Cluster, *extra: str) -> None:
-    cluster.run(
-        "helm", "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES), *extra,
-        "--wait", "--timeout", INSTALL_TIMEOUT, timeout=20 * 60,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def jobs(serving: Cluster) -> Iterator[dict[str, Any]]:
     """Both RayJobs run to the end, with a new run id (a RayJob runs once); each one's final
     status. The release goes back to the CI values afterwards (the RayJobs deleted)."""
     run_id = str(int(time.time()))
     ids = (f"--set=jobs.{job}.runId={run_id}" for job in ("hyperopt", "train"))
-    _upgrade(serving, "-f", str(JOBS_VALUES), *ids)
+    serving.helm_upgrade("-f", str(JOBS_VALUES), *ids)
     try:
         names = {job: f"{RELEASE}-{job}-{run_id}" for job in ("hyperopt", "train")}
         t0 = time.monotonic()
@@ -66,7 +59,7 @@ def jobs(serving: Cluster) -> Iterator[dict[str, Any]]:
                 raise AssertionError(f"RayJob {name}: {json.dumps(status)}\n{logs[-4000:]}")
         yield statuses
     finally:
-        _upgrade(serving)
+        serving.helm_upgrade()
 
 
 def _registered(url: str, name: str) -> dict[str, Any]:
