@@ -1,5 +1,6 @@
 """raytrader.settings: Kafka's servers and security from RAYTRADER_KAFKA_*, and the two modes —
-local falls back to the local stack, cluster refuses to."""
+local falls back to what the local stack wrote (client.env) and then development defaults,
+cluster refuses to."""
 
 from __future__ import annotations
 
@@ -9,37 +10,101 @@ import pytest
 
 from raytrader import settings
 from raytrader.errors import ConfigError
+from raytrader.stack.config import StackConfig
 
 ALL = (
     "RAYTRADER_MODE",
     "RAYTRADER_REDIS_CONNECTION",
     "RAYTRADER_FEAST_DATA",
+    "RAYTRADER_FEAST_REPO",
+    "MLFLOW_TRACKING_URI",
+    "RAY_ADDRESS",
+    "RAYTRADER_SERVE_URL",
+    "RAYTRADER_LOCAL_DEV",
+    *(f"{t}{f}" for t in ("RAYTRADER_API_TOKEN", "RAYTRADER_ADMIN_TOKEN") for f in ("", "_FILE")),
     *(f"RAYTRADER_KAFKA_{f.upper()}" for f in settings.KafkaSettings.model_fields),
 )
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in ALL:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAYTRADER_STACK_DIR", str(tmp_path / "stack"))  # never the user's stack
     return monkeypatch
 
 
-def test_local_mode_falls_back_to_the_local_stack() -> None:
-    from raytrader.stack.config import StackConfig
-
-    stack = StackConfig.from_env()
+def test_local_mode_without_a_stack_has_development_defaults(tmp_path: Path) -> None:
     assert settings.mode() == "local"
+    with pytest.raises(ConfigError, match=r"RAYTRADER_KAFKA_BOOTSTRAP is not set and the local "
+                       r"stack has not run .*client.env is missing\): `raytrader stack up`"):  # fmt: skip
+        settings.kafka()
+    assert settings.redis_connection() == "localhost:6379"
+    assert settings.feast_data() == Path.home() / ".cache" / "raytrader" / "feast"
+    assert settings.feast_repo() is None  # the source tree's
+    assert settings.state_dir() == tmp_path / "stack"
+    assert settings.tracking_uri(root=tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ConfigError, match="no MLflow tracking URI"):
+        settings.tracking_uri()
+    assert settings.ray_address() is None  # start one here
+    assert settings.serve_url() == "http://127.0.0.1:8000"
+    assert settings.client_token() is None
+
+
+def test_local_mode_reads_what_the_local_stack_wrote(tmp_path: Path) -> None:
+    stack = StackConfig(state_dir=tmp_path / "stack", kafka_port=29092, redis_port=26379)
+    written = settings.write_local_stack_env(stack.state_dir, stack.client_env())
+    assert written == tmp_path / "stack" / "client.env"
+    assert settings.local_stack_env() == stack.client_env()
     assert settings.kafka().client_config() == {
-        "bootstrap.servers": stack.kafka_bootstrap,
+        "bootstrap.servers": "127.0.0.1:29092",
         "security.protocol": "PLAINTEXT",
     }
-    assert settings.redis_connection() == stack.redis_connection
-    assert settings.feast_data() == Path(stack.state_dir) / "feast"
-    assert settings.state_dir() == Path(stack.state_dir)
+    assert settings.redis_connection() == "127.0.0.1:26379"
+    assert settings.feast_data() == stack.feast_data
+    assert settings.feast_repo() == stack.feature_repo
+    assert settings.serve_url() == stack.serve_url
+    # the stack's token file before its service ever ran: no token yet, not an error
+    assert settings.client_token() is None
+    stack.secrets_dir.mkdir(parents=True)
+    stack.serve_token_file.write_text("t" * 32 + "\n")
+    assert settings.client_token() == "t" * 32
+    assert settings.client_token(admin=True) is None
+    # MLflow and Ray follow the stack only when exported: runs never move by surprise
+    assert settings.tracking_uri(root=tmp_path).startswith("sqlite:")
+    assert settings.ray_address() is None
 
 
-def test_cluster_mode_names_each_missing_setting(clean_env: pytest.MonkeyPatch) -> None:
+def test_the_process_environment_wins_over_the_stack(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = StackConfig(state_dir=tmp_path / "stack")
+    settings.write_local_stack_env(stack.state_dir, stack.client_env())
+    clean_env.setenv("RAYTRADER_KAFKA_BOOTSTRAP", "kafka:9092")
+    clean_env.setenv("RAYTRADER_REDIS_CONNECTION", "redis:6379")
+    clean_env.setenv("RAYTRADER_API_TOKEN", "e" * 20)
+    assert settings.kafka().servers == "kafka:9092"
+    assert settings.kafka("flag:9092").servers == "flag:9092"
+    assert settings.redis_connection() == "redis:6379"
+    assert settings.redis_connection("flag:6379") == "flag:6379"
+    assert settings.client_token() == "e" * 20
+
+
+def test_a_malformed_stack_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "client.env").write_text("RAYTRADER_KAFKA_BOOTSTRAP=k:1\nnonsense\n")
+    with pytest.raises(ConfigError, match=r"client.env, line 2: expected NAME=value"):
+        settings.kafka()
+    with pytest.raises(ConfigError, match="on one line"):
+        settings.write_local_stack_env(tmp_path, {"A": "x\ny"})
+
+
+def test_cluster_mode_names_each_missing_setting(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # a local stack's file on the machine is never read in cluster mode
+    stack = StackConfig(state_dir=tmp_path / "stack")
+    settings.write_local_stack_env(stack.state_dir, stack.client_env())
     clean_env.setenv("RAYTRADER_MODE", "cluster")
     with pytest.raises(ConfigError, match="RAYTRADER_KAFKA_BOOTSTRAP is not set"):
         settings.kafka()
@@ -49,12 +114,36 @@ def test_cluster_mode_names_each_missing_setting(clean_env: pytest.MonkeyPatch) 
         settings.feast_data()
     with pytest.raises(ConfigError, match="no state directory given"):
         settings.state_dir()
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI is not set"):
+        settings.tracking_uri(root=tmp_path)
+    with pytest.raises(ConfigError, match="RAY_ADDRESS is not set"):
+        settings.ray_address()
+    with pytest.raises(ConfigError, match="RAYTRADER_SERVE_URL is not set"):
+        settings.serve_url()
+    assert settings.client_token() is None  # the stack's token file is not read either
+    assert settings.feast_repo() is None  # the image's repo: not a fallback to the stack
+    clean_env.setenv("RAYTRADER_LOCAL_DEV", "1")
+    with pytest.raises(ConfigError, match=r"local-dev mode .* is refused"):
+        settings.local_dev()
     # given, they are used; a flag wins over the environment
     clean_env.setenv("RAYTRADER_KAFKA_BOOTSTRAP", "kafka:9092")
     clean_env.setenv("RAYTRADER_REDIS_CONNECTION", "redis:6379,password=x")
+    clean_env.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    clean_env.setenv("RAY_ADDRESS", "raytrader-head-svc:6379")
     assert settings.kafka().servers == "kafka:9092"
     assert settings.kafka("other:9092").servers == "other:9092"
     assert settings.redis_connection() == "redis:6379,password=x"
+    assert settings.tracking_uri() == "http://mlflow:5000"
+    assert settings.ray_address() == "raytrader-head-svc:6379"
+
+
+def test_the_service_refuses_local_dev_in_cluster_mode(clean_env: pytest.MonkeyPatch) -> None:
+    from raytrader.serving.config import ServiceConfig, Tokens
+
+    clean_env.setenv("RAYTRADER_MODE", "cluster")
+    with pytest.raises(ConfigError, match=r"local-dev mode .* is refused"):
+        Tokens.load(ServiceConfig(local_dev=True), env={})
+    assert Tokens.load(ServiceConfig(), env={"RAYTRADER_API_TOKEN": "a" * 16}).api == "a" * 16
 
 
 def test_a_bad_mode_is_named(clean_env: pytest.MonkeyPatch) -> None:

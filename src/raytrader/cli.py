@@ -324,26 +324,15 @@ def features_backfill_cmd(
 ) -> None:
     """Write bar_features_v1 rows of the bars to Feast: every bar offline (keyed by symbol,
     timeframe and bar close), the newest online; then read the online row back."""
-    import os
-
+    from raytrader import settings, wiring
     from raytrader.errors import ConfigError
-    from raytrader.features import feast_repo as fr
     from raytrader.features.backfill import backfill
 
     if profile not in ("redis", "sqlite"):
         raise ConfigError(f"--profile must be redis or sqlite, got {profile!r}")
     bars = _load(data, symbol, timeframe, calendar, start, end)
-    data_dir = feast_data or (
-        Path(os.environ[fr.DATA_ENV]) if os.environ.get(fr.DATA_ENV) else None
-    )
-    conn = redis or os.environ.get(fr.REDIS_ENV)
-    if data_dir is None or (profile == "redis" and conn is None):
-        from raytrader.stack.config import StackConfig
-
-        stack = StackConfig.from_env()
-        data_dir = data_dir or stack.feast_data
-        conn = conn or stack.redis_connection
-    fs = fr.store(profile, data=data_dir, redis=conn)
+    data_dir = settings.feast_data(feast_data)  # else the local stack's, else ~/.cache/...
+    fs = wiring.feature_store(profile, data=data_dir, redis=redis)
     try:
         result = backfill(fs, bars)
     except Exception as exc:  # Redis down, a bad data dir: one line, not a traceback

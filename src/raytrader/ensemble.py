@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from raytrader import wiring
 from raytrader.config import StrictConfig
 from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE
 from raytrader.errors import ConfigError
@@ -205,12 +206,11 @@ def _member_files(
     ``timeframe``, a member that reads other bars is refused."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     from raytrader.registry import TIMEFRAME_TAG
     from raytrader.tracking import using_uri
 
-    client = MlflowClient(uri)
+    client = wiring.mlflow_client(uri)
     files: dict[str, str] = {}
     for i, m in enumerate(config.members):
         try:
@@ -303,12 +303,11 @@ def register_rules(
 ) -> dict[str, int]:
     """Register each ``(name, strategy, params)`` as a rule pyfunc on ``data``'s timeframe unless
     ``name`` has a version of that timeframe already; returns each name's newest such version."""
-    from mlflow.tracking import MlflowClient
 
     from raytrader.data.sources import load_bars
     from raytrader.registry import TIMEFRAME_TAG, RuleStrategyModel, register_model, serving_example
 
-    client = MlflowClient(tracking_uri)
+    client = wiring.mlflow_client(tracking_uri)
     bars = load_bars(data)
     timeframe = bars.timeframe.name
     example = None
@@ -340,12 +339,11 @@ def default_ensemble(tracking_uri: str, root: str | Path, data: str = "goog") ->
     """``raytrader-ensemble`` at ``champion`` from :data:`DEFAULT_MEMBERS` on ``data``, built
     only when no champion of ``data``'s timeframe exists; returns the champion's version."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     from raytrader.data.sources import load_bars
     from raytrader.registry import TIMEFRAME_TAG
 
-    client = MlflowClient(tracking_uri)
+    client = wiring.mlflow_client(tracking_uri)
     timeframe = load_bars(data).timeframe.name
     try:
         champion = client.get_model_version_by_alias("raytrader-ensemble", "champion")

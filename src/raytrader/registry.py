@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raytrader import wiring
 from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE, OHLCV
 from raytrader.errors import ConfigError
 
@@ -255,12 +256,10 @@ def register_model(
     run of ``experiment``. ``tags`` should name the data range the model was trained on;
     ``timeframe`` (default: the spacing of the input example's bar times) is tagged."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    from raytrader.tracking import experiment_id, resolve_uri, using_uri
+    from raytrader.tracking import experiment_id, using_uri
 
-    uri = resolve_uri(tracking_uri, root)
-    client = MlflowClient(uri)
+    uri, client = wiring.mlflow(tracking_uri, root)
     all_tags = {
         "raytrader.kind": kind,
         "raytrader.feature_service": FEATURE_SERVICE,
@@ -304,13 +303,10 @@ def promote(
 ) -> None:
     """Point ``alias`` (``challenger`` or ``champion``) of model ``name`` at ``version``."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from raytrader.tracking import resolve_uri
 
     if alias not in ALIASES:
         raise ConfigError(f"alias must be one of {list(ALIASES)}, got {alias!r}")
-    client = MlflowClient(resolve_uri(tracking_uri, root))
+    client = wiring.mlflow_client(tracking_uri, root)
     try:
         client.get_model_version(name, str(version))
         client.set_registered_model_alias(name, alias, str(version))
@@ -322,11 +318,7 @@ def list_models(
     *, tracking_uri: str | None = None, root: str | Path = "runs"
 ) -> list[dict[str, Any]]:
     """Every registered model: name, latest version, aliases, kind."""
-    from mlflow.tracking import MlflowClient
-
-    from raytrader.tracking import resolve_uri
-
-    client = MlflowClient(resolve_uri(tracking_uri, root))
+    client = wiring.mlflow_client(tracking_uri, root)
     out = []
     for m in client.search_registered_models():
         versions = client.search_model_versions(f"name='{m.name}'")

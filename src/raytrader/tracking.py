@@ -1,8 +1,9 @@
 """MLflow tracking: the stack's tracking server when it is up, an embedded SQLite store otherwise.
 
 Where runs go, in order: an explicit ``tracking_uri``; ``MLFLOW_TRACKING_URI`` (``raytrader stack
-env`` exports the stack's server); else an embedded SQLite store ``<root>/mlflow.db`` with its
-artifacts under ``<root>/mlartifacts`` (both created on first use; the registry works on it too).
+env`` exports the stack's server); else, in local mode, an embedded SQLite store
+``<root>/mlflow.db`` with its artifacts under ``<root>/mlartifacts`` (both created on first use;
+the registry works on it too). Cluster mode has no such fallback (:mod:`raytrader.settings`).
 
 MLflow is imported lazily: the batch and streaming paths never pay for it.
 """
@@ -16,17 +17,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from raytrader import settings, wiring
 from raytrader.errors import ConfigError
 
-
-def embedded_uri(root: str | os.PathLike[str]) -> str:
-    """The SQLite tracking URI under ``root`` (absolute, so any working directory finds it)."""
-    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+#: the SQLite tracking URI under a root directory
+embedded_uri = settings.embedded_tracking_uri
 
 
 def resolve_uri(tracking_uri: str | None, root: str | os.PathLike[str]) -> str:
-    """``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else :func:`embedded_uri`."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(root)
+    """``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else (local mode) the embedded
+    SQLite store under ``root`` (:func:`raytrader.settings.tracking_uri`)."""
+    return settings.tracking_uri(tracking_uri, root)
 
 
 @contextlib.contextmanager
@@ -77,13 +78,12 @@ def log_run(
     :class:`ConfigError` naming the URI.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_uri, root)
     root_path = Path(root)
     if uri.startswith("sqlite:"):
         root_path.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=uri)
+    client = wiring.mlflow_client(uri)
     try:
         exp = experiment_id(client, experiment, root_path, uri)
         run = client.create_run(exp, run_name=run_name, tags=dict(tags or {}))

@@ -69,6 +69,44 @@ def test_missing_postgres_binaries_is_a_clear_error(tmp_path: Path) -> None:
     assert not (cfg.run_dir / "postgres.pid").exists()
 
 
+# ------------------------------------------------------------------------------ settings it produces
+def test_up_writes_its_clients_settings_and_a_fresh_process_finds_the_stack(
+    stack: Stack,  # noqa: F811
+) -> None:
+    """The stack only produces settings: `up` writes what `stack env` prints to client.env, and a
+    process given nothing but the state dir reaches the stack's Kafka and Redis through
+    raytrader.settings (which never imports raytrader.stack)."""
+    cfg = stack.config
+    text = (cfg.state_dir / "client.env").read_text()
+    assert (
+        dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        == cfg.client_env()
+    )
+    script = (
+        "import json, sys\n"
+        "from confluent_kafka.admin import AdminClient\n"
+        "import redis\n"
+        "from raytrader import settings\n"
+        "kafka = settings.kafka()\n"
+        "topics = AdminClient(kafka.client_config()).list_topics(timeout=10).topics\n"
+        "host, port = settings.redis_connection().split(':')\n"
+        "pong = redis.Redis(host=host, port=int(port)).ping()\n"
+        "print(json.dumps({'kafka': kafka.servers, 'topics': sorted(topics), 'redis': pong,\n"
+        "                  'stack_imported': 'raytrader.stack' in sys.modules}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAYTRADER_", "RAY_"))}
+    env["RAYTRADER_STACK_DIR"] = str(cfg.state_dir)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["kafka"] == cfg.kafka_bootstrap
+    assert set(cfg.kafka_topics) <= set(seen["topics"])
+    assert seen["redis"] is True
+    assert seen["stack_imported"] is False
+
+
 # ------------------------------------------------------------------------------ every service answers
 def test_every_service_is_healthy(stack: Stack) -> None:  # noqa: F811
     states = {s.name: s for s in stack.status()}

@@ -31,11 +31,14 @@ offline store under the data dir. The yaml files name two variables, filled from
 :func:`store`, else the environment, else a default:
 
 * ``RAYTRADER_FEAST_DATA``: the data dir (``registry.db``, ``online.db`` of the sqlite profile, the
-  offline Parquet files); default ``~/.cache/raytrader/feast``; created by :func:`store`.
-* ``RAYTRADER_REDIS_CONNECTION``: Feast's ``host:port[,db=N][,password=...][,ssl=true]``;
-  default ``localhost:6379``; a ``redis://`` / ``rediss://`` URL is converted. A caller that knows
-  the connection passes it: ``store("redis", redis=...)`` (the stack's Redis, once
-  ``raytrader.stack`` lands).
+  offline Parquet files); created by :func:`store`.
+* ``RAYTRADER_REDIS_CONNECTION``: Feast's ``host:port[,db=N][,password=...][,ssl=true]``; a
+  ``redis://`` / ``rediss://`` URL is converted. A caller that knows the connection passes it:
+  ``store("redis", redis=...)``.
+
+Unset, both come from :mod:`raytrader.settings`: the local stack's when it has run, else
+``~/.cache/raytrader/feast`` and ``localhost:6379`` in local mode, and an error naming the variable
+in cluster mode.
 
 ``RAYTRADER_FEAST_REPO`` overrides the feature repo directory (default: ``pipelines/feature_repo``
 in the source tree). Feast itself expands the yaml with :func:`os.path.expandvars`, which leaves an
@@ -65,7 +68,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from raytrader import contract
+from raytrader import contract, settings
 from raytrader.data.atomic import fsync_dir, write_parquet_atomic
 from raytrader.data.bars import Bars
 from raytrader.data.timeframe import Timeframe
@@ -115,10 +118,9 @@ KEY = (ENTITY, TIMEFRAME, EVENT_TIMESTAMP)
 
 # ---- repo location, profiles, settings --------------------------------------------------------------
 
-REPO_ENV = "RAYTRADER_FEAST_REPO"
-DATA_ENV = "RAYTRADER_FEAST_DATA"
-REDIS_ENV = "RAYTRADER_REDIS_CONNECTION"
-DEFAULT_REDIS_CONNECTION = "localhost:6379"
+REPO_ENV = settings.FEAST_REPO_ENV
+DATA_ENV = settings.FEAST_DATA_ENV
+REDIS_ENV = settings.REDIS_ENV
 #: pipelines/feature_repo in the source tree (src/raytrader/features/ -> repo root)
 DEFAULT_REPO_DIR = Path(__file__).resolve().parents[3] / "pipelines" / "feature_repo"
 #: profile name -> yaml file in the repo dir
@@ -129,9 +131,9 @@ PROFILES: dict[str, str] = {
 
 
 def repo_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The feature repo: ``explicit``, else ``$RAYTRADER_FEAST_REPO``, else :data:`DEFAULT_REPO_DIR`."""
-    value = explicit if explicit is not None else os.environ.get(REPO_ENV) or DEFAULT_REPO_DIR
-    return Path(value).expanduser().resolve()
+    """The feature repo: ``explicit``, else ``$RAYTRADER_FEAST_REPO``, else :data:`DEFAULT_REPO_DIR`
+    (:func:`raytrader.settings.feast_repo`)."""
+    return settings.feast_repo(explicit) or DEFAULT_REPO_DIR
 
 
 #: the feature repo as resolved at import time (see :func:`repo_dir`)
@@ -139,11 +141,9 @@ REPO_DIR = repo_dir()
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The data dir: ``explicit``, else ``$RAYTRADER_FEAST_DATA``, else ``~/.cache/raytrader/feast``."""
-    value = explicit if explicit is not None else os.environ.get(DATA_ENV)
-    if not value:
-        return Path.home() / ".cache" / "raytrader" / "feast"
-    return Path(value).expanduser().resolve()
+    """The data dir: ``explicit``, else ``$RAYTRADER_FEAST_DATA``, else (local mode)
+    ``~/.cache/raytrader/feast`` (:func:`raytrader.settings.feast_data`)."""
+    return settings.feast_data(explicit)
 
 
 def offline_dir(data: str | os.PathLike[str] | None = None) -> Path:
@@ -155,8 +155,7 @@ def redis_connection(explicit: str | None = None) -> str:
     """Feast's Redis connection string: ``explicit``, else ``$RAYTRADER_REDIS_CONNECTION``, else
     ``localhost:6379``. A ``redis://`` / ``rediss://`` URL is converted to Feast's
     ``host:port,db=N,username=..,password=..,ssl=true`` form."""
-    value = explicit if explicit is not None else os.environ.get(REDIS_ENV)
-    value = (value or DEFAULT_REDIS_CONNECTION).strip()
+    value = settings.redis_connection(explicit).strip()
     if "://" not in value:
         return value
     url = urlsplit(value)
@@ -184,11 +183,15 @@ def feast_env(
     data: str | os.PathLike[str] | None = None,
     redis: str | None = None,
     base: Mapping[str, str] | None = None,
+    with_redis: bool = True,
 ) -> dict[str, str]:
-    """``base`` (default ``os.environ``) with both yaml variables set (see the module docstring)."""
+    """``base`` (default ``os.environ``) with both yaml variables set (see the module docstring);
+    ``with_redis=False`` (a profile without Redis) leaves the connection out, so cluster mode
+    does not ask for one."""
     env = dict(os.environ if base is None else base)
     env[DATA_ENV] = str(data_dir(data))
-    env[REDIS_ENV] = redis_connection(redis)
+    if with_redis:
+        env[REDIS_ENV] = redis_connection(redis)
     return env
 
 
@@ -657,8 +660,9 @@ def store(
     path = yaml_file(profile, root)
     if not path.is_file():
         raise ConfigError(f"no Feast config at {path}")
-    env = feast_env(data=data, redis=redis)
-    raw = yaml.safe_load(expand_vars(path.read_text(), env))
+    text = path.read_text()
+    env = feast_env(data=data, redis=redis, with_redis=REDIS_ENV in text)
+    raw = yaml.safe_load(expand_vars(text, env))
     unexpanded = sorted(set(re.findall(r"\$\{\w+\}", yaml.safe_dump(raw))))
     if unexpanded:
         raise ConfigError(f"{path}: unset variable(s) {unexpanded}")
@@ -901,8 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["--profile"] and len(args) >= 2:
         profile, args = args[1], args[2:]
     root = repo_dir()
-    env = feast_env()
-    os.environ.update({DATA_ENV: env[DATA_ENV], REDIS_ENV: env[REDIS_ENV]})
+    env = feast_env(with_redis=REDIS_ENV in yaml_file(profile, root).read_text())
+    os.environ.update({k: env[k] for k in (DATA_ENV, REDIS_ENV) if k in env})
     offline_dir(env[DATA_ENV]).mkdir(parents=True, exist_ok=True)
     from feast.cli.cli import cli
 

@@ -25,8 +25,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from raytrader import settings
 from raytrader.errors import ConfigError, RaytraderError
-from raytrader.serving.config import ADMIN_TOKEN_ENV, TOKEN_ENV, ServiceConfig, read_secret
+from raytrader.serving.config import ADMIN_TOKEN_ENV, TOKEN_ENV, ServiceConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "pipelines" / "serve" / "serve_config.yaml"
 APP_NAME = "raytrader"
@@ -206,23 +207,6 @@ def serve_up(
     }
 
 
-def _token(stack: Any | None, admin: bool = False) -> str | None:
-    name = ADMIN_TOKEN_ENV if admin else TOKEN_ENV
-    token = read_secret(name)
-    if token is None and stack is not None:
-        path = stack.serve_admin_token_file if admin else stack.serve_token_file
-        token = path.read_text().strip() if path.exists() else None
-    return token
-
-
-def _service_url(stack: Any | None, url: str | None) -> str:
-    return (
-        url
-        or os.environ.get("RAYTRADER_SERVE_URL")
-        or (stack.serve_url if stack else "http://127.0.0.1:8000")
-    )
-
-
 def _maybe_stack() -> Any | None:
     from raytrader.stack.config import StackConfig
 
@@ -305,10 +289,10 @@ def status_cmd(
         if proc.returncode == 0
         else {"error": proc.stderr.strip()[-500:]}
     )
-    base = _service_url(stack, url)
+    base = settings.serve_url(url)
     try:
         ready = _http(f"{base}/readyz")
-        model = _http(f"{base}/v1/model", token=_token(stack))
+        model = _http(f"{base}/v1/model", token=settings.client_token())
     except OSError as exc:
         ready = model = (0, str(exc))
     info = {
@@ -351,10 +335,9 @@ def config_cmd(
 def decide(
     symbols: list[str], *, position: float = 0.0, url: str | None = None, token: str | None = None
 ) -> tuple[int, Any]:
-    stack = _maybe_stack()
     body = {"symbols": [{"symbol": s, "position": position} for s in symbols]}
     return _http(
-        f"{_service_url(stack, url)}/v1/decisions", token=token or _token(stack), body=body
+        f"{settings.serve_url(url)}/v1/decisions", token=token or settings.client_token(), body=body
     )
 
 
@@ -397,9 +380,8 @@ def load_cmd(
     upgrade) and capacity checks. Exit 1 when a request failed."""
     from raytrader.serving.load import run_load, summarize
 
-    stack = _maybe_stack()
     outcomes = run_load(
-        _service_url(stack, url), _token(stack), rate=rate, seconds=seconds,
+        settings.serve_url(url), settings.client_token(), rate=rate, seconds=seconds,
         symbols=symbol or ["GOOG"], timeout_s=timeout,
     )  # fmt: skip
     summary = summarize(outcomes, rate=rate, seconds=seconds)

@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from raytrader import settings
 from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError
 
 MODEL_URI_RE = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.-]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$"
 )
-TOKEN_ENV = "RAYTRADER_API_TOKEN"  # noqa: S105 - the variable's name, not a token
-ADMIN_TOKEN_ENV = "RAYTRADER_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
-LOCAL_DEV_ENV = "RAYTRADER_LOCAL_DEV"
+TOKEN_ENV = settings.TOKEN_ENV
+ADMIN_TOKEN_ENV = settings.ADMIN_TOKEN_ENV
+LOCAL_DEV_ENV = settings.LOCAL_DEV_ENV
+read_secret = settings.read_secret
 MIN_TOKEN_CHARS = 16
 
 
@@ -111,24 +112,6 @@ class ServiceConfig(StrictConfig):
         return m["version"]
 
 
-def read_secret(name: str, env: dict[str, str] | None = None) -> str | None:
-    """``$NAME``, else the contents of the file ``$NAME_FILE``; None when neither is set."""
-    env = dict(os.environ) if env is None else env
-    value = env.get(name)
-    if value:
-        return value.strip()
-    path = env.get(f"{name}_FILE")
-    if not path:
-        return None
-    try:
-        text = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{name}_FILE={path}: {exc.strerror}") from exc
-    if not text:
-        raise ConfigError(f"{name}_FILE={path} is empty")
-    return text
-
-
 class Tokens(StrictConfig):
     """The API and admin tokens the service checks (never logged or returned)."""
 
@@ -139,7 +122,7 @@ class Tokens(StrictConfig):
     def load(cls, config: ServiceConfig, env: dict[str, str] | None = None) -> Tokens:
         env = dict(os.environ) if env is None else env
         api, admin = read_secret(TOKEN_ENV, env), read_secret(ADMIN_TOKEN_ENV, env)
-        local = config.local_dev or env.get(LOCAL_DEV_ENV, "") in ("1", "true", "yes")
+        local = settings.local_dev(env, configured=config.local_dev)
         if api is None and not local:
             raise ConfigError(
                 f"no API token: set {TOKEN_ENV} (or {TOKEN_ENV}_FILE); "

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raytrader import settings, wiring
 from raytrader.errors import ConfigError
 from raytrader.serving.config import ServiceConfig
 
@@ -203,14 +204,11 @@ class ModelHolder:
 
     # ---- the registry side ----------------------------------------------------------------------
     def _client(self) -> Any:
-        from mlflow.tracking import MlflowClient
 
-        return MlflowClient(self.config.tracking_uri)
+        return wiring.mlflow_client(self.config.tracking_uri)
 
     def _tracking_uri(self) -> str:
-        import mlflow
-
-        return self.config.tracking_uri or mlflow.get_tracking_uri()
+        return settings.tracking_uri(self.config.tracking_uri)
 
     def target(self) -> tuple[str, dict[str, str]]:
         """The version the config points at (the alias resolved) and its tags."""

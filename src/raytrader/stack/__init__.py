@@ -69,6 +69,11 @@ before ``import ray`` (it also makes the head single-node: no worker node can jo
 Ray clusters keep theirs. The head also has its own ``--temp-dir``, so a plain ``ray.init()``
 elsewhere on the machine starts its own local Ray instead of attaching to the stack's.
 
+Settings. ``up`` writes the same variables (and the Kafka, Redis, Feast, MLflow and Serve ones) to
+``<state>/client.env``; :mod:`raytrader.settings` reads that file in local mode when a variable is
+not exported (it never reads Ray's or MLflow's from it: those follow the stack only when exported).
+The stack is a development tool that produces settings; code that runs in a pod never imports it.
+
 Reset: ``raytrader stack down --purge`` stops everything and deletes the state dir (PostgreSQL
 databases, Kafka topics and messages, MLflow runs and artifacts, tokens and passwords); the next
 ``up`` starts from scratch (without downloading the Kafka jars again). To re-download the jars,

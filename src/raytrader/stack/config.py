@@ -20,12 +20,13 @@ from typing import Any, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from raytrader import settings
 from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError, RaytraderError
 from raytrader.kafka_admin import DEFAULT_TOPICS
 
 ENV_PREFIX = "RAYTRADER_STACK_"
-ENV_STATE_DIR = "RAYTRADER_STACK_DIR"
+ENV_STATE_DIR = settings.STACK_DIR_ENV
 
 #: the stack's services, in dependency (start) order
 SERVICE_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "mlflow", "ray", "feast")
@@ -50,9 +51,8 @@ PORT_FIELDS: dict[str, str] = {
 _RAY_TEMP_MAX_LEN = 44
 
 
-def default_state_dir() -> Path:
-    """``~/.local/share/raytrader/stack``."""
-    return Path.home() / ".local" / "share" / "raytrader" / "stack"
+#: ``~/.local/share/raytrader/stack``
+default_state_dir = settings.default_local_stack_dir
 
 
 def default_cache_dir() -> Path:
@@ -406,7 +406,9 @@ class StackConfig(StrictConfig):
             ) from None
 
     def client_env(self) -> dict[str, str]:
-        """Environment for clients of the stack (``raytrader stack env`` prints it).
+        """Environment for clients of the stack (``raytrader stack env`` prints it; ``stack up``
+        writes it to ``<state>/client.env``, where :mod:`raytrader.settings` reads it in local
+        mode).
 
         Ray: ``RAY_ADDRESS``, token auth (``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN_PATH``), and
         ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` so Ray keeps 127.0.0.1 instead of rewriting a

@@ -5,6 +5,10 @@ starts services concurrently as soon as their dependencies are healthy (PostgreS
 Ray at once; MLflow after PostgreSQL; Feast after Redis). Services that are already healthy are
 left alone, so a second ``up`` is a no-op. ``down`` stops dependents before their dependencies.
 One ``raytrader stack`` command at a time works on a state dir (``<state>/stack.lock``).
+
+``up`` also writes ``<state>/client.env``, the settings of the stack's clients (what ``raytrader
+stack env`` prints): :mod:`raytrader.settings` reads it in local mode, so the stack produces
+settings and no runtime code imports this package.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from raytrader import settings
 from raytrader.errors import UnknownNameError
 from raytrader.stack.base import Service, ServiceStatus
 from raytrader.stack.config import SERVICE_NAMES, StackConfig
@@ -59,6 +64,8 @@ class Stack:
         names = self._select(services, with_deps=True)
         self._ensure_dirs()
         with self._lock():
+            # what the stack gives its clients: raytrader reads it in local mode (settings)
+            settings.write_local_stack_env(self.config.state_dir, self.config.client_env())
             todo = [
                 n
                 for n in names

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 import traceback
@@ -31,6 +30,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
+from raytrader import wiring
 from raytrader.backtest.engine import run_backtest
 from raytrader.backtest.metrics import equity_returns
 from raytrader.config import StrictConfig
@@ -177,35 +177,8 @@ def _execute(
     )
 
 
-# glibc serves arrays of tens of MiB with fresh mmaps and unmaps them on free, so a worker process
-# page-faults its way through every task's indicator and simulation arrays. Keeping such blocks on
-# the heap lets the next task reuse them: on the runner benchmark (8 x 4M-bar backtests) this cut
-# worker page faults 320k -> 63k and wall time 1.77 s -> 1.37 s. The price is that a worker keeps
-# up to ~1 GiB of freed memory for reuse. Applied to the local Ray this module starts; a cluster
-# sets its own worker environment.
-LOCAL_WORKER_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20),
-    "MALLOC_TRIM_THRESHOLD_": str(2**30),
-    "MALLOC_TOP_PAD_": str(256 * 2**20),
-}
-
-
-def ensure_ray(address: str | None = None) -> Any:
-    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray with this machine's CPUs."""
-    import ray
-
-    if not ray.is_initialized():
-        addr = address or os.environ.get("RAY_ADDRESS")
-        if addr:
-            ray.init(address=addr, log_to_driver=False)
-        else:
-            ray.init(
-                num_cpus=os.cpu_count() or 1,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": LOCAL_WORKER_ENV},
-            )
-    return ray
+#: connect to ``address``/``RAY_ADDRESS`` or start a local Ray (:func:`raytrader.wiring.ray`)
+ensure_ray = wiring.ray
 
 
 class StrategyRunner:

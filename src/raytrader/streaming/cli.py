@@ -19,10 +19,10 @@ stream_app = typer.Typer(
 
 def _kafka(bootstrap: str | None) -> KafkaSettings:
     """Kafka's servers (``--bootstrap``, else the settings') and client security
-    (:mod:`raytrader.settings`)."""
-    from raytrader import settings
+    (:func:`raytrader.wiring.kafka`)."""
+    from raytrader import wiring
 
-    return settings.kafka(bootstrap)
+    return wiring.kafka(bootstrap)
 
 
 BootstrapOpt = Annotated[
@@ -207,7 +207,7 @@ def features_cmd(
         calendar=calendar,
         instance_id=instance_id,
     )
-    sink = default_sink(settings.redis_connection(redis), str(settings.feast_data()))
+    sink = default_sink(redis)  # unset: RAYTRADER_REDIS_CONNECTION and _FEAST_DATA (settings)
     consumer = FeatureConsumer(cfg, sink, security=kafka.security_config())
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     try:

@@ -90,8 +90,9 @@ class NullSink:
         return {}
 
 
-def default_sink(redis: str, data: str | None = None) -> FeastSink:
-    """The project's Feast repo with its Redis online store at ``redis`` and data dir ``data``."""
-    from raytrader.features.feast_repo import store
+def default_sink(redis: str | None = None, data: str | None = None) -> FeastSink:
+    """The project's Feast repo with its Redis online store at ``redis`` and data dir ``data``
+    (unset: from settings, :func:`raytrader.wiring.feature_store`)."""
+    from raytrader import wiring
 
-    return FeastSink(store("redis", redis=redis, data=data))
+    return FeastSink(wiring.feature_store("redis", redis=redis, data=data))

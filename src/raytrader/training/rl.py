@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from raytrader import wiring
 from raytrader.config import StrictConfig
 from raytrader.envs import EnvConfig, Market, TradingEnv
 from raytrader.errors import ConfigError
@@ -235,13 +236,10 @@ class RunTracker:
     so a resumed run goes on logging to it; each iteration's metrics go in one batch call."""
 
     def __init__(self, config: RLConfig) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from raytrader.tracking import experiment_id, resolve_uri
+        from raytrader.tracking import experiment_id
 
         out = Path(config.output_dir)
-        self.uri = resolve_uri(config.tracking_uri, out)
-        self.client = MlflowClient(self.uri)
+        self.uri, self.client = wiring.mlflow(config.tracking_uri, out)
         marker = out / "mlflow_run"
         if marker.exists():
             self.run_id = marker.read_text().strip()
@@ -493,13 +491,11 @@ def _log_evaluation(
     import tempfile
 
     import pandas as pd
-    from mlflow.tracking import MlflowClient
 
     from raytrader.backtest.engine import run_backtest
     from raytrader.backtest.report import write_report
-    from raytrader.tracking import resolve_uri
 
-    client = MlflowClient(resolve_uri(config.tracking_uri, Path(config.output_dir)))
+    client = wiring.mlflow_client(config.tracking_uri, Path(config.output_dir))
     for key, value in table["policy"].items():
         if np.isfinite(value):
             client.log_metric(run_id, f"eval.{key}", value)

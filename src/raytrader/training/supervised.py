@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from raytrader import wiring
 from raytrader.config import StrictConfig
 from raytrader.models.supervised import ClassifierConfig, standard_configs
 
@@ -116,17 +117,15 @@ def _track(
     import math
 
     from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
 
     from raytrader.backtest.report import write_report
     from raytrader.contract import FEATURE_SERVICE
     from raytrader.features.matrix import resolve_source
     from raytrader.registry import data_range
-    from raytrader.tracking import experiment_id, resolve_uri
+    from raytrader.tracking import experiment_id
 
     out = Path(config.output_dir)
-    uri = resolve_uri(config.tracking_uri, out)
-    client = MlflowClient(uri)
+    uri, client = wiring.mlflow(config.tracking_uri, out)
     exp = experiment_id(client, EXPERIMENT, out, uri)
     run_id: str = client.create_run(
         exp,

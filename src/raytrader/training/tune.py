@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from raytrader import wiring
 from raytrader.errors import ConfigError
 from raytrader.training.objectives import (
     deflated_sharpe_ratio,
@@ -280,11 +281,9 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
     if config.mlflow and restore and marker.exists():
         parent = marker.read_text().strip()
     elif config.mlflow and not restore:
-        from mlflow.tracking import MlflowClient
-
         from raytrader.tracking import experiment_id
 
-        client = MlflowClient(_uri(config))
+        client = wiring.mlflow_client(_uri(config))
         exp = experiment_id(
             client, f"raytrader-tune-{config.target}", Path(config.output_dir), _uri(config)
         )
@@ -336,9 +335,7 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
     # deprecated alias of best_validation_sharpe for callers that still read it
     summary["best_sharpe"] = validation
     if parent is not None:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(_uri(config))
+        client = wiring.mlflow_client(_uri(config))
         _log_parent(client, parent, summary)
         if config.register_as is not None:
             summary["registered_version"] = _register_rule(config, params, parent, summary)
