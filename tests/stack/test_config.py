@@ -175,8 +175,31 @@ def test_ray_temp_dir_stays_short_for_unix_sockets(tmp_path: Path) -> None:
     long = StackConfig(state_dir=tmp_path / ("x" * 60))
     assert long.ray_temp.parent == TMP
     assert long.ray_temp.name.startswith("raytrader-ray-")
-    assert len(str(long.ray_temp)) <= 44
     assert StackConfig(state_dir=tmp_path / ("x" * 60)).ray_temp == long.ray_temp
+    # Ray's longest socket path (a dashboard module's, 7-digit pid) fits under either
+    for temp in (short.ray_temp, long.ray_temp):
+        session = "session_2026-12-07_07-37-45_144829_4194304"
+        assert len(str(temp / session / "sockets" / "dash_TaskEventsHead")) <= 107, temp
+    # a fresh HOME under /tmp: the stack's state dir is short, but not short enough for Ray
+    fresh_home = StackConfig(state_dir=TMP / "home7" / ".local" / "share" / "raytrader" / "stack")
+    assert fresh_home.ray_temp.parent == TMP
+
+
+def test_the_longest_dashboard_module_socket_is_the_one_budgeted() -> None:
+    """Ray names a dashboard module's socket dash_<class name>: the installed Ray's longest
+    module name must fit the tail _RAY_TEMP_MAX_LEN is computed from."""
+    import re
+
+    import ray.dashboard
+
+    from raytrader.stack.config import _RAY_SOCKET_TAIL
+
+    pattern = re.compile(r"^class (\w+)\((?:[\w.]*\.)?SubprocessModule\)", re.M)
+    root = Path(ray.dashboard.__file__).parent
+    names = {m for f in root.rglob("*.py") for m in pattern.findall(f.read_text())}
+    assert "MetricsHead" in names  # the one that failed on a fresh HOME
+    longest = max(names, key=len)
+    assert len(f"dash_{longest}") <= len(_RAY_SOCKET_TAIL.rsplit("/", 1)[1]), longest
 
 
 def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,8 +47,14 @@ PORT_FIELDS: dict[str, str] = {
 }
 
 # Ray's Unix sockets live under <ray temp dir>/session_<date>_<pid>/sockets/…; paths over 107 bytes
-# cannot be bound, so a state dir with a long path puts Ray's temp dir under /tmp instead.
-_RAY_TEMP_MAX_LEN = 44
+# cannot be bound, so a state dir with a long path puts Ray's temp dir under /tmp instead. The
+# longest: the dashboard's module sockets, ``dash_TaskEventsHead`` (Ray 2.60), in a session named
+# ``session_2026-12-07_07-37-45_144829_<pid>`` with a 7-digit pid (pid_max 4194304). A state dir of
+# ``/tmp/home7/.local/share/raytrader/stack`` (a fresh HOME) left 44 and Ray's dashboard failed:
+# ``AF_UNIX path length cannot exceed 107 bytes: .../sockets/dash_MetricsHead``.
+_RAY_SOCKET_MAX_LEN = 107
+_RAY_SOCKET_TAIL = "/session_2026-12-07_07-37-45_144829_4194304/sockets/dash_TaskEventsHead"
+_RAY_TEMP_MAX_LEN = _RAY_SOCKET_MAX_LEN - len(_RAY_SOCKET_TAIL)  # 36
 
 
 #: ``~/.local/share/raytrader/stack``
