@@ -50,6 +50,64 @@ def admin_client(
     return AdminClient({**conf, **(security or {})}, logger=_SILENT)
 
 
+def wait_reachable(
+    bootstrap: str,
+    *,
+    wait_s: float = 0.0,
+    security: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Return once a broker of ``bootstrap`` answers (within ``wait_s``, retrying), else a
+    :class:`ServiceError` naming the servers and the client's last error (refused, a failed
+    SASL login, an untrusted certificate). ``security``: as for :func:`admin_client`."""
+    errors: list[str] = []
+    admin = admin_client(bootstrap, security=security, errors=errors)
+    _wait_for_brokers(
+        admin, bootstrap, errors, replication=1, timeout_s=5.0, wait_s=wait_s, progress=progress
+    )
+
+
+def _wait_for_brokers(
+    admin: Any,
+    bootstrap: str,
+    errors: list[str],
+    *,
+    replication: int,
+    timeout_s: float,
+    wait_s: float,
+    progress: Callable[[str], None] | None,
+) -> Any:
+    """The cluster's metadata once ``replication`` brokers answer, retrying for ``wait_s``."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            md = admin.list_topics(timeout=timeout_s)
+            problem = (
+                None
+                if len(md.brokers) >= replication
+                else f"{len(md.brokers)} broker(s) up, replication factor {replication}"
+            )
+        except KafkaException as exc:
+            problem = _describe(exc)
+        if problem is None:
+            return md
+        if time.monotonic() >= deadline:
+            admin.poll(0)  # serves the error callbacks
+            cause = f" ({errors[-1]})" if errors else ""
+            raise ServiceError(f"kafka at {bootstrap} not ready: {problem}{cause}")
+        if progress is not None:
+            progress(f"waiting for kafka at {bootstrap}: {problem}")
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+
+
+def _describe(exc: Exception) -> str:
+    """A KafkaException's message without librdkafka's ``KafkaError{code=...}`` wrapping."""
+    err: Any = exc.args[0] if exc.args else None
+    return str(err.str()) if hasattr(err, "str") else str(exc)
+
+
 def create_topics(
     bootstrap: str,
     topics: dict[str, int],
@@ -73,26 +131,10 @@ def create_topics(
 
     errors: list[str] = []
     admin = admin_client(bootstrap, security=security, errors=errors)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            md = admin.list_topics(timeout=timeout_s)
-            problem = (
-                None
-                if len(md.brokers) >= replication
-                else f"{len(md.brokers)} broker(s) up, replication factor {replication}"
-            )
-        except KafkaException as exc:
-            problem = str(exc)
-        if problem is None:
-            break
-        if time.monotonic() >= deadline:
-            admin.poll(0)  # serves the error callbacks
-            cause = f" ({errors[-1]})" if errors else ""
-            raise ServiceError(f"kafka at {bootstrap} not ready: {problem}{cause}")
-        if progress is not None:
-            progress(f"waiting for kafka at {bootstrap}: {problem}")
-        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    md = _wait_for_brokers(
+        admin, bootstrap, errors, replication=replication, timeout_s=timeout_s, wait_s=wait_s,
+        progress=progress,
+    )  # fmt: skip
     result: dict[str, str] = {}
     new = [
         NewTopic(name, num_partitions=n, replication_factor=replication)

@@ -56,6 +56,22 @@ def test_bad_topic_specs_and_an_unreachable_broker_are_named() -> None:
     assert "kafka at 127.0.0.1:9 not ready" in down.stderr
 
 
+def test_a_stopped_kafka_is_named_by_every_client_instead_of_retried_forever(
+    tmp_path: Path,
+) -> None:
+    """Replay used to time out its messages one by one and the consumer to poll forever."""
+    for args in (
+        ("replay", "--data", "goog", "--limit", "5"),
+        ("features", "--timeframe", "1d", "--state-dir", str(tmp_path), "--metrics-port", "0"),
+    ):
+        t0 = time.monotonic()
+        down = cli(*args, "--bootstrap", "127.0.0.1:9", "--wait", "2")
+        assert down.returncode == 2, (args, down.stderr)
+        assert "kafka at 127.0.0.1:9 not ready: " in down.stderr, down.stderr
+        assert "Connection refused" in down.stderr, down.stderr
+        assert time.monotonic() - t0 < 60, args
+
+
 def test_sigterm_stops_the_consumer_cleanly(stack, tmp_path: Path) -> None:
     from confluent_kafka import Producer
 

@@ -25,6 +25,29 @@ def _kafka(bootstrap: str | None) -> KafkaSettings:
     return wiring.kafka(bootstrap)
 
 
+def _connected(bootstrap: str | None, wait_s: float) -> KafkaSettings:
+    """:func:`_kafka`, once a broker answers (within ``wait_s``): a stopped or misaddressed Kafka
+    is an error naming it, not a client that retries silently forever."""
+    from raytrader.kafka_admin import wait_reachable
+
+    kafka = _kafka(bootstrap)
+    wait_reachable(
+        kafka.servers, wait_s=wait_s, security=kafka.security_config(),
+        progress=lambda msg: typer.echo(msg, err=True),
+    )  # fmt: skip
+    return kafka
+
+
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0.0,
+        help="seconds to wait for Kafka to answer before giving up (a pod started beside its "
+        "broker: longer)",
+    ),
+]
+
 BootstrapOpt = Annotated[
     str | None,
     typer.Option(
@@ -77,6 +100,7 @@ def replay_cmd(
         str | None, typer.Option(help="send bars before this time, ISO-8601 (exclusive)")
     ] = None,
     bootstrap: BootstrapOpt = None,
+    wait: WaitOpt = 15.0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay bundled, synthetic or file bars into ``bars.<timeframe>`` keyed by symbol."""
@@ -100,7 +124,7 @@ def replay_cmd(
     if len(tfs) != 1:
         raise ConfigError(f"replay one timeframe at a time; got {sorted(tfs)}")
     interval = parse_speed(speed, sets[0].timeframe.seconds)
-    kafka = _kafka(bootstrap)
+    kafka = _connected(bootstrap, wait)
     producer = BarProducer(kafka.servers, extra=kafka.security_config())
     stream = interleave([bar_messages(b, b.source or b.symbol) for b in sets])
     n = producer.replay(stream, interval_s=interval)
@@ -125,6 +149,7 @@ def live_cmd(
         typer.Option(help="market types ccxt loads, e.g. spot (repeatable; default: all)"),
     ] = None,
     bootstrap: BootstrapOpt = None,
+    wait: WaitOpt = 15.0,
 ) -> None:
     """Poll an exchange (ccxt) for closed candles and produce them to ``bars.<timeframe>``."""
     from datetime import UTC, datetime, timedelta
@@ -140,7 +165,7 @@ def live_cmd(
         api_urls_override=api_url,
         market_types=tuple(market_type) if market_type else None,
     )
-    kafka = _kafka(bootstrap)
+    kafka = _connected(bootstrap, wait)
     producer = BarProducer(kafka.servers, extra=kafka.security_config())
     sent = 0
     for bars in poll_closed_candles(cfg, max_polls=max_polls):
@@ -184,6 +209,7 @@ def features_cmd(
         ),
     ] = None,
     bootstrap: BootstrapOpt = None,
+    wait: WaitOpt = 15.0,
 ) -> None:
     """Consume bars, compute bar_features_v1 incrementally, write them to Feast (online + offline)."""
     # SIGTERM (systemd, a Kubernetes rollout) stops the consumer like Ctrl-C: until it runs, by
@@ -196,7 +222,7 @@ def features_cmd(
 
     if state_dir is None:
         state_dir = settings.state_dir() / "stream"
-    kafka = _kafka(bootstrap)
+    kafka = _connected(bootstrap, wait)
     cfg = ConsumerConfig(
         bootstrap=kafka.servers,
         timeframe=timeframe,
