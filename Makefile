@@ -14,7 +14,7 @@ export NUMBA_CACHE_DIR ?= $(HOME)/.cache/raytrader/numba
 export RAYTRADER_K8S_TOOLS ?= $(HOME)/.cache/raytrader/k8s-tools
 K8S_TOOLS := $(RAYTRADER_K8S_TOOLS)/tools.env
 
-.PHONY: help venv demo test test-unit test-integration chart-test bench lint constraints clean
+.PHONY: help venv demo test test-unit test-integration chart-test bench bench-cluster lint constraints clean
 .PHONY: stack-up stack-down image image-test cluster-up cluster-down cluster-load cluster-env
 
 help: ## list the targets
@@ -71,6 +71,9 @@ image-test: $(VENV)/.installed ## build the image on a locally built base (no re
 
 bench: $(VENV)/.installed-bench ## run the side-by-side benchmarks, write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
+
+bench-cluster: $(VENV)/.installed $(K8S_TOOLS) ## Serve's default vs throughput mode on the test cluster (~30 min): benchmarks/results/serve-modes-cluster.json
+	$(BIN)/python -m pytest -q -s tests/cluster/bench_serve_modes.py
 
 lint: $(VENV)/.installed ## ruff, mypy and the import layering (import-linter)
 	$(BIN)/ruff check src tests benchmarks pipelines

@@ -121,6 +121,10 @@ spec:
       env:
         {{- include "raytrader.stackEnv" (dict "ctx" $ctx) | nindent 8 }}
         {{- if .serve }}
+        {{- if $v.inference.throughputOptimized }}
+        - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+          value: "1"
+        {{- end }}
         - name: RAYTRADER_API_TOKEN_FILE
           value: /etc/raytrader/api/api-token
         {{- if $v.inference.auth.adminToken }}
