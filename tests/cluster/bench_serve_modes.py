@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
-from tests.cluster.platform import SERVICE, forward, http, load_command, load_job, wait_for
+from tests.cluster.conftest import NAMESPACE, Cluster
+from tests.cluster.platform import active_ray_cluster, load_command, load_job, upgrade_ray_cluster
 
 #: (requests/s, seconds): inside the one replica's capacity, near it, and past it (about 23/s
 #: were answered under overload in the autoscaling drill, the load Job on the same 2 cores)
@@ -44,31 +43,15 @@ def fixed_load(cluster: Cluster, name: str, rate: int, seconds: int) -> dict[str
 
 def switch(cluster: Cluster, throughput: bool) -> float:
     """Upgrade to the mode; seconds until the new Ray cluster serves decisions."""
-    t0 = time.monotonic()
-    cluster.helm_upgrade("--set", f"inference.throughputOptimized={str(throughput).lower()}")
-    cluster.wait_served()
-    token = cluster.secret(f"{RELEASE}-api-tokens", "api-token")
-    with forward(cluster, f"svc/{SERVICE}", 8000) as url:
-        wait_for(
-            "a decision",
-            lambda: http(f"{url}/v1/decisions", {"symbols": ["GOOG"]}, token)[0] == 200,
-            600,
-        )
-    status = cluster.json("-n", NAMESPACE, "get", f"rayservice/{RELEASE}-inference")["status"]
-    active = status["activeServiceStatus"]["rayClusterName"]
+    switched = upgrade_ray_cluster(
+        cluster, "--set", f"inference.throughputOptimized={str(throughput).lower()}"
+    )
     (head,) = cluster.json(
-        "-n", NAMESPACE, "get", "pods", "-l", f"ray.io/cluster={active},ray.io/node-type=head"
-    )["items"]
+        "-n", NAMESPACE, "get", "pods", "-l",
+        f"ray.io/cluster={active_ray_cluster(cluster)},ray.io/node-type=head",
+    )["items"]  # fmt: skip
     env = {e["name"]: e.get("value") for e in head["spec"]["containers"][0].get("env", [])}
-    assert (env.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1") == throughput, (active, env)
-    switched = time.monotonic() - t0
-
-    def alone() -> bool:  # the old cluster (deleted after KubeRay's delay) takes no CPU then
-        clusters = cluster.json("-n", NAMESPACE, "get", "rayclusters")["items"]
-        names = [c["metadata"]["name"] for c in clusters]
-        return [n for n in names if n.startswith(f"{RELEASE}-inference")] == [active]
-
-    wait_for("the old Ray cluster gone", alone, 600)
+    assert (env.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1") == throughput, env
     return switched
 
 
@@ -83,8 +66,7 @@ def test_serve_default_against_throughput_mode(serving: Cluster) -> None:
                 results[mode][str(rate)] = summary
                 print(f"{mode} {rate}/s: " + json.dumps(summary))
     finally:
-        serving.helm_upgrade("--set", "inference.throughputOptimized=false")
-        serving.wait_served()
+        upgrade_ray_cluster(serving, "--set", "inference.throughputOptimized=false")
     rows = [
         "| mode | offered | answered/s | failed | p50 | p99 | max |",
         "|---|---|---|---|---|---|---|",

@@ -85,6 +85,40 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
     return result
 
 
+def active_ray_cluster(cluster: Cluster) -> str:
+    """The Ray cluster the RayService serves from (after an upgrade KubeRay deletes the old one
+    a while later, so two may run)."""
+    service = cluster.json("-n", NAMESPACE, "get", f"rayservice/{SERVICE}")
+    return str(service["status"]["activeServiceStatus"]["rayClusterName"])
+
+
+def upgrade_ray_cluster(cluster: Cluster, *extra: str) -> float:
+    """``helm upgrade`` with ``extra`` values that change the RayService's Ray cluster (KubeRay
+    starts a new one and moves the Service to it when it serves); returns, with the seconds it
+    took, once decisions come from the new cluster and the old one is gone (it would hold CPU and
+    memory for KubeRay's deletion delay)."""
+    t0 = time.monotonic()
+    cluster.helm_upgrade(*extra)
+    cluster.wait_served()
+    token = cluster.secret(f"{RELEASE}-api-tokens", "api-token")
+    with forward(cluster, f"svc/{SERVICE}", 8000) as url:
+        wait_for(
+            "a decision",
+            lambda: http(f"{url}/v1/decisions", {"symbols": ["GOOG"]}, token)[0] == 200,
+            600,
+        )
+    switched = time.monotonic() - t0
+    active = active_ray_cluster(cluster)
+
+    def alone() -> bool:
+        names = [c["metadata"]["name"] for c in cluster.json(
+            "-n", NAMESPACE, "get", "rayclusters")["items"]]  # fmt: skip
+        return [n for n in names if n.startswith(SERVICE)] == [active]
+
+    wait_for("the old Ray cluster gone", alone, 600)
+    return switched
+
+
 def job_from_the_consumer(cluster: Cluster, name: str, command: str) -> dict[str, Any]:
     """A Job running ``command`` in the stream consumer's pod template: the same image, settings,
     secrets and data volume, so it sees the platform exactly as the consumer does."""
