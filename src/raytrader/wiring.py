@@ -12,7 +12,6 @@ Heavy clients are imported when first asked for: the batch paths never pay for M
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raytrader import settings
@@ -84,7 +83,7 @@ def feature_store(
     ``RAYTRADER_FEAST_DATA``, ``RAYTRADER_REDIS_CONNECTION``)."""
     from raytrader.features import feast_repo
 
-    return feast_repo.store(profile, repo=repo, data=Path(data) if data else None, redis=redis)
+    return feast_repo.store(profile, repo=repo, data=data, redis=redis)
 
 
 def kafka(bootstrap: str | None = None) -> settings.KafkaSettings:
