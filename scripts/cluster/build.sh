@@ -3,7 +3,8 @@
 # only (no container registry is reachable here), into ~/.cache/raytrader/k8s-cluster:
 #
 #   bin/   kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl
-#          (k8s.io/kubernetes $K8S_VERSION through a wrapper module), etcd, coredns, ray-operator
+#          (k8s.io/kubernetes $K8S_VERSION through a wrapper module), etcd, coredns, ray-operator,
+#          kube-router (NetworkPolicy enforcement), crictl
 #   images/*.tar   docker-archive images under the tags kubeadm and KubeRay's manifests name:
 #          pause (from Kubernetes' pause.c), the control plane, etcd and coredns on scratch,
 #          kube-proxy on a debootstrap rootfs with iptables and conntrack, the KubeRay operator,
@@ -24,7 +25,7 @@ exec 8>"$CACHE/.build.lock"
 flock 8 # two checkouts building at once build once
 
 # -- Debian packages the node needs -----------------------------------------------------------------
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables debootstrap gcc libc6-dev busybox-static socat ethtool)
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables debootstrap gcc libc6-dev busybox-static socat ethtool ipset)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -124,6 +125,13 @@ build_crictl() {
   (cd "$dir" && "$GO" build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" -o "$BIN/crictl" ./cmd/crictl)
 }
 step crictl "$CRICTL_VERSION" build_crictl "$BIN/crictl"
+
+# NetworkPolicy enforcement: kube-router's firewall controller (iptables + ipset on the node)
+build_kube_router() {
+  GOBIN=$BIN "$GO" install -trimpath -ldflags "-s -w" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+}
+step kube-router "$KUBE_ROUTER_VERSION" build_kube_router "$BIN/kube-router"
 
 # dynamic PersistentVolumes on the node's disk (the chart's StatefulSets and PVCs)
 build_local_path() {

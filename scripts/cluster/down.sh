@@ -20,6 +20,7 @@ kill_pidfile() { # FILE: the process and its children
 
 if [ -d "$STATE" ]; then
   kill_pidfile "$STATE/kubelet-loop.pid"
+  kill_pidfile "$STATE/kube-router-loop.pid"
   pkill -TERM -f "^$BIN/kubelet " 2>/dev/null || true
   if [ -S "$CONTAINERD_SOCK" ]; then
     # stop every pod through the CRI so that containerd tears down their netns, mounts and cgroups

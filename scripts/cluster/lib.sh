@@ -14,6 +14,11 @@ KUBERAY_VERSION=$(sed -n 's/^KUBERAY_VERSION=\(v[0-9.]*\).*/\1/p' "$(dirname "${
 LOCAL_PATH_VERSION=v0.0.30     # github.com/rancher/local-path-provisioner: PVs on the node's disk
 KUBERAY_NAMESPACE=ray-system  # the chart's kuberay.operatorNamespace default
 CRICTL_VERSION=v1.37.0        # sigs.k8s.io/cri-tools: crictl, to look inside the node
+# github.com/cloudnativelabs/kube-router/v2, only its network policy controller: it enforces the
+# chart's NetworkPolicies with iptables and ipsets (the only version the Go proxy serves here;
+# advisories are reported against it, so it runs only inside the test node's network namespace)
+KUBE_ROUTER_VERSION=v2.1.0
+KUBE_ROUTER_HEALTH_PORT=20244  # in the node's network namespace
 
 CLUSTER_NAME=raytrader
 # the node: its own network namespace, a veth pair for an address (no dummy module here)

@@ -10,7 +10,8 @@
 #   image store under the cache, so images survive a cluster-down; its state under $STATE;
 # * the kubelet in a restart loop (there is no systemd), in the same namespaces;
 # * `kubeadm init` (preflight skipped: it expects systemd), kube-proxy in iptables mode, CoreDNS,
-#   a bridge CNI with host-local IPAM for the node's pod range.
+#   a bridge CNI with host-local IPAM for the node's pod range, and kube-router's firewall
+#   controller enforcing NetworkPolicies (iptables + ipset) in the node's network namespace.
 # What Kubernetes writes to fixed host paths (/etc/kubernetes, /var/lib/{kubelet,etcd,cni},
 # /var/log/{pods,containers}, /run/containerd, /run/netns) is bind-mounted from $STATE inside the
 # mount namespace; three kernel sysctls the kubelet would set machine-wide (kernel.panic,
@@ -331,6 +332,25 @@ wait_for "the node to be Ready" $((TIMEOUT_S - (SECONDS - START))) \
   kubectl wait --for=condition=Ready "node/$CLUSTER_NAME" --timeout=5s
 wait_for "CoreDNS" $((TIMEOUT_S - (SECONDS - START))) \
   kubectl -n kube-system rollout status deployment/coredns --timeout=5s
+
+# -- NetworkPolicy enforcement: kube-router's firewall controller, in a restart loop like the kubelet.
+# Only the firewall: pod networking stays the bridge CNI, Services stay kube-proxy's. It programs the
+# node's iptables (Debian's, nf_tables) and ipsets from the API's NetworkPolicies and pods.
+cat >"$STATE/kube-router-loop.sh" <<EOF
+#!/usr/bin/env bash
+while :; do
+  $BIN/kube-router --kubeconfig=/etc/kubernetes/admin.conf --hostname-override=$CLUSTER_NAME \\
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \\
+    --enable-pod-egress=false --enable-ipv6=false --service-cluster-ip-range=$SERVICE_CIDR \\
+    --iptables-sync-period=1m --health-port=$KUBE_ROUTER_HEALTH_PORT >>$STATE/log/kube-router.log 2>&1
+  sleep 1
+done
+EOF
+chmod +x "$STATE/kube-router-loop.sh"
+in_node "$STATE/kube-router-loop.sh" </dev/null >/dev/null 2>&1 &
+echo $! >"$STATE/kube-router-loop.pid"
+wait_for "kube-router's network policy chains (log: $STATE/log/kube-router.log)" 120 \
+  in_node iptables -w 5 -n -L KUBE-ROUTER-FORWARD
 
 install_addons
 log "up in $((SECONDS - START)) s"

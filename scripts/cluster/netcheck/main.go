@@ -3,11 +3,13 @@
 //
 //	netcheck serve ADDR TEXT   answer every HTTP request with TEXT
 //	netcheck get URL           print the body of URL; exit 1 on an error or a non-2xx status
+//	netcheck dial HOST:PORT    open a TCP connection within 3 s and close it; exit 1 if it fails
 package main
 
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -15,7 +17,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: netcheck serve ADDR TEXT | netcheck get URL")
+		fmt.Fprintln(os.Stderr, "usage: netcheck serve ADDR TEXT | netcheck get URL | netcheck dial HOST:PORT")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -46,6 +48,14 @@ func main() {
 			fmt.Fprintln(os.Stderr, resp.Status, err)
 			os.Exit(1)
 		}
+	case "dial":
+		conn, err := net.DialTimeout("tcp", os.Args[2], 3*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		conn.Close()
+		fmt.Println("open")
 	default:
 		fmt.Fprintf(os.Stderr, "netcheck: unknown command %q\n", os.Args[1])
 		os.Exit(2)
