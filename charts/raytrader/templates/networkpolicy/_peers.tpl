@@ -25,6 +25,16 @@ app.kubernetes.io/component or, for Ray pods, raytrader.io/ray-node / raytrader.
       {{ .label }}: "true"
 {{- end }}
 
+{{/* The KubeRay operator's pods (kuberay.operatorNamespace, kuberay.operatorPodLabels). */}}
+{{- define "raytrader.np.kuberayOperator" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.kuberay.operatorNamespace }}
+  podSelector:
+    matchLabels:
+      {{- toYaml .Values.kuberay.operatorPodLabels | nindent 6 }}
+{{- end }}
+
 {{/* Prometheus (monitoring.prometheusNamespaceSelector). */}}
 {{- define "raytrader.np.prometheus" -}}
 - namespaceSelector:
