@@ -20,6 +20,8 @@ from tests.cluster.conftest import NAMESPACE, RELEASE, Cluster
 SERVICE = f"{RELEASE}-inference"
 RATE = 10  # requests/s: steady, well inside what the one replica answers on 2 cores
 TIMEOUT_S = 30  # a request without an answer by then fails (a common client default)
+# the chart's opt-in labels for a pod of the namespace that calls Kafka, MLflow and Feast's stores
+CLIENT_LABELS = {f"raytrader.io/{client}-client": "true" for client in ("kafka", "mlflow", "feast")}
 
 # a Job's command: registers the default ensemble (GOOG's rule members) in the in-cluster MLflow at
 # the alias the RayService follows, and prints the version
@@ -124,7 +126,10 @@ def job_from_the_consumer(cluster: Cluster, name: str, command: str) -> dict[str
     secrets and data volume, so it sees the platform exactly as the consumer does."""
     deployment = cluster.json("-n", NAMESPACE, "get", f"deployment/{RELEASE}-stream-1d")
     template = deployment["spec"]["template"]
-    template["metadata"] = {"labels": {"app.kubernetes.io/name": "cluster-test", "job": name}}
+    # not one of the release's pods: the chart's NetworkPolicies let it in as a user's pod would be,
+    # through the opt-in client labels
+    labels = {"app.kubernetes.io/name": "cluster-test", "job": name, **CLIENT_LABELS}
+    template["metadata"] = {"labels": labels}
     spec = template["spec"]
     spec["restartPolicy"] = "Never"
     container = spec["containers"][0]

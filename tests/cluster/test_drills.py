@@ -220,6 +220,9 @@ def _scale_drill(serving: Cluster) -> None:
     # right after an overload of 4x what the node answers, the replicas scaling down (and, with
     # the model's target at 2, one just started) can leave the Service without a ready endpoint
     # for seconds (13 s of refused connections in one run); the service must be answering again
-    # within the after phase
+    # within the after phase: nothing fails in its last 3 seconds, each of them answered (per
+    # second of sending: an open-loop sender a little late puts 19 in one second and 21 in the
+    # next, so the count per second is not the check)
     assert after["recovery_s"] is not None, after["first_errors"]
-    assert all(s["failed"] == 0 and s["ok"] == 20 for s in after["timeline"][-3:]), after
+    tail = after["timeline"][-3:]
+    assert all(s["failed"] == 0 and s["ok"] > 0 for s in tail), after
