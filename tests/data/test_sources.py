@@ -10,7 +10,12 @@ import pytest
 
 from raytrader.data import Calendar, load_bars
 from raytrader.data.files import read_bars_file, write_bars_csv
-from raytrader.data.synthetic import SyntheticConfig, synthetic_bars
+from raytrader.data.synthetic import (
+    REGIME_NAMES,
+    SyntheticConfig,
+    synthetic_bars,
+    synthetic_regimes,
+)
 from raytrader.data.timeframe import Timeframe
 from raytrader.errors import ConfigError, DataSourceError, DataValidationError, UnknownNameError
 
@@ -134,6 +139,20 @@ def test_synthetic_regimes_change_volatility() -> None:
     r = np.diff(np.log(bars.column("close")))
     window_vol = pd.Series(r).rolling(2000).std().dropna()
     assert window_vol.max() / window_vol.min() > 3.0  # turbulent vs calm regimes
+
+
+def test_synthetic_regimes_are_the_path_the_bars_were_drawn_from() -> None:
+    config = SyntheticConfig(n_bars=20_000, seed=3, timeframe="1d")
+    bars, regimes = synthetic_bars(config), synthetic_regimes(config)
+    assert regimes.index.equals(bars.index)
+    assert set(regimes.unique()) == set(REGIME_NAMES)
+    assert synthetic_regimes(config).equals(regimes)
+    # each regime's realized daily volatility is its own: calm < bull < bear < turbulent
+    r = pd.Series(np.diff(np.log(bars.column("close"))), index=bars.index[1:])
+    vol = r.groupby(regimes.iloc[1:]).std() * np.sqrt(365)
+    assert vol["calm"] < vol["bull"] < vol["bear"] < vol["turbulent"]
+    assert vol["calm"] == pytest.approx(0.08, rel=0.1)
+    assert vol["turbulent"] == pytest.approx(0.70, rel=0.1)
 
 
 def test_synthetic_rejects_bad_config() -> None:

@@ -16,6 +16,8 @@ from raytrader.data.bars import Bars, make_frame
 from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import ConfigError
 
+# the generator's regimes, in the order of _REGIMES (synthetic_regimes returns these names)
+REGIME_NAMES = ("bull", "bear", "calm", "turbulent")
 # annual drift, annual volatility of each regime
 _REGIMES = np.array(
     [
@@ -44,9 +46,27 @@ class SyntheticConfig(StrictConfig):
 
 def synthetic_bars(config: SyntheticConfig | None = None, **overrides: object) -> Bars:
     """Generate bars per ``config`` (keyword overrides are validated like the config)."""
+    return _generate(_resolve(config, overrides))[0]
+
+
+def synthetic_regimes(config: SyntheticConfig | None = None, **overrides: object) -> pd.Series:
+    """The true regime of every bar :func:`synthetic_bars` generates for the same config: one of
+    :data:`REGIME_NAMES`, indexed like the bars. The ground truth for scoring regime detection."""
+    cfg = _resolve(config, overrides)
+    bars, regime = _generate(cfg)
+    names = np.asarray(REGIME_NAMES, dtype=object)[regime]
+    return pd.Series(names, index=bars.frame.index, name="regime")
+
+
+def _resolve(config: SyntheticConfig | None, overrides: dict[str, object]) -> SyntheticConfig:
     cfg = config or SyntheticConfig()
     if overrides:
         cfg = SyntheticConfig.parse({**cfg.model_dump(), **overrides})
+    return cfg
+
+
+def _generate(cfg: SyntheticConfig) -> tuple[Bars, np.ndarray]:
+    """The bars and the regime index of each bar (into :data:`REGIME_NAMES`)."""
     if cfg.n_bars < 1:
         raise ConfigError(f"synthetic n_bars must be >= 1, got {cfg.n_bars}")
     if cfg.initial_price <= 0:
@@ -84,10 +104,11 @@ def synthetic_bars(config: SyntheticConfig | None = None, **overrides: object) -
     )
     index = pd.date_range(start=start.tz_convert("UTC"), periods=n, freq=tf.pandas_freq)
     frame = make_frame(index, open_, high, low, close, volume)
-    return Bars.from_frame(
+    bars = Bars.from_frame(
         frame,
         symbol=cfg.symbol,
         timeframe=tf,
         calendar=Calendar.CRYPTO,
         source=f"synthetic(seed={cfg.seed})",
     )
+    return bars, regime
