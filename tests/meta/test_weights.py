@@ -88,7 +88,10 @@ def test_an_infeasible_setting_names_its_constraint(
 def test_presets_are_the_designs_and_overrides_are_validated() -> None:
     conservative = preset("conservative")
     assert (conservative.cap, conservative.min_active, conservative.floor) == (0.4, 4, 0.05)
-    assert preset("research").kelly_fraction is None
+    assert preset("research").kelly is None
+    kelly = conservative.kelly
+    assert kelly is not None
+    assert kelly.fraction == 0.25
     assert preset("balanced", temperature=0.5).temperature == 0.5
     with pytest.raises(ConfigError, match="temperature"):
         preset("balanced", temperature=-1)

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from raytrader.config import StrictConfig
 from raytrader.errors import ConfigError
+from raytrader.meta.kelly import KellyConfig
 
 _BISECTION_STEPS = 200
 _TINY = float(np.finfo(np.float64).tiny)
@@ -46,7 +47,7 @@ class WeightConfig(StrictConfig):
     min_active: int = Field(3, ge=1)
     epsilon: float = Field(0.01, ge=0, lt=1)
     smoothing: float = Field(0.2, gt=0, le=1)
-    kelly_fraction: float | None = Field(0.5, gt=0, le=1)
+    kelly: KellyConfig | None = KellyConfig()  # None: the members' position, unsized
 
     def check_feasible(self, members: int) -> None:
         """Raise :class:`ConfigError` naming the first constraint ``members`` cannot meet."""
@@ -67,12 +68,18 @@ class WeightConfig(StrictConfig):
             raise ConfigError(f"floor {self.floor} is above the cap {self.cap}")
 
 
-# the design's presets (../shared/META.md 4.3): cap, min active, floor, temperature, Kelly fraction
+# the design's presets (../shared/META.md 4.3): cap, min active, floor, temperature, Kelly
 PRESETS: dict[str, dict[str, Any]] = {
-    "conservative": {"cap": 0.40, "min_active": 4, "floor": 0.05, "temperature": 2.0, "kelly_fraction": 0.25},
-    "balanced": {"cap": 0.60, "min_active": 3, "floor": 0.03, "temperature": 1.0, "kelly_fraction": 0.5},
-    "aggressive": {"cap": 0.80, "min_active": 2, "floor": 0.0, "temperature": 0.5, "kelly_fraction": 0.5},
-    "research": {"cap": 1.0, "min_active": 1, "floor": 0.0, "temperature": 1.0, "kelly_fraction": None},
+    "conservative": {
+        "cap": 0.40, "min_active": 4, "floor": 0.05, "temperature": 2.0, "kelly": {"fraction": 0.25}
+    },
+    "balanced": {
+        "cap": 0.60, "min_active": 3, "floor": 0.03, "temperature": 1.0, "kelly": {"fraction": 0.5}
+    },
+    "aggressive": {
+        "cap": 0.80, "min_active": 2, "floor": 0.0, "temperature": 0.5, "kelly": {"fraction": 0.5}
+    },
+    "research": {"cap": 1.0, "min_active": 1, "floor": 0.0, "temperature": 1.0, "kelly": None},
 }  # fmt: skip
 
 
