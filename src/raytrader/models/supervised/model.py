@@ -224,7 +224,7 @@ def standard_configs(seed: int = 0) -> list[ClassifierConfig]:
 
 def _estimator_class(name: str) -> Any:
     # scikit-learn ships no type information
-    from sklearn.ensemble import (  # type: ignore[import-untyped]
+    from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         RandomForestClassifier,
     )
@@ -237,8 +237,8 @@ def _estimator_class(name: str) -> Any:
 
 def make_pipeline(config: ClassifierConfig) -> Any:
     """An unfitted ``StandardScaler`` → estimator pipeline for ``config``."""
-    from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]  # untyped library
-    from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]  # untyped
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     estimator = _estimator_class(config.estimator)(**config.estimator_params)
     return Pipeline([("scale", StandardScaler()), ("model", estimator)])
@@ -349,7 +349,7 @@ def _direction_proba(pipeline: Any, x: pd.DataFrame) -> tuple[np.ndarray, np.nda
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """accuracy and macro precision/recall/F1 (module docstring)."""
-    from sklearn.metrics import (  # type: ignore[import-untyped]  # untyped library
+    from sklearn.metrics import (
         accuracy_score,
         precision_recall_fscore_support,
     )
@@ -394,7 +394,7 @@ def _importance(
     if config.importance == "impurity":
         values = np.asarray(pipeline.named_steps["model"].feature_importances_, dtype=np.float64)
     else:
-        from sklearn.inspection import permutation_importance  # type: ignore[import-untyped]
+        from sklearn.inspection import permutation_importance
 
         res = permutation_importance(
             pipeline,
