@@ -14,9 +14,9 @@ At each bar t, in order:
 3. **Weights**: the predictor's scores of the members with a row at t (those out of sample)
    through :func:`raytrader.meta.weights.target_weights`, smoothed toward the previous weights
    (a member new to the set starts from 0).
-4. **Target**: ``Σ wᵢ·targetᵢ`` over the members with a decision (a NaN target is masked and the
-   others renormalized, the ensemble's NaN rule), optionally sized by fractional Kelly on the
-   predicted edge.
+4. **Target**: the members' targets combined with those weights by the one combiner
+   (:func:`raytrader.strategies.combine.combine`, ``weighted``: a NaN target is masked and the
+   others renormalized), optionally sized by fractional Kelly on the predicted edge.
 
 Everything at t uses rows of bars up to t and labels closed by t, so the loop is causal; a rerun
 with the same inputs gives the same weights (the predictors are seeded).
@@ -43,6 +43,7 @@ from raytrader.meta.predictors import (
     score_predictions,
 )
 from raytrader.meta.weights import WeightConfig, preset, smooth, target_weights
+from raytrader.strategies.combine import combine
 
 
 class MetaConfig(StrictConfig):
@@ -153,8 +154,8 @@ def run_meta(
             w = np.array([weights[m] for m in weights])
             tg = np.array([t_row[m] for m in weights], dtype=np.float64)
             present = ~np.isnan(tg)
-            if present.any() and w[present].sum() > 0:
-                combined = float((w[present] * tg[present]).sum() / w[present].sum())
+            combined = float(combine(tg.reshape(1, -1), "weighted", weights=w).target[0])
+            if not math.isnan(combined):
                 if kelly is not None and variance is not None:
                     # the scores are horizon-bar returns over vol·√horizon: back to a 1-bar edge
                     vol = math.sqrt(variance.value) if variance.value >= 0 else math.nan
