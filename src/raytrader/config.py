@@ -1,12 +1,15 @@
 """Base class for every configuration object: strict, frozen, serializable.
 
 Unknown keys are errors, values cannot change after validation, and each config round-trips through
-JSON/YAML so a CLI flag, a RayJob entrypoint or a Helm value can name it.
+JSON/YAML so a CLI flag, a RayJob entrypoint or a Helm value can name it; :func:`load_config`
+reads one from a YAML or JSON file.
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+import json
+from pathlib import Path
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -35,3 +38,34 @@ def describe_validation_error(exc: ValidationError, where: str) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
     return "; ".join(parts)
+
+
+C = TypeVar("C", bound=StrictConfig)
+
+
+def load_config(path: str | Path, schema: type[C]) -> C:
+    """Parse ``path`` (``.yaml``/``.yml``/``.json``) into ``schema``; every problem is a
+    :class:`ConfigError` naming the file and the field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror or exc}") from exc
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{p}: use a .yaml, .yml or .json config file")
+    except ValueError as exc:  # json.JSONDecodeError
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError, without importing yaml for JSON files
+        if type(exc).__module__.startswith("yaml"):
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        raise
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the config must be a mapping of fields, got {type(data).__name__}")
+    return schema.parse(data, where=p.name)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from raytrader.config import load_config
 from raytrader.ensemble import EnsembleConfig
-from raytrader.training.configfile import load_config
 from raytrader.training.rl import RLConfig
 from raytrader.training.supervised import SupervisedRunConfig
 from raytrader.training.tune import SearchConfig

@@ -162,7 +162,7 @@ def test_bad_configs_name_the_problem(tmp_path: Path) -> None:
         train_rl(cfg.model_copy(update={"lr": 0.1}))
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: sac\n")
-    from raytrader.training.configfile import load_config
+    from raytrader.config import load_config
 
     with pytest.raises(ConfigError, match=r"bad.yaml.algo"):
         load_config(bad, RLConfig)

@@ -44,8 +44,8 @@ def train_rl_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (or resume) an RLlib agent on the trading environment."""
+    from raytrader.config import load_config
     from raytrader.models.rl_policy import greedy_policy
-    from raytrader.training.configfile import load_config
     from raytrader.training.rl import RLConfig, train_rl
     from raytrader.training.rl import evaluate as evaluate_policy
 
@@ -106,7 +106,7 @@ def _print_evaluation(summary: dict[str, object]) -> None:
 @train_app.command("supervised")
 def train_supervised_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Train analyst/tactician classifiers in parallel (walk-forward validated)."""
-    from raytrader.training.configfile import load_config
+    from raytrader.config import load_config
     from raytrader.training.supervised import SupervisedRunConfig, run
 
     cfg = load_config(config, SupervisedRunConfig)
@@ -144,7 +144,7 @@ def tune_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Search rule, supervised or RL parameters with Ray Tune (ASHA + Optuna), logged to MLflow."""
-    from raytrader.training.configfile import load_config
+    from raytrader.config import load_config
     from raytrader.training.tune import SearchConfig, run_search
 
     cfg = load_config(config, SearchConfig)
@@ -278,8 +278,8 @@ ensemble_app = typer.Typer(
 @ensemble_app.command("build")
 def ensemble_build_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Pin member model versions, backtest the ensemble on the kernel, register it."""
+    from raytrader.config import load_config
     from raytrader.ensemble import EnsembleConfig, build_ensemble
-    from raytrader.training.configfile import load_config
 
     cfg = load_config(config, EnsembleConfig)
     with _console().status(f"building {cfg.name} from {len(cfg.members)} members", spinner="dots"):
