@@ -769,6 +769,15 @@ def _serving_cli() -> Any:
 
 
 app.add_typer(_serving_cli().serve_app, name="serve")
+
+
+def _meta_app() -> Any:
+    from raytrader.meta.cli import meta_app
+
+    return meta_app
+
+
+app.add_typer(_meta_app(), name="meta")
 app.command("decide")(_serving_cli().decide_cmd)
 app.command("tune")(_training_cli().tune_cmd)
 

@@ -15,6 +15,7 @@ import pytest
 
 from raytrader.config import load_config
 from raytrader.ensemble import EnsembleConfig
+from raytrader.meta.study import StudyConfig
 from raytrader.training.rl import RLConfig
 from raytrader.training.supervised import SupervisedRunConfig
 from raytrader.training.tune import SearchConfig
@@ -33,6 +34,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
         ("hyperopt_supervised.yaml", SearchConfig),
         ("hyperopt_rl.yaml", SearchConfig),
         ("ensemble.yaml", EnsembleConfig),
+        ("meta_evaluate.yaml", StudyConfig),
     ],
 )
 def test_example_configs_parse(name: str, schema: type) -> None:

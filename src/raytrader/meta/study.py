@@ -1,0 +1,152 @@
+"""``raytrader meta evaluate``: the meta ensemble against its baselines on one dataset (or seeds of
+the synthetic generator), on the one kernel, after costs, out of sample.
+
+For each dataset: the members' targets over all bars; their track records start after
+``member_bars`` (the members' training or parameter choice must end there: rule members with
+parameters fixed in the config have none, and the first ``member_bars`` are the meta's own warm-up
+for them); the meta loop for every (preset, predictor) and the baselines run over all bars; the
+comparison (:func:`raytrader.meta.evaluate.evaluate_targets`) is on the bars from ``test_start``
+on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe.
+Buy-and-hold is a row; the best single member *in hindsight* is a row marked not investable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from pydantic import Field
+
+from raytrader.backtest.engine import strategy_targets
+from raytrader.config import StrictConfig
+from raytrader.data import Bars
+from raytrader.errors import ConfigError
+from raytrader.features.engine import compute_features
+from raytrader.meta.baselines import BASELINES, baseline_target
+from raytrader.meta.dataset import member_returns, predictor_rows
+from raytrader.meta.evaluate import evaluate_targets
+from raytrader.meta.loop import MetaConfig, run_meta
+from raytrader.meta.predictors import Kind
+from raytrader.meta.regimes import RegimeConfig, detect_regimes
+from raytrader.meta.track_record import MemberTraining
+from raytrader.meta.weights import PRESETS
+from raytrader.sim.config import SimConfig
+from raytrader.strategies.base import make_strategy
+
+
+class RuleMember(StrictConfig):
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+DEFAULT_MEMBERS = {
+    "ma_cross": RuleMember(strategy="ma_cross", params={"fast": 10, "slow": 50}),
+    "rsi": RuleMember(strategy="rsi"),
+    "momentum": RuleMember(strategy="momentum"),
+    "macd": RuleMember(strategy="macd"),
+    "bollinger": RuleMember(strategy="bollinger"),
+    "mean_reversion": RuleMember(strategy="mean_reversion"),
+    "buy_and_hold": RuleMember(strategy="buy_and_hold"),
+}
+
+
+class StudyConfig(StrictConfig):
+    """``raytrader meta evaluate --config``."""
+
+    members: dict[str, RuleMember] = Field(default_factory=lambda: dict(DEFAULT_MEMBERS))
+    member_bars: int = Field(500, ge=1)
+    test_start: int = Field(1000, ge=1)
+    presets: tuple[str, ...] = ("balanced",)
+    predictors: tuple[Kind, ...] = ("table",)
+    refit_bars: int = Field(21, ge=1)
+    horizon: int = Field(5, ge=1)
+    cost_multiples: tuple[float, ...] = (1.0, 2.0)
+    sim: SimConfig = Field(default_factory=SimConfig)
+    regimes: RegimeConfig = Field(default_factory=RegimeConfig)
+    reps: int = Field(1000, ge=100)
+    seed: int = 0
+
+    def check(self) -> None:
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ConfigError(f"unknown presets {unknown}; choose from {sorted(PRESETS)}")
+        if self.test_start <= self.member_bars:
+            raise ConfigError(
+                f"test_start ({self.test_start}) must come after member_bars ({self.member_bars})"
+            )
+
+
+def _costly(sim: SimConfig, multiple: float) -> SimConfig:
+    return sim.model_copy(
+        update={
+            "commission": sim.commission * multiple,
+            "slippage_bps": sim.slippage_bps * multiple,
+        }
+    )
+
+
+def study(
+    bars: Bars, config: StudyConfig, progress: Callable[[str], None] | None = None
+) -> dict[float, pd.DataFrame]:
+    """One comparison table per cost multiple (see the module docstring)."""
+    config.check()
+    if len(bars) <= config.test_start + config.horizon:
+        raise ConfigError(
+            f"{bars.symbol}: {len(bars)} bars leave no test span after test_start {config.test_start}"
+        )
+    say = progress or (lambda _: None)
+    features = compute_features(bars)
+    regimes = detect_regimes(features, bars.column("close"), config.regimes)
+    targets = pd.DataFrame(
+        {
+            name: strategy_targets(make_strategy(m.strategy, m.params), bars)
+            for name, m in config.members.items()
+        }
+    )
+    until = bars.index[config.member_bars - 1]
+    trainings = {name: MemberTraining(name, until) for name in config.members}
+    test = bars.index[config.test_start :]
+    tables: dict[float, pd.DataFrame] = {}
+    for multiple in config.cost_multiples:
+        sim = _costly(config.sim, multiple)
+        rows = predictor_rows(bars, features, regimes, targets, trainings, config.horizon, sim)
+        returns = member_returns(bars, targets, sim)
+        candidates: dict[str, pd.Series] = {}
+        tried: list[str] = []
+        for preset in config.presets:
+            for kind in config.predictors:
+                name = f"meta[{preset},{kind}]"
+                say(f"{bars.symbol} costs x{multiple}: {name}")
+                meta = MetaConfig(
+                    predictor=kind, preset=preset, refit_bars=config.refit_bars,
+                    horizon=config.horizon, seed=config.seed,
+                )  # fmt: skip
+                run = run_meta(rows, targets, meta, close=bars.frame["close"])
+                candidates[name] = run.frame["target"]
+                tried.append(name)
+        for baseline in BASELINES:
+            candidates[baseline] = baseline_target(
+                baseline, returns, targets, refit_bars=config.refit_bars
+            )
+        candidates["buy_and_hold_asset"] = pd.Series(1.0, index=bars.index)
+        in_test = returns.loc[test]
+        best = str((in_test.mean() / in_test.std(ddof=0).where(lambda s: s > 0)).idxmax())
+        candidates[f"best_in_hindsight({best})"] = targets[best]
+        test_bars = Bars.from_frame(
+            bars.frame.loc[test],
+            symbol=bars.symbol,
+            timeframe=bars.timeframe,
+            calendar=bars.calendar,
+        )
+        table = evaluate_targets(
+            test_bars,
+            {name: target.loc[test] for name, target in candidates.items()},
+            tried=tuple(tried),
+            config=sim,
+            reps=config.reps,
+            seed=config.seed,
+        )
+        table["investable"] = [not name.startswith("best_in_hindsight") for name in table.index]
+        tables[multiple] = table
+    return tables

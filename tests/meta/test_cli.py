@@ -1,0 +1,65 @@
+"""``raytrader meta regimes|evaluate``: JSON shapes, the files written, errors named (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raytrader.meta.regimes import REGIMES
+from tests.support.cli import run_cli
+
+SYN = "synthetic:n_bars=1300,timeframe=1d,seed=5"
+
+
+def test_regimes_json_scores_synthetic_data_against_its_truth(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(capsys, "meta", "regimes", "--data", SYN, "--last", "2", "--json")
+    assert code == 0
+    got = json.loads(out)
+    assert set(got["shares"]) <= set(REGIMES)
+    assert len(got["last"]) == 2
+    assert got["last"][-1]["rule"]
+    assert 0.25 < got["score"]["balanced_accuracy"] <= 1.0
+
+
+def test_evaluate_writes_every_table_and_the_claims(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "members:\n"
+        "  ma_cross: {strategy: ma_cross, params: {fast: 10, slow: 50}}\n"
+        "  rsi: {strategy: rsi}\n"
+        "  momentum: {strategy: momentum}\n"
+        "member_bars: 300\ntest_start: 700\npresets: [research]\npredictors: [table]\n"
+        "cost_multiples: [1.0]\nreps: 100\n"
+    )
+    out_file = tmp_path / "eval.json"
+    code, out, err = run_cli(
+        capsys, "meta", "evaluate", "--data", SYN, "--config", str(config), "--out", str(out_file),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    got = json.loads(out)
+    table = got[SYN]["1.0"]
+    assert table["trials"] == 1
+    assert {"meta[research,table]", "equal", "inverse_vol", "best_single", "fixed_share"} <= set(
+        table["rows"]
+    )
+    assert table["claims"][0].startswith("meta[research,table] ")
+    assert json.loads(out_file.read_text()) == got
+
+
+def test_a_bad_study_config_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text("presets: [bold]\n")
+    code, _, err = run_cli(capsys, "meta", "evaluate", "--data", SYN, "--config", str(config))
+    assert code == 2
+    assert "unknown presets ['bold']" in err
+    config.write_text("member_bars: 900\ntest_start: 800\n")
+    code, _, err = run_cli(capsys, "meta", "evaluate", "--data", SYN, "--config", str(config))
+    assert code == 2
+    assert "test_start (800) must come after member_bars (900)" in err
