@@ -11,8 +11,9 @@ Features at bar t (all from bars up to t):
 
 * the member's track record: EWMAs of its net return over 5, 20 and 63 bars, its trailing
   63-bar Sharpe (per bar), its 20-bar hit rate (share of bars with a positive net return among
-  those it was exposed), its drawdown from its running peak, its turnover (20-bar EWMA of
-  ``|Δtarget|``), its current target, and whether it agrees in sign with the members' mean target;
+  those it held a position into, decided the bar before), its drawdown from its running peak,
+  its turnover (20-bar EWMA of ``|Δtarget|``), its current target, and whether it agrees in sign
+  with the members' mean target;
 * the regime (:mod:`raytrader.meta.regimes`): one indicator per regime and the reading's
   confidence, plus ``adx_14``, ``natr_14``, ``hist_vol_60``, ``bb_width`` and ``ret_20``;
 * the member, one indicator each (one model shared across members).
@@ -86,9 +87,10 @@ def _track(
     mean = series.rolling(63, min_periods=20).mean()
     std = series.rolling(63, min_periods=20).std(ddof=0)
     out["sharpe_63"][start:] = np.where(std > 0, mean / std.where(std > 0, 1.0), 0.0)
-    exposed = pd.Series(t != 0.0)
-    wins = pd.Series((r > 0) & (t != 0.0)).astype(float).rolling(20, min_periods=1).sum()
-    seen = exposed.astype(float).rolling(20, min_periods=1).sum()
+    # bar i's return comes from the target decided at i - 1 (filled at bar i's open)
+    held = np.concatenate(([0.0], t[:-1])) != 0.0
+    wins = pd.Series((r > 0) & held).astype(float).rolling(20, min_periods=1).sum()
+    seen = pd.Series(held).astype(float).rolling(20, min_periods=1).sum()
     out["hit_rate_20"][start:] = np.where(seen > 0, wins / seen.where(seen > 0, 1.0), 0.5)
     wealth = np.cumprod(1.0 + r)
     out["drawdown"][start:] = wealth / np.maximum.accumulate(wealth) - 1.0
