@@ -206,3 +206,29 @@ def test_the_hmm_recovers_the_generators_regimes_and_filters_causally() -> None:
     np.testing.assert_array_equal(stepped, path[299])
     with pytest.raises(ConfigError, match="at least 40"):
         fit_hmm(returns[:20], 4)
+
+
+def test_a_state_saved_as_json_and_restored_continues_bit_for_bit(goog: Bars) -> None:
+    """What a restarted or swapped replica does: restore the symbol's state, go on."""
+    import json
+
+    from raytrader.meta.regimes import RegimeState
+
+    features = compute_features(goog)
+    closes = goog.column("close")
+    full = detect_regimes(features, closes)
+    cut = 1300  # after several HMM refits
+    first = RegimeDetector()
+    for i in range(cut):
+        first.update(features.iloc[i].to_dict(), closes[i], goog.index[i])
+    saved = json.dumps(first.state.to_dict())
+    second = RegimeDetector()
+    second.state = RegimeState.from_dict(json.loads(saved))
+    rest = [
+        second.update(features.iloc[i].to_dict(), closes[i], goog.index[i])
+        for i in range(cut, len(goog))
+    ]
+    assert [r.regime for r in rest] == full["regime"].iloc[cut:].tolist()
+    assert [r.confidence for r in rest] == full["confidence"].iloc[cut:].tolist()
+    with pytest.raises(ConfigError, match="malformed"):
+        RegimeState.from_dict({"vol_history": []})

@@ -45,6 +45,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,73 @@ class RegimeState:
     hmm: HmmParams | None = None
     hmm_probabilities: np.ndarray | None = None
     bars_since_fit: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what a restarted or swapped replica needs to continue bit for bit (floats
+        survive JSON exactly: ``repr`` round-trips)."""
+        hmm = None
+        if self.hmm is not None:
+            hmm = {
+                "start": self.hmm.start.tolist(),
+                "transition": self.hmm.transition.tolist(),
+                "mean": self.hmm.mean.tolist(),
+                "sigma": self.hmm.sigma.tolist(),
+                "log_likelihood": self.hmm.log_likelihood,
+                "iterations": self.hmm.iterations,
+            }
+        reading = self.last_reading
+        return {
+            "vol_history": list(self.vol_history),
+            "width_history": list(self.width_history),
+            "closes": list(self.closes),
+            "previous_width": self.previous_width,
+            "regime": self.regime,
+            "pending": self.pending,
+            "pending_bars": self.pending_bars,
+            "last_time": None if self.last_time is None else self.last_time.isoformat(),
+            "last_reading": [reading.regime, reading.confidence, reading.rule, reading.candidate],
+            "returns": list(self.returns),
+            "hmm": hmm,
+            "hmm_probabilities": None
+            if self.hmm_probabilities is None
+            else self.hmm_probabilities.tolist(),
+            "bars_since_fit": self.bars_since_fit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegimeState:
+        try:
+            hmm = data["hmm"]
+            probabilities = data["hmm_probabilities"]
+            regime, confidence, rule, candidate = data["last_reading"]
+            return cls(
+                vol_history=[float(v) for v in data["vol_history"]],
+                width_history=[float(v) for v in data["width_history"]],
+                closes=deque(float(v) for v in data["closes"]),
+                previous_width=data["previous_width"],
+                regime=data["regime"],
+                pending=data["pending"],
+                pending_bars=int(data["pending_bars"]),
+                last_time=None if data["last_time"] is None else pd.Timestamp(data["last_time"]),
+                last_reading=RegimeReading(regime, float(confidence), str(rule), candidate),
+                returns=[float(v) for v in data["returns"]],
+                hmm=None
+                if hmm is None
+                else HmmParams(
+                    start=np.asarray(hmm["start"], dtype=np.float64),
+                    transition=np.asarray(hmm["transition"], dtype=np.float64),
+                    mean=np.asarray(hmm["mean"], dtype=np.float64),
+                    sigma=np.asarray(hmm["sigma"], dtype=np.float64),
+                    log_likelihood=float(hmm["log_likelihood"]),
+                    iterations=int(hmm["iterations"]),
+                ),
+                hmm_probabilities=None
+                if probabilities is None
+                else np.asarray(probabilities, dtype=np.float64),
+                bars_since_fit=int(data["bars_since_fit"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"a saved regime state is malformed: {exc!r}") from exc
 
 
 def _rank(sorted_values: list[float], value: float) -> float:
