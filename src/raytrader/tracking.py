@@ -108,4 +108,15 @@ def log_run(
     return uri, run_id
 
 
-__all__ = ["embedded_uri", "experiment_id", "log_run", "resolve_uri", "using_uri"]
+def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow parameters: dotted keys, values as strings (≤ 500 chars)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:500]
+    return out
+
+
+__all__ = ["embedded_uri", "experiment_id", "flat_params", "log_run", "resolve_uri", "using_uri"]

@@ -12,9 +12,11 @@ Heavy clients are imported when first asked for: the batch paths never pay for M
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from raytrader import settings
+from raytrader.errors import ConfigError, RaytraderError
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -45,6 +47,9 @@ def mlflow(
     return uri, MlflowClient(tracking_uri=uri)
 
 
+T = TypeVar("T")
+
+
 def mlflow_client(
     tracking_uri: str | None = None, root: str | os.PathLike[str] | None = None
 ) -> MlflowClient:
@@ -69,6 +74,41 @@ def ray(address: str | None = None) -> Any:
                 runtime_env={"env_vars": LOCAL_WORKER_ENV},
             )
     return ray_module
+
+
+def ray_tasks(
+    function: Callable[..., T],
+    calls: Sequence[tuple[Any, ...]],
+    describe: Callable[[int], str],
+    *,
+    address: str | None = None,
+    on_result: Callable[[int, T], None] | None = None,
+) -> list[T]:
+    """``function(*calls[i])`` as one Ray task each (1 CPU, no retries), the results in ``calls``
+    order; ``on_result(i, result)`` as each finishes. A failing task cancels the others and raises
+    :class:`ConfigError` (when the task failed on one) or :class:`RaytraderError`, saying
+    ``"<describe(i)> failed: <cause>"``. Put large shared arguments in the object store first
+    (``ray(address).put``) and pass their references."""
+    ray_module = ray(address)
+    remote = ray_module.remote(num_cpus=1, max_retries=0)(function)
+    refs = [remote.remote(*args) for args in calls]
+    position = {ref: i for i, ref in enumerate(refs)}
+    results: dict[int, T] = {}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray_module.wait(pending, num_returns=1)
+        i = position[ready[0]]
+        try:
+            results[i] = ray_module.get(ready[0])
+        except Exception as exc:  # RayTaskError wraps the worker's exception as .cause
+            for ref in pending:
+                ray_module.cancel(ref)
+            cause = getattr(exc, "cause", None) or exc
+            kind = ConfigError if isinstance(cause, ConfigError) else RaytraderError
+            raise kind(f"{describe(i)} failed: {cause}") from exc
+        if on_result is not None:
+            on_result(i, results[i])
+    return [results[i] for i in range(len(calls))]
 
 
 def feature_store(

@@ -13,6 +13,19 @@ from tests.support.cli import run_cli
 SYN = "synthetic:n_bars=1300,timeframe=1d,seed=5"
 
 
+def study_file(tmp_path: Path, extra: str) -> Path:
+    """A small StudyConfig file: three rule members, 300 member bars, the test from bar 700."""
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "members:\n"
+        "  ma_cross: {strategy: ma_cross, params: {fast: 10, slow: 50}}\n"
+        "  rsi: {strategy: rsi}\n"
+        "  momentum: {strategy: momentum}\n"
+        "member_bars: 300\ntest_start: 700\n" + extra
+    )
+    return config
+
+
 def test_regimes_json_scores_synthetic_data_against_its_truth(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -28,14 +41,8 @@ def test_regimes_json_scores_synthetic_data_against_its_truth(
 def test_evaluate_writes_every_table_and_the_claims(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    config = tmp_path / "study.yaml"
-    config.write_text(
-        "members:\n"
-        "  ma_cross: {strategy: ma_cross, params: {fast: 10, slow: 50}}\n"
-        "  rsi: {strategy: rsi}\n"
-        "  momentum: {strategy: momentum}\n"
-        "member_bars: 300\ntest_start: 700\npresets: [research]\npredictors: [table]\n"
-        "cost_multiples: [1.0]\nreps: 100\n"
+    config = study_file(
+        tmp_path, "presets: [research]\npredictors: [table]\ncost_multiples: [1.0]\nreps: 100\n"
     )
     out_file = tmp_path / "eval.json"
     code, out, err = run_cli(

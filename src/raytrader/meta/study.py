@@ -30,6 +30,7 @@ from raytrader.meta.loop import MetaConfig, run_meta
 from raytrader.meta.predictors import Kind
 from raytrader.meta.regimes import RegimeConfig, detect_regimes
 from raytrader.meta.track_record import MemberTraining
+from raytrader.meta.train import PredictorTraining
 from raytrader.meta.weights import PRESETS
 from raytrader.sim.config import SimConfig
 from raytrader.strategies.base import make_strategy
@@ -66,6 +67,7 @@ class StudyConfig(StrictConfig):
     regimes: RegimeConfig = Field(default_factory=RegimeConfig)
     reps: int = Field(1000, ge=100)
     seed: int = 0
+    training: PredictorTraining = Field(default_factory=PredictorTraining)
 
     def check(self) -> None:
         unknown = [p for p in self.presets if p not in PRESETS]
@@ -86,6 +88,33 @@ def _costly(sim: SimConfig, multiple: float) -> SimConfig:
     )
 
 
+def member_inputs(
+    bars: Bars, config: StudyConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, MemberTraining]]:
+    """The features, the regime readings, the members' targets and their training spans."""
+    features = compute_features(bars)
+    regimes = detect_regimes(features, bars.column("close"), config.regimes)
+    targets = pd.DataFrame(
+        {
+            name: strategy_targets(make_strategy(m.strategy, m.params), bars)
+            for name, m in config.members.items()
+        }
+    )
+    until = bars.index[config.member_bars - 1]
+    return (
+        features,
+        regimes,
+        targets,
+        {name: MemberTraining(name, until) for name in config.members},
+    )
+
+
+def study_rows(bars: Bars, config: StudyConfig) -> pd.DataFrame:
+    """The predictor's rows of the study's members on ``bars`` at the configured costs."""
+    features, regimes, targets, trainings = member_inputs(bars, config)
+    return predictor_rows(bars, features, regimes, targets, trainings, config.horizon, config.sim)
+
+
 def study(
     bars: Bars, config: StudyConfig, progress: Callable[[str], None] | None = None
 ) -> dict[float, pd.DataFrame]:
@@ -96,16 +125,7 @@ def study(
             f"{bars.symbol}: {len(bars)} bars leave no test span after test_start {config.test_start}"
         )
     say = progress or (lambda _: None)
-    features = compute_features(bars)
-    regimes = detect_regimes(features, bars.column("close"), config.regimes)
-    targets = pd.DataFrame(
-        {
-            name: strategy_targets(make_strategy(m.strategy, m.params), bars)
-            for name, m in config.members.items()
-        }
-    )
-    until = bars.index[config.member_bars - 1]
-    trainings = {name: MemberTraining(name, until) for name in config.members}
+    features, regimes, targets, trainings = member_inputs(bars, config)
     test = bars.index[config.test_start :]
     tables: dict[float, pd.DataFrame] = {}
     for multiple in config.cost_multiples:

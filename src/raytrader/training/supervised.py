@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +95,6 @@ def _finish(config: SupervisedRunConfig, cfg: ClassifierConfig, result: Any) -> 
     return row
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """A nested config as MLflow parameters: dotted keys, values as strings (≤ 500 chars)."""
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)[:500]
-    return out
-
-
 def _track(
     config: SupervisedRunConfig,
     cfg: ClassifierConfig,
@@ -122,7 +111,7 @@ def _track(
     from raytrader.contract import FEATURE_SERVICE
     from raytrader.features.matrix import resolve_source
     from raytrader.registry import data_range
-    from raytrader.tracking import experiment_id
+    from raytrader.tracking import experiment_id, flat_params
 
     out = Path(config.output_dir)
     uri, client = wiring.mlflow(config.tracking_uri, out)
@@ -152,7 +141,7 @@ def _track(
             for k, v in row.items()
             if isinstance(v, float) and math.isfinite(v)
         ]
-        params = [Param(k, v) for k, v in flatten(cfg.model_dump(mode="json")).items()]
+        params = [Param(k, v) for k, v in flat_params(cfg.model_dump(mode="json")).items()]
         client.log_batch(run_id, metrics=metrics, params=params)
         client.log_dict(run_id, cfg.model_dump(mode="json"), "config.json")
         client.log_dict(run_id, result.describe(), "folds.json")

@@ -55,7 +55,7 @@ from pydantic import Field, model_validator
 from raytrader.backtest.engine import BacktestResult, run_backtest
 from raytrader.config import StrictConfig
 from raytrader.data.bars import Bars
-from raytrader.errors import ConfigError, RaytraderError
+from raytrader.errors import ConfigError
 from raytrader.features import BAR_FEATURES_V1, WARM_COLUMN, compute_features
 from raytrader.models.supervised.labels import (
     Entry,
@@ -632,7 +632,7 @@ def train_many(
     finishes (in completion order). A failing task raises :class:`RaytraderError` naming its config
     (a :class:`ConfigError` when the config was at fault).
     """
-    from raytrader.strategies.runner import ensure_ray
+    from raytrader import wiring
 
     cfgs = [
         c if isinstance(c, ClassifierConfig) else ClassifierConfig.parse(dict(c)) for c in configs
@@ -640,24 +640,11 @@ def train_many(
     if bars is not None:
         for c in cfgs:
             _check_timeframe(bars, c)
-    ray = ensure_ray(address)
-    remote = ray.remote(num_cpus=1, max_retries=0)(_train_task)
-    bars_ref = ray.put(bars) if bars is not None else None
-    refs = [remote.remote(c, bars_ref) for c in cfgs]
-    position = {ref: i for i, ref in enumerate(refs)}
-    results: dict[int, TrainResult] = {}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        i = position[ready[0]]
-        try:
-            results[i] = ray.get(ready[0])
-        except Exception as exc:  # RayTaskError wraps the worker's exception as .cause
-            for ref in pending:
-                ray.cancel(ref)
-            cause = getattr(exc, "cause", None) or exc
-            kind = ConfigError if isinstance(cause, ConfigError) else RaytraderError
-            raise kind(f"training {cfgs[i].display} failed: {cause}") from exc
-        if on_result is not None:
-            on_result(i, results[i])
-    return [results[i] for i in range(len(cfgs))]
+    bars_ref = wiring.ray(address).put(bars) if bars is not None else None
+    return wiring.ray_tasks(
+        _train_task,
+        [(c, bars_ref) for c in cfgs],
+        lambda i: f"training {cfgs[i].display}",
+        address=address,
+        on_result=on_result,
+    )
