@@ -64,3 +64,14 @@ def test_fixed_share_keeps_every_member_alive_and_bad_settings_are_named(bars: B
         baseline_weights("oracle", returns)
     with pytest.raises(ConfigError, match="unknown baseline options"):
         baseline_target("equal", returns, targets, gamma=1.0)
+
+
+def test_dma_without_forgetting_is_hedge_and_forgets_otherwise(bars: Bars) -> None:
+    returns, _ = _members(bars)
+    hedge = baseline_weights("fixed_share", returns, alpha=0.0)
+    np.testing.assert_allclose(baseline_weights("dma", returns, forgetting=1.0), hedge, atol=1e-9)
+    forgetful = baseline_weights("dma", returns, forgetting=0.9)
+    # with forgetting, no member's weight can run away for good: evidence older than ~10 bars fades
+    assert forgetful.max(axis=1).mean() < hedge.max(axis=1).mean()
+    with pytest.raises(ConfigError, match="forgetting"):
+        baseline_weights("dma", returns, forgetting=0.0)

@@ -9,6 +9,9 @@ use the members' net returns up to that bar (:func:`raytrader.meta.dataset.membe
 ``fixed_share``  Hedge over the members (``w ∝ w·exp(eta·r)`` with each bar's net returns) mixed
                  with ``alpha/K`` of the uniform each bar so it can follow a new leader
                  (Herbster & Warmuth 1998); ``alpha = 0`` is plain Hedge.
+``dma``          dynamic model averaging's forgetting (Raftery, Kárný & Ettler 2010):
+                 ``log w ← forgetting · log w + eta·r``, normalized — yesterday's evidence fades
+                 by ``forgetting`` (0.99) a bar; ``forgetting = 1`` is plain Hedge.
 
 Each gives per-bar weights (rows sum to 1 over the members, or are all 0 before any data), and
 the members' targets are combined with them by the one combiner
@@ -28,8 +31,8 @@ from raytrader.errors import ConfigError
 from raytrader.strategies.combine import combine
 from raytrader.strategies.ensemble import inverse_volatility_weights
 
-Baseline = Literal["equal", "inverse_vol", "best_single", "fixed_share"]
-BASELINES: tuple[Baseline, ...] = ("equal", "inverse_vol", "best_single", "fixed_share")
+Baseline = Literal["equal", "inverse_vol", "best_single", "fixed_share", "dma"]
+BASELINES: tuple[Baseline, ...] = ("equal", "inverse_vol", "best_single", "fixed_share", "dma")
 
 
 def baseline_weights(
@@ -40,6 +43,7 @@ def baseline_weights(
     refit_bars: int = 21,
     eta: float = 10.0,
     alpha: float = 0.01,
+    forgetting: float = 0.99,
 ) -> pd.DataFrame:
     """The weights of baseline ``kind`` at each bar, from the net ``returns`` up to that bar."""
     r = returns.to_numpy(np.float64)
@@ -71,6 +75,16 @@ def baseline_weights(
             current /= current.sum()
             current = (1.0 - alpha) * current + alpha / k
             w[i] = current
+    elif kind == "dma":
+        if not (eta > 0 and 0 < forgetting <= 1):
+            raise ConfigError(f"dma needs eta > 0 and 0 < forgetting <= 1, got {eta}, {forgetting}")
+        w = np.empty((n, k))
+        logw = np.zeros(k)
+        for i in range(n):
+            logw = forgetting * logw + eta * np.nan_to_num(r[i])
+            logw -= logw.max()
+            current = np.exp(logw)
+            w[i] = current / current.sum()
     else:
         raise ConfigError(f"unknown baseline {kind!r}; choose one of {list(BASELINES)}")
     return pd.DataFrame(w, index=returns.index, columns=returns.columns)
@@ -84,11 +98,13 @@ def baseline_target(
         raise ConfigError("member returns and targets must share their bars and members")
     window = int(options.pop("window", 63))
     refit_bars = int(options.pop("refit_bars", 21))
-    if options.keys() - {"eta", "alpha"}:
-        raise ConfigError(f"unknown baseline options {sorted(options.keys() - {'eta', 'alpha'})}")
+    extra = options.keys() - {"eta", "alpha", "forgetting"}
+    if extra:
+        raise ConfigError(f"unknown baseline options {sorted(extra)}")
     weights = baseline_weights(
         kind, returns, window=window, refit_bars=refit_bars,
         eta=float(options.get("eta", 10.0)), alpha=float(options.get("alpha", 0.01)),
+        forgetting=float(options.get("forgetting", 0.99)),
     )  # fmt: skip
     if not math.isfinite(float(weights.to_numpy().sum())):
         raise ConfigError(f"baseline {kind} produced non-finite weights")
