@@ -57,6 +57,9 @@ def test_evaluate_writes_every_table_and_the_claims(
         table["rows"]
     )
     assert table["claims"][0].startswith("meta[research,table] ")
+    by_regime = table["sharpe_by_regime"]
+    assert abs(sum(row["share"] for row in by_regime.values()) - 1.0) < 1e-9
+    assert {"meta[research,table]", "equal"} <= set(next(iter(by_regime.values())))
     assert json.loads(out_file.read_text()) == got
 
 

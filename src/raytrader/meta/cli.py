@@ -117,12 +117,14 @@ def evaluate_cmd(
     results: dict[str, Any] = {}
     for spec in data:
         bars = load_bars(spec)
-        tables = study(bars, cfg, progress=(con.log if con else None))
+        result = study(bars, cfg, progress=(con.log if con else None))
+        tables = result.tables
         results[spec] = {
             str(multiple): {
                 "trials": int(table.attrs["trials"]),
                 "rows": json.loads(table.to_json(orient="index")),
                 "claims": [claim(table, name) for name in table.index if name.startswith("meta[")],
+                "sharpe_by_regime": json.loads(result.regimes[multiple].to_json(orient="index")),
             }
             for multiple, table in tables.items()
         }

@@ -149,6 +149,31 @@ def _spa_p(benchmark: np.ndarray, candidate: np.ndarray, reps: int, seed: int) -
     return float(spa.pvalues["consistent"])
 
 
+def per_regime(
+    bars: Bars,
+    candidates: Mapping[str, pd.Series],
+    regimes: pd.Series,
+    config: SimConfig | None = None,
+) -> pd.DataFrame:
+    """Per regime read at the bar (causal labels): its share of the bars and each candidate's
+    annualized Sharpe over those bars' net returns (each candidate backtested once over all of
+    ``bars``, its returns then split by the regime of the bar they were earned on)."""
+    if not regimes.index.equals(bars.index):
+        raise ConfigError(f"regimes must be indexed like the {len(bars)} bars")
+    labels = regimes.fillna("none").astype(str).to_numpy()
+    returns = {
+        name: run_backtest(bars, target, config, name=name).returns.to_numpy()
+        for name, target in candidates.items()
+    }
+    rows = {}
+    for regime in sorted(set(labels)):
+        mask = labels == regime
+        row = {"share": float(mask.mean())}
+        row.update({name: _sharpe(r[mask], bars.periods_per_year) for name, r in returns.items()})
+        rows[regime] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def claim(table: pd.DataFrame, name: str) -> str:
     """What the README may say of candidate ``name`` against the table's benchmark."""
     row = table.loc[name]

@@ -8,11 +8,13 @@ for them); the meta loop for every (preset, predictor) and the baselines run ove
 comparison (:func:`raytrader.meta.evaluate.evaluate_targets`) is on the bars from ``test_start``
 on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe.
 Buy-and-hold is a row; the best single member *in hindsight* is a row marked not investable.
+Each table comes with the candidates' Sharpe per regime read at the bar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -25,7 +27,7 @@ from raytrader.errors import ConfigError
 from raytrader.features.engine import compute_features
 from raytrader.meta.baselines import BASELINES, baseline_target
 from raytrader.meta.dataset import member_returns, predictor_rows
-from raytrader.meta.evaluate import evaluate_targets
+from raytrader.meta.evaluate import evaluate_targets, per_regime
 from raytrader.meta.loop import MetaConfig, run_meta
 from raytrader.meta.predictors import Kind
 from raytrader.meta.regimes import RegimeConfig, detect_regimes
@@ -115,9 +117,17 @@ def study_rows(bars: Bars, config: StudyConfig) -> pd.DataFrame:
     return predictor_rows(bars, features, regimes, targets, trainings, config.horizon, config.sim)
 
 
+@dataclass(frozen=True)
+class StudyResult:
+    """Per cost multiple: the comparison table, and the candidates' Sharpe per regime."""
+
+    tables: dict[float, pd.DataFrame]
+    regimes: dict[float, pd.DataFrame]
+
+
 def study(
     bars: Bars, config: StudyConfig, progress: Callable[[str], None] | None = None
-) -> dict[float, pd.DataFrame]:
+) -> StudyResult:
     """One comparison table per cost multiple (see the module docstring)."""
     config.check()
     if len(bars) <= config.test_start + config.horizon:
@@ -128,6 +138,7 @@ def study(
     features, regimes, targets, trainings = member_inputs(bars, config)
     test = bars.index[config.test_start :]
     tables: dict[float, pd.DataFrame] = {}
+    by_regime: dict[float, pd.DataFrame] = {}
     for multiple in config.cost_multiples:
         sim = _costly(config.sim, multiple)
         rows = predictor_rows(bars, features, regimes, targets, trainings, config.horizon, sim)
@@ -169,4 +180,10 @@ def study(
         )
         table["investable"] = [not name.startswith("best_in_hindsight") for name in table.index]
         tables[multiple] = table
-    return tables
+        by_regime[multiple] = per_regime(
+            test_bars,
+            {name: target.loc[test] for name, target in candidates.items()},
+            regimes["regime"].loc[test],
+            sim,
+        )
+    return StudyResult(tables=tables, regimes=by_regime)
