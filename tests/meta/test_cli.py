@@ -56,6 +56,8 @@ def test_evaluate_writes_every_table_and_the_claims(
     assert {"meta[research,table]", "equal", "inverse_vol", "best_single", "fixed_share"} <= set(
         table["rows"]
     )
+    assert table["rows"]["oracle_per_window"]["investable"] is False
+    assert table["rows"]["oracle_per_window"]["closed_gap"] == 1.0
     assert table["claims"][0].startswith("meta[research,table] ")
     by_regime = table["sharpe_by_regime"]
     assert abs(sum(row["share"] for row in by_regime.values()) - 1.0) < 1e-9
@@ -73,3 +75,19 @@ def test_a_bad_study_config_is_named(capsys: pytest.CaptureFixture[str], tmp_pat
     code, _, err = run_cli(capsys, "meta", "evaluate", "--data", SYN, "--config", str(config))
     assert code == 2
     assert "test_start (800) must come after member_bars (900)" in err
+
+
+def test_the_window_oracle_holds_each_blocks_best_member() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from raytrader.meta.study import window_oracle
+
+    index = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    # member a earns on bars 1-3, member b on bars 4-5; a block's targets earn from its next bar
+    returns = pd.DataFrame(
+        {"a": [0.0, 0.1, 0.1, 0.1, -0.1, -0.1], "b": [0.0, -0.1, -0.1, 0.0, 0.2, 0.2]}, index=index
+    )
+    targets = pd.DataFrame({"a": [1.0] * 6, "b": [-1.0] * 6}, index=index)
+    oracle = window_oracle(returns, targets, 3)
+    np.testing.assert_array_equal(oracle.to_numpy(), [1.0, 1.0, 1.0, -1.0, -1.0, -1.0])

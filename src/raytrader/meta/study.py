@@ -7,7 +7,9 @@ parameters fixed in the config have none, and the first ``member_bars`` are the 
 for them); the meta loop for every (preset, predictor) and the baselines run over all bars; the
 comparison (:func:`raytrader.meta.evaluate.evaluate_targets`) is on the bars from ``test_start``
 on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe.
-Buy-and-hold is a row; the best single member *in hindsight* is a row marked not investable.
+Buy-and-hold is a row; the best single member *in hindsight* and the per-window oracle (the best
+member of each ``refit_bars`` block, in hindsight) are rows marked not investable, and every
+row's ``closed_gap`` says how far it went from the first toward the second.
 Each table comes with the candidates' Sharpe per regime read at the bar.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -125,6 +128,20 @@ class StudyResult:
     regimes: dict[float, pd.DataFrame]
 
 
+def window_oracle(returns: pd.DataFrame, targets: pd.DataFrame, window: int) -> pd.Series:
+    """Not investable: in each block of ``window`` bars, the targets of the member that earned
+    the most over that very block (the per-window oracle, the best a selector could do)."""
+    chosen = np.empty(len(returns), dtype=np.int64)
+    growth = np.log1p(returns.fillna(0.0).to_numpy())
+    for start in range(0, len(returns), window):
+        block = slice(start, start + window)
+        # a block's targets earn from the next bar on (next-open fills)
+        earned = growth[start + 1 : start + window + 1].sum(axis=0)
+        chosen[block] = int(np.argmax(earned)) if len(earned) else 0
+    values = targets.to_numpy(np.float64)[np.arange(len(targets)), chosen]
+    return pd.Series(values, index=targets.index, name="target")
+
+
 def study(
     bars: Bars, config: StudyConfig, progress: Callable[[str], None] | None = None
 ) -> StudyResult:
@@ -163,7 +180,9 @@ def study(
         candidates["buy_and_hold_asset"] = pd.Series(1.0, index=bars.index)
         in_test = returns.loc[test]
         best = str((in_test.mean() / in_test.std(ddof=0).where(lambda s: s > 0)).idxmax())
-        candidates[f"best_in_hindsight({best})"] = targets[best]
+        hindsight = f"best_in_hindsight({best})"
+        candidates[hindsight] = targets[best]
+        candidates["oracle_per_window"] = window_oracle(returns, targets, config.refit_bars)
         test_bars = Bars.from_frame(
             bars.frame.loc[test],
             symbol=bars.symbol,
@@ -178,7 +197,12 @@ def study(
             reps=config.reps,
             seed=config.seed,
         )
-        table["investable"] = [not name.startswith("best_in_hindsight") for name in table.index]
+        table["investable"] = [n not in (hindsight, "oracle_per_window") for n in table.index]
+        # ASlib's closed gap: how much of the way from the best single member (in hindsight) to
+        # the per-window oracle a candidate went (1: the oracle; 0 or below: no better than it)
+        sharpe = table["sharpe"].astype(float)
+        sbs, vbs = float(sharpe[hindsight]), float(sharpe["oracle_per_window"])
+        table["closed_gap"] = (sharpe - sbs) / (vbs - sbs) if vbs > sbs else float("nan")
         tables[multiple] = table
         by_regime[multiple] = per_regime(
             test_bars,
