@@ -111,7 +111,7 @@ def evaluate_targets(
         if name == benchmark:
             rows[name].update({"spa_p": math.nan, "sharpe_diff_low": 0.0, "sharpe_diff_high": 0.0})
             continue
-        rows[name]["spa_p"] = _spa_p(base, r, reps, seed)
+        rows[name]["spa_p"] = _spa_p(base, r, reps, seed, max(1, round(block)))
         diffs = np.array([_sharpe(r[i], ppy) - _sharpe(base[i], ppy) for i in resamples])
         rows[name]["sharpe_diff_low"], rows[name]["sharpe_diff_high"] = (
             float(np.quantile(diffs, 0.025)),
@@ -128,7 +128,7 @@ def _block_length(r: np.ndarray) -> float:
     return float(max(1.0, optimal_block_length(r)["stationary"].iloc[0]))
 
 
-def _spa_p(benchmark: np.ndarray, candidate: np.ndarray, reps: int, seed: int) -> float:
+def _spa_p(benchmark: np.ndarray, candidate: np.ndarray, reps: int, seed: int, block: int) -> float:
     """SPA's consistent p-value; with no variation in the difference (a copy of the benchmark)
     SPA's studentized statistic is undefined and arch returns 0, so the answer is given here: 1
     unless the candidate is ahead on every bar it differs."""
@@ -143,7 +143,7 @@ def _spa_p(benchmark: np.ndarray, candidate: np.ndarray, reps: int, seed: int) -
         -candidate.reshape(-1, 1),
         reps=reps,
         seed=seed,
-        block_size=max(1, round(_block_length(benchmark))),
+        block_size=block,
     )
     spa.compute()
     return float(spa.pvalues["consistent"])

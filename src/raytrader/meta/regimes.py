@@ -102,7 +102,6 @@ class RegimeConfig(StrictConfig):
     hmm_states: int = Field(4, ge=0, le=6)
     hmm_min_bars: int = Field(250, ge=50)
     hmm_refit_bars: int = Field(100, ge=1)
-    observed_drift_weight: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> RegimeConfig:
@@ -356,7 +355,7 @@ class RegimeDetector:
             ret = closes[-1] / closes[-1 - bars] - 1.0
         z = ret / max(v["hist_vol_60"] * math.sqrt(bars), 1e-12)
         if state.hmm is not None and state.hmm_probabilities is not None:
-            return self._hmm_regime(state.hmm, state.hmm_probabilities, z, bars)
+            return self._hmm_regime(state.hmm, state.hmm_probabilities, bars)
         if vol_q >= cfg.high_vol_quantile:
             rule = f"volatility_20 at quantile {vol_q:.2f} >= {cfg.high_vol_quantile}"
             return "high_vol_range", _squash(vol_q - cfg.high_vol_quantile + 0.01, 0.1), rule
@@ -376,12 +375,11 @@ class RegimeDetector:
         return "trending_bear", _squash(-score, 1.0), f"{where}, {drift}: down"
 
     def _hmm_regime(
-        self, hmm: HmmParams, probabilities: np.ndarray, z: float, bars: int
+        self, hmm: HmmParams, probabilities: np.ndarray, bars: int
     ) -> tuple[str, float, str]:
         """The most probable state, by its rank in volatility: the calmest is the low-volatility
-        range, the most volatile the high-volatility range, and a state between them a trend whose
-        direction is the evidence of its fitted drift (as a t-statistic over ``bars``) plus that of
-        the observed drift over the same bars (``z``) — the fitted drift alone, by default."""
+        range, the most volatile the high-volatility range, and a state between them a trend the
+        way its fitted drift points (reported as a t-statistic over ``bars``)."""
         k = int(np.argmax(probabilities))
         p = float(probabilities[k])
         mean, sigma = float(hmm.mean[k]), float(hmm.sigma[k])
@@ -394,9 +392,8 @@ class RegimeDetector:
         if k == hmm.states - 1:
             return "high_vol_range", p, f"{state}: the most volatile"
         fitted = mean / sigma * math.sqrt(bars)
-        score = fitted + self.config.observed_drift_weight * z
-        drift = f"drift t-stat over {bars} bars: fitted {fitted:+.2f}, observed {z:+.2f}"
-        if score >= 0:
+        drift = f"fitted drift t-stat over {bars} bars {fitted:+.2f}"
+        if fitted >= 0:
             return "trending_bull", p, f"{state}: between; {drift}: up"
         return "trending_bear", p, f"{state}: between; {drift}: down"
 
