@@ -277,6 +277,13 @@ class Simulator:
         self.bar += 1
         return self._equity.copy()
 
+    def forget_trades(self) -> None:
+        """Drop the closed-trade records (an open position lives in the state, not in them): a
+        caller that reads only equity, such as the meta ensemble's track records, keeps its
+        memory bounded however long it runs."""
+        for j in range(self.n_columns):
+            self.states[j, K.S_TSLOT] = j * self._cap
+
     def advance(
         self,
         open_: np.ndarray | float,
