@@ -93,7 +93,8 @@ def _track(
     seen = pd.Series(held).astype(float).rolling(20, min_periods=1).sum()
     out["hit_rate_20"][start:] = np.where(seen > 0, wins / seen.where(seen > 0, 1.0), 0.5)
     wealth = np.cumprod(1.0 + r)
-    out["drawdown"][start:] = wealth / np.maximum.accumulate(wealth) - 1.0
+    peak = np.maximum.accumulate(np.maximum(wealth, 1.0))  # the start's wealth, 1, is a peak
+    out["drawdown"][start:] = wealth / peak - 1.0
     change = np.abs(np.diff(t, prepend=0.0))
     out["turnover_20"][start:] = _ewma(change, 20)
     out["target"][start:] = targets[start:]
