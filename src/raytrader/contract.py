@@ -19,3 +19,6 @@ ACCOUNT_COLUMNS: tuple[str, ...] = ("exposure", "unrealized", "time_in_position"
 
 #: a feature row's flag: every feature is past its warm-up
 WARM_COLUMN = "warm"
+#: what a decision row names besides its features: the symbol and the bar's close time (a model
+#: with a state per symbol, the meta ensemble, needs them; the others ignore them)
+KEY_COLUMNS: tuple[str, ...] = ("symbol", "feature_time")

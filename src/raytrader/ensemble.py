@@ -47,7 +47,7 @@ from pydantic import Field, model_validator
 
 from raytrader import wiring
 from raytrader.config import StrictConfig
-from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE
+from raytrader.contract import ACCOUNT_COLUMNS, FEATURE_SERVICE, KEY_COLUMNS
 from raytrader.errors import ConfigError
 from raytrader.registry import own_pyfunc
 from raytrader.sim.config import SimConfig
@@ -100,8 +100,9 @@ class EnsembleConfig(StrictConfig):
 
 def decision_frame(frame: pd.DataFrame, account: pd.DataFrame | None = None) -> pd.DataFrame:
     """What the decision service sends the ensemble: each row's ``bar_features_v1`` values and
-    ``warm`` (one online-store row per symbol, no price window) and the account columns
-    ``exposure``, ``unrealized``, ``time_in_position`` (0 = flat unless ``account`` has them)."""
+    ``warm`` (one online-store row per symbol, no price window), the account columns
+    ``exposure``, ``unrealized``, ``time_in_position`` (0 = flat unless ``account`` has them), and
+    ``symbol`` and ``feature_time`` where ``frame`` has them."""
     from raytrader.features import BAR_FEATURES_V1, WARM_COLUMN
 
     names = [*BAR_FEATURES_V1.names, WARM_COLUMN]
@@ -113,7 +114,26 @@ def decision_frame(frame: pd.DataFrame, account: pd.DataFrame | None = None) -> 
     for col in ACCOUNT_COLUMNS:
         given = account is not None and col in account.columns
         out[col] = account[col].to_numpy(np.float64) if given else 0.0  # type: ignore[index]
+    for col in KEY_COLUMNS:  # the symbol and feature time travel along when the rows name them
+        if col in frame.columns:
+            out[col] = frame[col].to_numpy()
     return out
+
+
+def keyed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Online-store rows (indexed by symbol, ``event_timestamp`` the bar close) with
+    :data:`~raytrader.contract.KEY_COLUMNS` added, as the decision service sends them."""
+    return rows.assign(
+        symbol=rows.index.astype(str), feature_time=time_text(rows["event_timestamp"])
+    )
+
+
+def time_text(times: Any) -> np.ndarray:
+    """Bar times as ISO-8601 UTC text, how a decision row carries its ``feature_time`` (MLflow's
+    signatures take no timezone-aware times)."""
+    index = pd.DatetimeIndex(times)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return np.asarray(index.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), dtype=object)
 
 
 def actions(target: np.ndarray, hold_band: float) -> np.ndarray:
@@ -377,5 +397,6 @@ __all__ = [
     "combine",
     "decision_frame",
     "default_ensemble",
+    "keyed",
     "register_rules",
 ]

@@ -58,6 +58,31 @@ class OnlineFeatures:
         return None
 
 
+class OfflineHistory:
+    """A symbol's stored rows between two feature times, from the Feast offline store (the
+    Parquet files the stream job appends to): where a meta ensemble's state catches up on bars
+    it did not decide (:mod:`raytrader.meta.model`)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+
+    def __call__(
+        self, symbol: str, after: pd.Timestamp | None, before: pd.Timestamp
+    ) -> pd.DataFrame:
+        from raytrader.ensemble import decision_frame, keyed
+        from raytrader.features import feast_repo
+
+        rows = feast_repo.read_offline(
+            symbol, self.config.feast_data, timeframe=self.config.timeframe
+        )
+        times = rows[feast_repo.EVENT_TIMESTAMP]
+        keep = times < before
+        if after is not None:
+            keep &= times > after
+        picked = rows[keep.to_numpy()].sort_values(feast_repo.EVENT_TIMESTAMP)
+        return decision_frame(keyed(picked.set_index(feast_repo.ENTITY)))
+
+
 def inline_frame(rows: Sequence[Any]) -> pd.DataFrame:
     """``:with-features`` rows (validated against the schema, which names every feature) as the
     frame :func:`OnlineFeatures.latest` returns."""

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from raytrader import settings, wiring
+from raytrader.contract import KEY_COLUMNS
 from raytrader.errors import ConfigError
 from raytrader.serving.config import ServiceConfig
 
@@ -91,7 +92,27 @@ def _direct(model: Any) -> Any:
     from raytrader.registry import own_pyfunc
 
     inner = own_pyfunc(model)
-    return model.predict if inner is None else (lambda frame: inner.predict(None, frame))
+    if inner is not None:
+        return lambda frame: inner.predict(None, frame)
+    schema = model.metadata.get_input_schema()
+    named = set(schema.input_names()) if schema is not None else set()
+    extra = [c for c in KEY_COLUMNS if c not in named]  # MLflow would warn on every decision
+    return lambda frame: model.predict(frame.drop(columns=extra, errors="ignore"))
+
+
+def _prepare(model: Any, config: ServiceConfig) -> None:
+    """For a model that keeps a state per symbol (the meta ensemble): drop what the smoke
+    decisions left in it, and give it the offline store to catch a symbol's state up from."""
+    from raytrader.registry import own_pyfunc
+    from raytrader.serving.features import OfflineHistory
+
+    inner = own_pyfunc(model)
+    reset = getattr(inner, "reset", None)
+    if reset is not None:
+        reset()
+    attach = getattr(inner, "attach_history", None)
+    if attach is not None:
+        attach(OfflineHistory(config))
 
 
 def validate(
@@ -103,7 +124,7 @@ def validate(
     """Raise :class:`ConfigError` saying why ``model`` must not serve (module docstring);
     ``probe_rows`` are online rows (the feature columns and ``warm``) it must also decide on."""
     from raytrader.contract import FEATURE_SERVICE
-    from raytrader.ensemble import decision_frame
+    from raytrader.ensemble import decision_frame, keyed
     from raytrader.features import BAR_FEATURES_V1, WARM_COLUMN
     from raytrader.registry import TIMEFRAME_TAG
 
@@ -131,11 +152,22 @@ def validate(
     example = model.input_example
     if not isinstance(example, pd.DataFrame) or example.empty:
         raise ConfigError("the version stores no input example to smoke-test on")
-    frames = [("its input example", decision_frame(example.tail(5), example.tail(5)))]
-    if probe_rows is not None and len(probe_rows):
-        frames.append((f"the online rows of {list(probe_rows.index)}", decision_frame(probe_rows)))
+    stateful = _stateful(model)
+    if stateful is not None:
+        # a state per symbol (the meta ensemble) decides once it has seen bars: its stored bars
+        # in order, and a decision on the last five; probe symbols would need their history,
+        # which the service attaches only to the version it serves
+        smoke = stateful.smoke_frame()
+        frames = [("its stored bars", decision_frame(smoke, smoke))]
+        decided_from = len(smoke) - 5
+    else:
+        frames = [("its input example", decision_frame(example.tail(5), example.tail(5)))]
+        decided_from = 0
+        if probe_rows is not None and len(probe_rows):
+            probes = decision_frame(keyed(probe_rows))
+            frames.append((f"the online rows of {list(probe_rows.index)}", probes))
     for where, frame in frames:
-        _smoke(model, frame, where)
+        _smoke(model, frame, where, decided_from)
     one = frames[0][1].tail(1)
     took = []
     for _ in range(SMOKE_TRIES):
@@ -149,7 +181,15 @@ def validate(
         )
 
 
-def _smoke(model: Any, frame: pd.DataFrame, where: str) -> None:
+def _stateful(model: Any) -> Any | None:
+    """The raytrader model inside when it keeps a state per symbol, else None."""
+    from raytrader.registry import own_pyfunc
+
+    inner = own_pyfunc(model)
+    return inner if hasattr(inner, "attach_history") else None
+
+
+def _smoke(model: Any, frame: pd.DataFrame, where: str, decided_from: int = 0) -> None:
     """One smoke decision on ``frame`` (see the module docstring, step 2)."""
     from raytrader.ensemble import ACTIONS
 
@@ -163,6 +203,7 @@ def _smoke(model: Any, frame: pd.DataFrame, where: str) -> None:
         if col not in out.columns:
             raise ConfigError(f"smoke decision has no {col!r} column")
     warm = frame["warm"].to_numpy(dtype=bool)
+    warm[:decided_from] = False  # rows a stateful model may still be warming up on
     columns = ["target"] + [c for c in out.columns if str(c).endswith(".target")]
     for col in columns:
         values = out[col].to_numpy(dtype=np.float64)
@@ -276,6 +317,7 @@ class ModelHolder:
             try:
                 model, folder = self._load(version)
                 validate(model, tags, self.config, probes)
+                _prepare(model, self.config)
             except Exception as exc:  # a candidate must never take the service down
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)

@@ -120,6 +120,9 @@ class Decision(BaseModel):
     #: false while the feature look-backs were still filling (only with ``unwarm: flag``)
     warm: bool
     position: float
+    #: a meta ensemble's reasons (regime, each member's score, weight and bound, the preset,
+    #: binding constraints, Kelly inputs, predictor, fallback); null for other models
+    explanation: dict[str, Any] | None = None
 
 
 class DecisionResponse(BaseModel):

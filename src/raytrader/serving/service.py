@@ -30,6 +30,7 @@ decision are listed in ``members_missing`` and left out of the combination.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -156,7 +157,7 @@ class DecisionService:
     async def _decide(
         self, rows: pd.DataFrame, accounts: list[Account], *, inline: bool = False
     ) -> DecisionResponse:
-        from raytrader.ensemble import decision_frame
+        from raytrader.ensemble import decision_frame, keyed
 
         t0 = time.perf_counter()
         now = _utc_now()
@@ -191,7 +192,7 @@ class DecisionService:
                 "time_in_position": [a.time_in_position for a in accounts],
             }
         )
-        frame = decision_frame(rows.reset_index(drop=True), account)
+        frame = decision_frame(keyed(rows).reset_index(drop=True), account)
         try:
             out, status = await self.model.decide(frame)
         except ModelUnavailable as exc:
@@ -208,6 +209,11 @@ class DecisionService:
         confidences = out["confidence"].to_numpy(np.float64)
         warm = frame["warm"].to_numpy(bool)
         members = _member_outputs(out, status["members"])
+        explanations = (
+            [json.loads(e) for e in out["explanation"]]
+            if "explanation" in out.columns
+            else [None] * len(out)
+        )
         decisions = []
         for i, acct in enumerate(accounts):
             decided = bool(np.isfinite(targets[i]))
@@ -231,6 +237,7 @@ class DecisionService:
                     stale=bool(stale[i]),
                     warm=bool(warm[i]),
                     position=acct.position,
+                    explanation=explanations[i],
                 )
             )
         took = (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,190 @@
+"""The registered meta ensemble: built on rule members, served by the decision service with the
+same endpoint, explained, and equal bar for bar to its own backtest — whether a replica saw
+every bar, skipped some, or starts cold and catches up from the offline store."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.serving.conftest import API, AUTH
+
+pytestmark = pytest.mark.integration  # a real MLflow store and a real Feast store, on disk
+
+DATA = "synthetic:n_bars=600,timeframe=1d,seed=5,symbol=METAT"
+RULES = (
+    ("mt-ma", "ma_cross", {"fast": 10, "slow": 50}),
+    ("mt-ma-ls", "ma_cross", {"fast": 20, "slow": 50, "short": True}),
+    ("mt-macd", "macd", {}),
+    ("mt-hold", "buy_and_hold", {}),
+)
+
+
+@dataclass
+class Built:
+    root: Path
+    uri: str
+    bars: Any
+    result: dict[str, Any]
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        return self.result["decisions"]
+
+
+def build(root: Path, uri: str, **overrides: Any) -> dict[str, Any]:
+    from raytrader.ensemble import Member, register_rules
+    from raytrader.meta.model import MetaEnsembleConfig, build_meta
+
+    versions = register_rules(RULES, tracking_uri=uri, root=root, data=DATA)
+    config = MetaEnsembleConfig(
+        members=tuple(Member(name=n, version=versions[n]) for n, _, _ in RULES),
+        data=DATA,
+        alias="champion",
+        output_dir=str(root),
+        tracking_uri=uri,
+        **overrides,
+    )
+    return build_meta(config)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    from raytrader.data.sources import load_bars
+    from raytrader.features import feast_repo as fr
+    from raytrader.features.engine import compute_features
+    from raytrader.tracking import embedded_uri
+
+    root = tmp_path_factory.mktemp("meta-model")
+    uri = embedded_uri(root)
+    bars = load_bars(DATA)
+    result = build(root, uri)
+    fs = fr.store("sqlite", data=root / "feast")
+    fr.apply(fs)
+    rows = fr.feature_rows(bars, compute_features(bars))
+    fr.append_offline(rows, root / "feast")  # the stream job's offline rows
+    return Built(root=root, uri=uri, bars=bars, result=result)
+
+
+def service(built: Built) -> Any:
+    from fastapi.testclient import TestClient
+
+    from raytrader.serving.config import ServiceConfig, Tokens
+    from raytrader.serving.model import ModelHolder
+    from raytrader.serving.service import DecisionService, LocalModel, create_app
+
+    config = ServiceConfig(
+        model_uri="models:/raytrader-meta@champion",
+        tracking_uri=built.uri,
+        feast_profile="sqlite",
+        feast_data=str(built.root / "feast"),
+        poll_interval_s=0,
+        stale="flag",
+        unwarm="flag",
+    )
+    holder = ModelHolder(config)
+    assert holder.check().startswith("swapped to"), holder.record.last_failure
+    return TestClient(
+        create_app(DecisionService(config, LocalModel(holder), tokens=Tokens(api=API, admin=None)))
+    )
+
+
+def row(built: Built, i: int) -> dict[str, Any]:
+    from raytrader.features.engine import compute_features
+
+    feats = compute_features(built.bars).iloc[i]
+    close = built.bars.index[i] + built.bars.timeframe.delta
+    return {
+        "symbol": "METAT",
+        "features": {
+            n: (None if pd.isna(v) else float(v)) for n, v in feats.items() if n != "warm"
+        },
+        "warm": bool(feats["warm"]),
+        "feature_time": close.isoformat(),
+    }
+
+
+def ask(client: Any, built: Built, i: int) -> dict[str, Any]:
+    r = client.post("/v1/decisions:with-features", json={"rows": [row(built, i)]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    (d,) = r.json()["decisions"]
+    return dict(d)
+
+
+def same_as_backtest(built: Built, i: int, d: dict[str, Any]) -> None:
+    want = built.decisions.iloc[i]
+    target = float(want["target"])
+    assert (d["target"] is None and math.isnan(target)) or d["target"] == target, i
+    assert d["action"] == want["action"], i
+    expected = json.loads(want["explanation"])
+    got = dict(d["explanation"])
+    got.pop("caught_up"), expected.pop("caught_up")
+    assert got == expected, i
+
+
+def test_build_registers_a_meta_version_with_its_out_of_sample_backtest(built: Built) -> None:
+    from raytrader import wiring
+
+    version = built.result["version"]
+    mv = wiring.mlflow_client(built.uri).get_model_version("raytrader-meta", str(version))
+    assert mv.tags["raytrader.kind"] == "meta"
+    assert mv.tags["raytrader.meta.predictor"].startswith("table@")
+    run = wiring.mlflow_client(built.uri).get_run(mv.run_id)
+    for key in ("backtest.sharpe", "backtest_all.sharpe", "equal_weight.sharpe"):
+        assert math.isfinite(run.data.metrics[key]), key
+    decided = built.decisions["target"].to_numpy(float)
+    assert np.isfinite(decided[-400:]).all()  # members out of sample: a decision every bar
+
+
+def test_served_decisions_equal_the_backtest_bar_for_bar(built: Built) -> None:
+    client = service(built)
+    n = len(built.bars)
+    first = ask(client, built, n - 40)  # a cold replica: its state comes from the offline store
+    assert first["explanation"]["caught_up"] == n - 40
+    same_as_backtest(built, n - 40, first)
+    for i in range(n - 39, n):
+        d = ask(client, built, i)
+        assert d["explanation"]["caught_up"] == 0
+        same_as_backtest(built, i, d)
+        assert [m["name"] for m in d["members"]] == [name for name, _, _ in RULES]
+
+
+def test_a_replica_that_missed_bars_catches_up_and_agrees(built: Built) -> None:
+    client = service(built)
+    n = len(built.bars)
+    ask(client, built, n - 30)
+    d = ask(client, built, n - 25)  # four bars went to another replica
+    assert d["explanation"]["caught_up"] == 4
+    same_as_backtest(built, n - 25, d)
+    again = ask(client, built, n - 25)  # the same bar again: the same decision
+    assert again["target"] == d["target"]
+    assert again["explanation"]["caught_up"] == 0
+
+
+def test_a_row_in_a_symbols_past_is_refused_naming_it(built: Built) -> None:
+    client = service(built)
+    n = len(built.bars)
+    ask(client, built, n - 5)
+    r = client.post(
+        "/v1/decisions:with-features", json={"rows": [row(built, n - 10)]}, headers=AUTH
+    )
+    assert r.status_code == 422
+    assert "METAT" in r.json()["detail"]
+    assert "in its past" in r.json()["detail"]
+
+
+def test_the_same_config_builds_the_same_decisions(built: Built, tmp_path: Path) -> None:
+    from raytrader.tracking import embedded_uri
+
+    again = build(tmp_path, embedded_uri(tmp_path))["decisions"]
+    assert np.array_equal(
+        again["target"].to_numpy(float), built.decisions["target"].to_numpy(float), equal_nan=True
+    )
+    assert list(again["explanation"]) == list(built.decisions["explanation"])
