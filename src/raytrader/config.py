@@ -8,6 +8,7 @@ reads one from a YAML or JSON file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -69,3 +70,30 @@ def load_config(path: str | Path, schema: type[C]) -> C:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the config must be a mapping of fields, got {type(data).__name__}")
     return schema.parse(data, where=p.name)
+
+
+def pipeline_main(
+    prog: str,
+    schema: type[C],
+    run: Callable[[C, Any], Iterable[dict[str, Any]]],
+    argv: list[str] | None = None,
+    flags: Iterable[tuple[str, str]] = (),
+) -> int:
+    """A pipeline's ``python -m`` entry point: ``--config FILE`` plus boolean ``flags``
+    (name, help); ``run(config, args)`` yields JSON-ready rows, each printed as one line as it
+    comes. A bad config or input exits 2 with one ``error:`` line on stderr."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", required=True, help=f"{schema.__name__} as YAML or JSON")
+    for name, text in flags:
+        parser.add_argument(f"--{name}", action="store_true", help=text)
+    args = parser.parse_args(argv)
+    try:
+        for row in run(load_config(args.config, schema), args):
+            print(json.dumps(row), flush=True)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

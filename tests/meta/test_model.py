@@ -188,3 +188,91 @@ def test_the_same_config_builds_the_same_decisions(built: Built, tmp_path: Path)
         again["target"].to_numpy(float), built.decisions["target"].to_numpy(float), equal_nan=True
     )
     assert list(again["explanation"]) == list(built.decisions["explanation"])
+
+
+class Negated:
+    """A predictor that ranks the members the other way round (the gate must refuse it)."""
+
+    kind = "negated"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def fit(self, rows: pd.DataFrame) -> Negated:
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return -np.asarray(self.inner.predict(rows))
+
+
+def test_the_refit_gate_refuses_a_worse_predictor_and_needs_bars_after_both_fits(
+    built: Built,
+) -> None:
+    import dataclasses
+
+    from raytrader.errors import ConfigError
+    from raytrader.meta.model import compare, load_meta, meta_rows
+
+    _, meta = load_meta("models:/raytrader-meta@champion", built.uri)
+    spec = meta.spec
+    targets = built.decisions[[f"{m}.target" for m in spec.members]]
+    targets.columns = list(spec.members)
+    targets.index = built.bars.index
+    rows = meta_rows(meta.config, built.bars, targets, spec.trained_until)
+    same = compare(spec, spec, rows, tolerance=0.0)
+    assert same["accepted"]
+    assert same["candidate_ic"] == same["current_ic"]
+    worse = dataclasses.replace(spec, predictor=Negated(spec.predictor))
+    gate = compare(spec, worse, rows, tolerance=0.0)
+    assert gate["candidate_ic"] == pytest.approx(-gate["current_ic"])
+    assert gate["accepted"] == (gate["current_ic"] <= 0.0)
+    late = dataclasses.replace(spec, fitted_until=built.bars.index[-3])
+    with pytest.raises(ConfigError, match="bar\\(s\\) with closed labels after"):
+        compare(spec, late, rows, tolerance=0.0)
+
+
+def test_update_registers_the_refit_under_challenger(
+    built: Built, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.support.cli import run_cli
+
+    config = tmp_path / "update.yaml"
+    config.write_text(
+        f"model: models:/raytrader-meta@champion\ntracking_uri: {built.uri}\n"
+        f"output_dir: {built.root}\n"
+    )
+    code, out, err = run_cli(capsys, "meta", "update", "--config", str(config), "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["gate"]["accepted"]
+    assert result["replaces"] == str(built.result["version"])
+    assert result["alias"] == "challenger"
+    from raytrader import wiring
+
+    client = wiring.mlflow_client(built.uri)
+    challenger = client.get_model_version_by_alias("raytrader-meta", "challenger")
+    assert str(challenger.version) == str(result["version"])
+    assert json.loads(challenger.tags["raytrader.meta.gate"])["accepted"] is True
+
+
+def test_explain_prints_the_decision_and_its_reasons(
+    built: Built, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.cli import run_cli
+
+    args = ("meta", "explain", "--data", DATA, "--tracking-uri", built.uri)
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    want = json.loads(built.decisions["explanation"].iloc[-1])
+    assert got["explanation"] == want
+    at = str(built.bars.index[-10].date())
+    code, out, _ = run_cli(capsys, *args, "--at", at, "--json")
+    assert json.loads(out)["explanation"] == json.loads(built.decisions["explanation"].iloc[-10])
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "regime" in out
+    assert "mt-hold" in out
+    code, _, err = run_cli(capsys, *args, "--model", "models:/mt-ma/1")
+    assert code == 2
+    assert "kind 'rule', not a meta ensemble" in err

@@ -16,7 +16,7 @@ from raytrader.ensemble import Member
 from raytrader.errors import ConfigError
 from raytrader.features.engine import compute_features
 from raytrader.meta.dataset import TRACK_FEATURES, member_returns, predictor_rows
-from raytrader.meta.model import MetaEnsembleConfig, fit_spec
+from raytrader.meta.model import MetaEnsembleConfig, fit_spec, meta_rows
 from raytrader.meta.online import MetaSpec, MetaStepper
 from raytrader.meta.regimes import detect_regimes
 from raytrader.meta.track_record import MemberTraining
@@ -43,7 +43,8 @@ def world() -> tuple[Bars, pd.DataFrame, pd.DataFrame, MetaSpec]:
         index=bars.index,
     )
     config = MetaEnsembleConfig(members=tuple(Member(name=n, version=1) for n in RULES))
-    spec = fit_spec(config, bars, targets, (None,) * len(RULES))
+    until = (None,) * len(RULES)
+    spec = fit_spec(config, bars, meta_rows(config, bars, targets, until), until)
     return bars, features, targets, spec
 
 

@@ -15,7 +15,9 @@ import pytest
 
 from raytrader.config import load_config
 from raytrader.ensemble import EnsembleConfig
+from raytrader.meta.model import MetaEnsembleConfig
 from raytrader.meta.study import StudyConfig
+from raytrader.meta.update import MetaUpdateConfig
 from raytrader.training.rl import RLConfig
 from raytrader.training.supervised import SupervisedRunConfig
 from raytrader.training.tune import SearchConfig
@@ -35,6 +37,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
         ("hyperopt_rl.yaml", SearchConfig),
         ("ensemble.yaml", EnsembleConfig),
         ("meta_evaluate.yaml", StudyConfig),
+        ("meta_build.yaml", MetaEnsembleConfig),
+        ("meta_update.yaml", MetaUpdateConfig),
     ],
 )
 def test_example_configs_parse(name: str, schema: type) -> None:

@@ -1,4 +1,5 @@
-"""``raytrader meta``: the regime path of a dataset, and the evaluation against the baselines."""
+"""``raytrader meta``: regimes, the evaluation against the baselines, the predictors trained on Ray,
+and the registered meta ensemble: build, update, explain."""
 
 from __future__ import annotations
 
@@ -87,8 +88,10 @@ def regimes_cmd(
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.3f}"
+        return "-" if math.isnan(value) else f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}"
     return str(value)
 
 
@@ -226,3 +229,145 @@ def train_cmd(
         )
     con.print(view)
     con.print(f"default: {chosen[0]} ({chosen[1]}); MLflow run {run_id}")
+
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="a config file (YAML or JSON)")]
+UriOpt = Annotated[
+    str | None, typer.Option(help="MLflow; default: MLFLOW_TRACKING_URI or an embedded store")
+]
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """A build's result without its per-bar decisions, the backtests reduced to key metrics."""
+    keys = ("sharpe", "annual_return", "max_drawdown", "num_trades")
+    out = {k: v for k, v in result.items() if k not in ("decisions", "backtest")}
+    out["backtest"] = {
+        label: {k: metrics[k] for k in keys if k in metrics}
+        for label, metrics in result.get("backtest", {}).items()
+    }
+    return out
+
+
+@meta_app.command("build")
+def build_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Register a meta ensemble over registered members (kind ``meta``): the predictor fitted on
+    the first part of the data, every bar replayed through the code the service runs, the rest
+    backtested out of sample beside equal weight; the alias moved."""
+    from raytrader.config import load_config
+    from raytrader.meta.model import MetaEnsembleConfig, build_meta
+
+    summary = _summary(build_meta(load_config(config, MetaEnsembleConfig)))
+    _print_build(summary, as_json)
+
+
+def _print_build(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    from rich.table import Table
+
+    con = _console()
+    gate = summary.get("gate")
+    if gate is not None:
+        con.print(
+            f"refit gate: rank IC {gate['candidate_ic']:.4f} (refit) vs {gate['current_ic']:.4f} "
+            f"(current) over {gate['held_out_bars']} bars after {gate['after']}: "
+            + ("accepted" if gate["accepted"] else "refused, nothing registered")
+        )
+    if summary.get("version") is None:
+        return
+    view = Table("backtest", "sharpe", "annual return", "max drawdown", "trades")
+    for label, m in summary["backtest"].items():
+        view.add_row(
+            label,
+            *(_cell(m.get(k, math.nan)) for k in ("sharpe", "annual_return", "max_drawdown")),
+            str(int(m.get("num_trades", 0))),
+        )
+    con.print(view)
+    alias = f" at {summary['alias']}" if summary.get("alias") else ""
+    con.print(
+        f"{summary['name']} version {summary['version']}{alias}; predictor fitted on labels "
+        f"closed by {summary['fitted_until']} (backtest: the bars after it)"
+    )
+
+
+@meta_app.command("update")
+def update_cmd(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Refit a registered meta ensemble on new bars; register the refit (at ``challenger``) only
+    if its rank IC after both fits is no worse than the current version's. Promote it with
+    ``raytrader models promote``: the decision service validates and hot-swaps it."""
+    from raytrader.config import load_config
+    from raytrader.meta.update import MetaUpdateConfig, update_meta
+
+    _print_build(_summary(update_meta(load_config(config, MetaUpdateConfig))), as_json)
+
+
+@meta_app.command("explain")
+def explain_cmd(
+    data: DataOpt,
+    model: Annotated[
+        str, typer.Option(help="models:/<name>@<alias> or models:/<name>/<version>")
+    ] = "models:/raytrader-meta@champion",
+    at: Annotated[
+        str | None, typer.Option(help="the bar opened at or before this UTC time (default: last)")
+    ] = None,
+    tracking_uri: UriOpt = None,
+    root: Annotated[Path, typer.Option(help="where an embedded MLflow store lives")] = Path(
+        "runs/meta"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Why the meta ensemble decides what it decides at a bar: the regime and the rule that fired,
+    each member's target, predicted score, weight and bound, the binding constraints, the Kelly
+    inputs, the predictor and the fallback flag."""
+    import pandas as pd
+
+    from raytrader.errors import ConfigError
+    from raytrader.meta.model import explain
+    from raytrader.tracking import resolve_uri
+
+    when = None
+    if at is not None:
+        try:
+            when = pd.Timestamp(at)
+        except ValueError as exc:
+            raise ConfigError(f"--at {at!r} is not a time: {exc}") from exc
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    out = explain(model, data, resolve_uri(tracking_uri, str(root)), when)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    from rich.table import Table
+
+    why = out["explanation"]
+    con = _console()
+    target = "no decision" if out["target"] is None else f"{out['target']:+.3f}"
+    con.print(
+        f"{out['symbol']} at {out['feature_time']}: {out['action']} (target {target}), "
+        f"{out['model']} version {out['version']}"
+    )
+    con.print(
+        f"regime {why['regime']} (confidence {why['regime_confidence']:.2f}): {why['regime_rule']}"
+    )
+    temperature = "inf (equal weight)" if why["temperature"] is None else why["temperature"]
+    con.print(
+        f"preset {why['preset']}, temperature {temperature}, fallback {why['fallback']}; "
+        f"predictor {why['predictor_version']}; binding: {', '.join(why['binding']) or 'none'}"
+    )
+    view = Table("member", "target", "score", "weight", "status")
+    for name, m in why["members"].items():
+        view.add_row(
+            name,
+            _cell(m["target"]),
+            _cell(m["score"]),
+            _cell(m["weight"]),
+            m["status"],
+        )
+    con.print(view)
+    if why["kelly"] is not None:
+        k = why["kelly"]
+        con.print(
+            f"Kelly: members' target {_cell(k['members_target'])}, edge {_cell(k['edge'])}, "
+            f"variance {_cell(k['variance'])}, f {_cell(k['kelly'])} x fraction {k['fraction']}"
+            + (" (bound the size)" if k["bound"] else "")
+        )

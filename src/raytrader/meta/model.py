@@ -226,6 +226,9 @@ class MetaEnsembleModel(PythonModel):
         self.meta = MetaEnsemble(self.spec, Ensemble(config, models))
         self.ensemble = self.meta.ensemble  # the service lists the members from here
         self.smoke = pd.read_parquet(context.artifacts["smoke"])
+        self.config = MetaEnsembleConfig.model_validate_json(
+            Path(context.artifacts["meta_config"]).read_text()
+        )
 
     def smoke_frame(self) -> pd.DataFrame:
         """The build data's last :data:`SMOKE_BARS` decision rows: a fresh state stepped through
@@ -243,6 +246,70 @@ class MetaEnsembleModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         return self.meta.predict(model_input)
+
+
+def load_meta(model: str, tracking_uri: str) -> tuple[str, MetaEnsembleModel]:
+    """The registered meta ensemble ``model`` (``models:/<name>@<alias>`` or ``/<version>``):
+    its version and the loaded model (a version of another kind is named and refused)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from raytrader import wiring
+    from raytrader.contract import MODEL_URI_RE
+    from raytrader.registry import own_pyfunc
+    from raytrader.tracking import using_uri
+
+    match = MODEL_URI_RE.match(model)
+    if match is None:
+        raise ConfigError(f"model {model!r} is not models:/<name>@<alias> or models:/<name>/<n>")
+    client = wiring.mlflow_client(tracking_uri)
+    try:
+        found = (
+            client.get_model_version_by_alias(match["name"], match["alias"])
+            if match["alias"]
+            else client.get_model_version(match["name"], match["version"])
+        )
+    except MlflowException as exc:
+        raise ConfigError(f"{model}: {exc.message}") from exc
+    kind = found.tags.get("raytrader.kind")
+    if kind != "meta":
+        raise ConfigError(
+            f"{model} is version {found.version} of kind {kind!r}, not a meta ensemble"
+        )
+    with using_uri(tracking_uri):
+        loaded = mlflow.pyfunc.load_model(f"models:/{found.name}/{found.version}")
+    inner = own_pyfunc(loaded)
+    if not isinstance(inner, MetaEnsembleModel):
+        raise ConfigError(f"{model} does not load as a raytrader meta ensemble")
+    return str(found.version), inner
+
+
+def explain(
+    model: str, data: str, tracking_uri: str, at: pd.Timestamp | None = None
+) -> dict[str, Any]:
+    """The decision of ``model`` at the last bar of ``data`` (or the last bar opened at or before
+    ``at``), with its explanation: every bar up to it replayed through a fresh state, as a
+    replica that starts cold replays the offline store."""
+    from raytrader.data.sources import load_bars
+
+    version, meta = load_meta(model, tracking_uri)
+    bars = load_bars(data)
+    if at is not None:
+        bars = bars.slice(end=at + pd.Timedelta(1, "ns"))
+        if not len(bars):
+            raise ConfigError(f"{data} has no bar at or before {at}")
+    meta.reset()
+    out = meta.predict(None, keyed_frame(bars)).iloc[-1]
+    meta.reset()
+    return {
+        "model": model,
+        "version": version,
+        "symbol": bars.symbol,
+        "feature_time": (bars.index[-1] + bars.timeframe.delta).isoformat(),
+        "target": None if math.isnan(float(out["target"])) else float(out["target"]),
+        "action": str(out["action"]),
+        "explanation": json.loads(out["explanation"]),
+    }
 
 
 def keyed_frame(bars: Any) -> pd.DataFrame:
@@ -269,30 +336,40 @@ def _trainings(config: MetaEnsembleConfig, uri: str) -> tuple[pd.Timestamp | Non
     return tuple(out)
 
 
-def fit_spec(
+def meta_rows(
     config: MetaEnsembleConfig,
     bars: Any,
     targets: pd.DataFrame,
     trained_until: tuple[pd.Timestamp | None, ...],
-) -> MetaSpec:
-    """The predictor fitted on the rows whose labels closed by the ``fit_fraction`` point of
-    ``bars`` (``targets``: each member's, indexed like the bars), and everything the stepper
-    decides with."""
+) -> pd.DataFrame:
+    """The predictor's rows of ``targets`` (each member's, indexed like ``bars``): each member
+    from its first out-of-sample bar (:func:`raytrader.meta.dataset.predictor_rows`)."""
     from raytrader.features.engine import compute_features
     from raytrader.meta.dataset import predictor_rows
-    from raytrader.meta.predictors import closed_rows, feature_columns, make_predictor
     from raytrader.meta.regimes import detect_regimes
     from raytrader.meta.track_record import MemberTraining
 
-    names = tuple(targets.columns)
     early = pd.Timestamp("1900-01-01", tz="UTC")  # untrained: every bar is out of sample
     trainings = {
         m: MemberTraining(m, early if u is None else u)
-        for m, u in zip(names, trained_until, strict=True)
+        for m, u in zip(targets.columns, trained_until, strict=True)
     }
     features = compute_features(bars)
     regimes = detect_regimes(features, bars.column("close"), config.regimes)
-    rows = predictor_rows(bars, features, regimes, targets, trainings, config.horizon, config.sim)
+    return predictor_rows(bars, features, regimes, targets, trainings, config.horizon, config.sim)
+
+
+def fit_spec(
+    config: MetaEnsembleConfig,
+    bars: Any,
+    rows: pd.DataFrame,
+    trained_until: tuple[pd.Timestamp | None, ...],
+) -> MetaSpec:
+    """The predictor fitted on the ``rows`` (:func:`meta_rows`) whose labels closed by the
+    ``fit_fraction`` point of ``bars``, and everything the stepper decides with."""
+    from raytrader.meta.predictors import closed_rows, feature_columns, make_predictor
+
+    names = tuple(m.name for m in config.members)
     cut = bars.index[int(len(bars) * config.fit_fraction)]
     fitted_on = closed_rows(rows, cut)
     if len(fitted_on) < 50:
@@ -320,8 +397,43 @@ def fit_spec(
     )
 
 
-def build_meta(config: MetaEnsembleConfig) -> dict[str, Any]:
-    """Fit, replay, backtest, register (and alias) a meta ensemble (module docstring)."""
+def compare(
+    current: MetaSpec, candidate: MetaSpec, rows: pd.DataFrame, tolerance: float
+) -> dict[str, Any]:
+    """The refit gate: both predictors' rank IC on the rows after both fits whose labels have
+    closed; the candidate is accepted unless it is more than ``tolerance`` worse."""
+    from raytrader.meta.predictors import score_predictions
+
+    start = max(current.fitted_until, candidate.fitted_until)
+    held_out = rows[(pd.DatetimeIndex(rows["time"]) > start) & rows["label"].notna().to_numpy()]
+    bars = held_out["time"].nunique()
+    if bars < 2 * candidate.horizon:
+        raise ConfigError(
+            f"{bars} bar(s) with closed labels after {start.date()} (both fits) to compare the "
+            f"refit on; the gate needs at least {2 * candidate.horizon}: update on more bars"
+        )
+    ics = {
+        name: score_predictions(
+            held_out, spec.predictor.predict(held_out), name, lags=spec.horizon
+        ).ic
+        for name, spec in (("current", current), ("candidate", candidate))
+    }
+    return {
+        "accepted": not ics["candidate"] < ics["current"] - tolerance,
+        "current_ic": ics["current"],
+        "candidate_ic": ics["candidate"],
+        "tolerance": tolerance,
+        "held_out_bars": int(bars),
+        "after": start.isoformat(),
+    }
+
+
+def build_meta(
+    config: MetaEnsembleConfig, *, current: MetaSpec | None = None, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Fit, replay, backtest, register (and alias) a meta ensemble (module docstring). With
+    ``current`` (a registered version's spec, :func:`raytrader.meta.update.update_meta`), only if
+    the refit passes :func:`compare`; else nothing is registered (``version`` None)."""
     import mlflow
 
     from raytrader.backtest.engine import run_backtest
@@ -349,8 +461,12 @@ def build_meta(config: MetaEnsembleConfig) -> dict[str, Any]:
             {m: decided[f"{m}.target"].to_numpy(np.float64) for m in names}, index=bars.index
         )
         until = _trainings(config, uri)
-        spec = fit_spec(config, bars, targets, until)
+        rows = meta_rows(config, bars, targets, until)
+        spec = fit_spec(config, bars, rows, until)
         cut = spec.fitted_until
+        gate = None if current is None else compare(current, spec, rows, tolerance)
+        if gate is not None and not gate["accepted"]:
+            return {"name": config.name, "version": None, "alias": None, "gate": gate}
         meta = MetaEnsemble(spec, members)
         out = meta.predict(frame)
         target = pd.Series(out["target"].to_numpy(), index=bars.index)
@@ -377,6 +493,7 @@ def build_meta(config: MetaEnsembleConfig) -> dict[str, Any]:
                 "raytrader.members": ",".join(f"{m.name}:{m.version}" for m in config.members),
                 "raytrader.meta.predictor": spec.predictor_version,
                 "raytrader.meta.preset": spec.preset,
+                **({} if gate is None else {"raytrader.meta.gate": json.dumps(gate)}),
             },
             params={
                 "predictor": config.predictor,
@@ -397,6 +514,7 @@ def build_meta(config: MetaEnsembleConfig) -> dict[str, Any]:
         "name": config.name,
         "version": version,
         "alias": config.alias,
+        "gate": gate,
         "fitted_until": cut.isoformat(),
         "backtest": table,
         "decisions": out,
@@ -408,5 +526,10 @@ __all__ = [
     "MetaEnsembleConfig",
     "MetaEnsembleModel",
     "build_meta",
+    "compare",
+    "explain",
+    "fit_spec",
     "keyed_frame",
+    "load_meta",
+    "meta_rows",
 ]

@@ -14,18 +14,15 @@ mode an unset token means no auth. Without an admin token, admin routes answer 4
 from __future__ import annotations
 
 import os
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from raytrader import settings
 from raytrader.config import StrictConfig
+from raytrader.contract import MODEL_URI_RE
 from raytrader.errors import ConfigError
 
-MODEL_URI_RE = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.-]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$"
-)
 TOKEN_ENV = settings.TOKEN_ENV
 ADMIN_TOKEN_ENV = settings.ADMIN_TOKEN_ENV
 LOCAL_DEV_ENV = settings.LOCAL_DEV_ENV

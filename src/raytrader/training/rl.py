@@ -509,7 +509,7 @@ def _log_evaluation(
 def main(argv: list[str] | None = None) -> int:
     """``python -m raytrader.training.rl --config run.yaml [--evaluate]``: train (resuming from
     the run's newest checkpoint), one JSON line per iteration, then a summary line."""
-    from raytrader.training.configfile import pipeline_main
+    from raytrader.config import pipeline_main
 
     def run(config: RLConfig, args: Any) -> Iterator[dict[str, Any]]:
         # iteration lines go out as they happen (a long run shows progress; a killed one its last)

@@ -181,7 +181,7 @@ def _register(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m raytrader.training.supervised --config models.yaml``."""
-    from raytrader.training.configfile import pipeline_main
+    from raytrader.config import pipeline_main
 
     def rows(config: SupervisedRunConfig, args: Any) -> Iterator[dict[str, Any]]:
         out = run(config, on_model=lambda row: print(json.dumps(row), flush=True))

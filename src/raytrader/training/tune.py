@@ -443,7 +443,7 @@ def _first_error(results: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m raytrader.training.tune --config search.yaml [--restore]``."""
-    from raytrader.training.configfile import pipeline_main
+    from raytrader.config import pipeline_main
 
     def run(config: SearchConfig, args: Any) -> Iterator[dict[str, Any]]:
         yield run_search(config, restore=args.restore)
