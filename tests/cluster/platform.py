@@ -183,7 +183,8 @@ def under_load(
     load's summary (printed to the test log)."""
     cluster.kubectl("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found")
     cluster.apply(load_job(cluster, name, load_command(RATE, seconds)))
-    pods = ("-n", NAMESPACE, "get", "pod", "-l", f"batch.kubernetes.io/job-name={name}", "-o", "name")
+    selector = f"batch.kubernetes.io/job-name={name}"
+    pods = ("-n", NAMESPACE, "get", "pod", "-l", selector, "-o", "name")
     # `kubectl wait -l` fails at once while the Job controller has not created the pod yet
     wait_for(f"a pod of job {name}", lambda: cluster.kubectl(*pods).strip(), 60)
     cluster.kubectl(
