@@ -183,6 +183,7 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     import pandas as pd
 
     from raytrader.ensemble import default_ensemble
+    from raytrader.meta.model import default_meta
     from raytrader.serving.cli import decide, print_decisions, serve_up
     from raytrader.serving.config import ServiceConfig
 
@@ -209,6 +210,19 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     if status != 200:
         raise RaytraderError(f"decision for {symbol}: HTTP {status} {body}")
     print_decisions(body)
+    with con.status("registering the meta ensemble"):
+        meta = default_meta(uri, out, data=cfg.data)
+    con.print(f"meta ensemble: raytrader-meta v{meta['version']} at alias champion" + _oos(meta))
+    with con.status("retargeting the decision service to the meta ensemble"):
+        info = serve_up(
+            root=out, overrides={**overrides, "model_uri": "models:/raytrader-meta@champion"}
+        )
+    if not info["ready"]:
+        raise RaytraderError(f"the meta decision service is not ready: {info['readyz']}")
+    status, meta_body = decide([symbol], url=info["url"])
+    if status != 200:
+        raise RaytraderError(f"meta decision for {symbol}: HTTP {status} {meta_body}")
+    print_decisions(meta_body)
     mlflow_ui = (
         stack_cfg.mlflow_uri
         if stack_cfg is not None
@@ -219,8 +233,22 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     )
     con.print(f"Ray dashboard: {info['dashboard']}")
     con.print(f"MLflow UI: {mlflow_ui}")
+    con.print(
+        "it serves raytrader-meta@champion now; `raytrader serve up` serves the ensemble again"
+    )
     con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
-    return body
+    return {"ensemble": body, "meta": meta_body}
+
+
+def _oos(meta: dict[str, Any]) -> str:
+    """The build's out-of-sample Sharpe beside equal weight's (empty when it was not built now)."""
+    table = meta.get("backtest")
+    if not table:
+        return ""
+    return (
+        f"; out of sample: Sharpe {table['backtest']['sharpe']:.2f} vs equal weight "
+        f"{table['equal_weight']['sharpe']:.2f} (raytrader meta evaluate for the full comparison)"
+    )
 
 
 def _feast(bars: Any, stack_cfg: Any | None, out: Path) -> str:

@@ -147,3 +147,14 @@ def test_memory_stays_bounded_however_long_it_runs(world) -> None:
     state = stepper.states["ONL"]
     assert state.simulator.trades_buf.shape[0] <= 4 * 64 * len(RULES)
     assert len(state.pending) <= spec.horizon + 1
+
+
+def test_the_drift_guards_rank_correlation_is_spearmans_with_ties() -> None:
+    from raytrader.meta.online import _rank_correlation
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        pairs = rng.integers(0, 4, size=(6, 2)).astype(float)  # many ties
+        want = pd.Series(pairs[:, 0]).rank().corr(pd.Series(pairs[:, 1]).rank())
+        got = _rank_correlation(pairs)
+        assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want, abs=1e-12)

@@ -521,12 +521,55 @@ def build_meta(
     }
 
 
+#: the demo's meta ensemble members: rules whose state the features carry (name, strategy, params)
+DEFAULT_MEMBERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("demo-meta-ma-10-50", "ma_cross", {"fast": 10, "slow": 50}),
+    ("demo-meta-ma-20-50-ls", "ma_cross", {"fast": 20, "slow": 50, "short": True}),
+    ("demo-meta-macd", "macd", {}),
+    ("demo-meta-macd-ls", "macd", {"short": True}),
+    ("demo-meta-hold", "buy_and_hold", {}),
+)
+
+
+def default_meta(tracking_uri: str, root: str | Path, data: str = "goog") -> dict[str, Any]:
+    """``raytrader-meta`` at ``champion`` over :data:`DEFAULT_MEMBERS` on ``data``, built only
+    when no champion of ``data``'s timeframe exists; returns its version and, when built here,
+    the build's backtest."""
+    from mlflow.exceptions import MlflowException
+
+    from raytrader import wiring
+    from raytrader.data.sources import load_bars
+    from raytrader.ensemble import register_rules
+    from raytrader.registry import TIMEFRAME_TAG
+
+    client = wiring.mlflow_client(tracking_uri)
+    timeframe = load_bars(data).timeframe.name
+    try:
+        champion = client.get_model_version_by_alias("raytrader-meta", "champion")
+        if champion.tags.get(TIMEFRAME_TAG) == timeframe:
+            return {"version": str(champion.version), "backtest": None}
+    except MlflowException:
+        pass
+    versions = register_rules(DEFAULT_MEMBERS, tracking_uri=tracking_uri, root=root, data=data)
+    config = MetaEnsembleConfig(
+        members=tuple(Member(name=name, version=versions[name]) for name, _, _ in DEFAULT_MEMBERS),
+        data=data,
+        alias="champion",
+        output_dir=str(root),
+        tracking_uri=tracking_uri,
+    )
+    built = build_meta(config)
+    return {"version": str(built["version"]), "backtest": built["backtest"]}
+
+
 __all__ = [
+    "DEFAULT_MEMBERS",
     "MetaEnsemble",
     "MetaEnsembleConfig",
     "MetaEnsembleModel",
     "build_meta",
     "compare",
+    "default_meta",
     "explain",
     "fit_spec",
     "keyed_frame",

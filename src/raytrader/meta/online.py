@@ -376,11 +376,10 @@ class MetaStepper:
                 if math.isfinite(label):
                     pairs.append((score, label))
             if len(pairs) >= 2:
-                frame = pd.DataFrame(pairs, columns=["p", "y"])
-                if frame["y"].nunique() >= 2:
-                    ic = frame["p"].rank().corr(frame["y"].rank())
-                    if not math.isnan(ic):
-                        state.ics.append(float(ic))
+                ic = _rank_correlation(np.array(pairs))
+                if not math.isnan(ic):
+                    state.ics.append(ic)
+                    del state.ics[: -self.spec.drift_window]  # only the window is ever read
 
     def _check_drift(self, state: SymbolState) -> None:
         recent = state.ics[-self.spec.drift_window :]
@@ -391,6 +390,23 @@ class MetaStepper:
             state.fallback = False
         if state.negative_checks >= 2:
             state.fallback = True
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average (a handful of members: pairwise comparison)."""
+    below = (x[:, None] > x[None, :]).sum(axis=1)
+    equal = (x[:, None] == x[None, :]).sum(axis=1)
+    return np.asarray(below + (equal + 1) / 2.0, dtype=np.float64)
+
+
+def _rank_correlation(pairs: np.ndarray) -> float:
+    """Spearman's correlation of the two columns (average ranks for ties); NaN when either column
+    is constant."""
+    if np.ptp(pairs[:, 0]) == 0.0 or np.ptp(pairs[:, 1]) == 0.0:
+        return math.nan
+    a, b = _average_ranks(pairs[:, 0]), _average_ranks(pairs[:, 1])
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / math.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def _finite(x: float) -> float | None:

@@ -33,6 +33,9 @@ from raytrader.errors import ConfigError
 from raytrader.meta.kelly import KellyConfig
 
 _BISECTION_STEPS = 200
+#: the bisection stops when c is known to about one part in 10^12 (the last rounding goes to the
+#: unbound members below)
+_LOG_SCALE_TOLERANCE = 1e-12
 _TINY = float(np.finfo(np.float64).tiny)
 _MAX_LOG_SCALE = 709.0  # e^709 * tiny = 1.8: the smallest share reaches any cap
 
@@ -133,8 +136,12 @@ def target_weights(scores: np.ndarray, config: WeightConfig) -> Weights:
     # active member's share rising with c, and its ratios to the others are beyond float anyway
     pa = np.maximum(p[active], _TINY)
 
+    shares = pa.tolist()  # a handful of members: plain floats beat numpy's per-call overhead
+    floor, cap = config.floor, config.cap
+
     def total(x: float) -> float:
-        return float(np.clip(math.exp(x) * pa, config.floor, config.cap).sum())
+        c = math.exp(x)
+        return math.fsum(min(max(c * p, floor), cap) for p in shares)
 
     # total rises with c = e^x from size*floor (<= 1) to size*cap (>= 1): bisection on x for
     # total = 1 (on the log scale: c spans hundreds of orders of magnitude between temperatures)
@@ -142,6 +149,8 @@ def target_weights(scores: np.ndarray, config: WeightConfig) -> Weights:
     while total(high) < 1.0 and high < _MAX_LOG_SCALE:
         high = min(high + 50.0, _MAX_LOG_SCALE)
     for _ in range(_BISECTION_STEPS):
+        if high - low <= _LOG_SCALE_TOLERANCE:
+            break
         mid = (low + high) / 2.0
         if total(mid) < 1.0:
             low = mid

@@ -442,4 +442,20 @@ def print_decisions(body: dict[str, Any]) -> None:
             + (" STALE" if d["stale"] else "")
             + ("" if d["warm"] else " COLD"),
         )
-    _console().print(table)
+    con = _console()
+    con.print(table)
+    for d in body["decisions"]:
+        why = d.get("explanation")
+        if why is None:
+            continue
+        weights = ", ".join(
+            f"{name} {m['weight']:.2f} ({m['status']})" for name, m in why["members"].items()
+        )
+        temperature = "inf" if why["temperature"] is None else f"{why['temperature']:g}"
+        con.print(
+            f"{d['symbol']}: regime {why['regime']} ({why['regime_rule']}); preset "
+            f"{why['preset']}, temperature {temperature}"
+            + (", FALLBACK to equal weight" if why["fallback"] else "")
+            + f"; weights {weights}; binding: {', '.join(why['binding']) or 'none'}; "
+            f"predictor {why['predictor_version']}"
+        )
