@@ -110,6 +110,9 @@ def test_make_demo_on_a_fresh_machine_then_again(
         assert "annualized as equity: 252 bars a year" in proc.stdout
         assert "raytrader-ensemble v1 at alias champion" in proc.stdout
         assert "model raytrader-ensemble v1" in proc.stdout  # the decision table
+        assert "raytrader-meta v1 at alias champion" in proc.stdout
+        assert "model raytrader-meta v1" in proc.stdout  # served after the retarget
+        assert "preset balanced" in proc.stdout  # and explained
         assert "GOOG" in proc.stdout
         assert "decision service: http://127.0.0.1:8000" in proc.stdout
         noise = [line for line in shown.splitlines() if any(n in line for n in NOISE)]

@@ -219,9 +219,8 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
         )
     if not info["ready"]:
         raise RaytraderError(f"the meta decision service is not ready: {info['readyz']}")
-    status, meta_body = decide([symbol], url=info["url"])
-    if status != 200:
-        raise RaytraderError(f"meta decision for {symbol}: HTTP {status} {meta_body}")
+    with con.status("waiting for the meta ensemble's replicas (a cold one replays GOOG's bars)"):
+        meta_body = _decided_by("raytrader-meta", symbol, info["url"])
     print_decisions(meta_body)
     mlflow_ui = (
         stack_cfg.mlflow_uri
@@ -238,6 +237,26 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     )
     con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
     return {"ensemble": body, "meta": meta_body}
+
+
+def _decided_by(model: str, symbol: str, url: str, timeout_s: float = 180.0) -> Any:
+    """The first decision for ``symbol`` that ``model`` makes: a redeployed application keeps
+    answering with its old replicas until the new ones are up."""
+    import time
+
+    from raytrader.serving.cli import decide
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = decide([symbol], url=url)
+        if status == 200 and body["model"]["name"] == model:
+            return body
+        if time.monotonic() > deadline:
+            raise RaytraderError(
+                f"no decision for {symbol} from {model} within {timeout_s:.0f} s: HTTP {status} "
+                f"{str(body)[:500]}"
+            )
+        time.sleep(2.0)
 
 
 def _oos(meta: dict[str, Any]) -> str:

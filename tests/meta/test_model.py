@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration  # a real MLflow store and a real Feast sto
 DATA = "synthetic:n_bars=600,timeframe=1d,seed=5,symbol=METAT"
 RULES = (
     ("mt-ma", "ma_cross", {"fast": 10, "slow": 50}),
-    ("mt-ma-ls", "ma_cross", {"fast": 20, "slow": 50, "short": True}),
+    ("mt-ma-long", "ma_cross", {"fast": 20, "slow": 50, "short": False}),
     ("mt-macd", "macd", {}),
+    ("mt-macd-long", "macd", {"short": False}),
     ("mt-hold", "buy_and_hold", {}),
 )
 

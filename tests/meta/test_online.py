@@ -25,8 +25,9 @@ from raytrader.strategies.base import make_strategy
 #: rules whose state one feature row carries (what the service can serve)
 RULES = {
     "ma": ("ma_cross", {"fast": 10, "slow": 50}),
-    "ma_ls": ("ma_cross", {"fast": 20, "slow": 50, "short": True}),
+    "ma_long": ("ma_cross", {"fast": 20, "slow": 50, "short": False}),
     "macd": ("macd", {}),
+    "macd_long": ("macd", {"short": False}),
     "hold": ("buy_and_hold", {}),
 }
 

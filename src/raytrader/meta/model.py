@@ -524,9 +524,9 @@ def build_meta(
 #: the demo's meta ensemble members: rules whose state the features carry (name, strategy, params)
 DEFAULT_MEMBERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("demo-meta-ma-10-50", "ma_cross", {"fast": 10, "slow": 50}),
-    ("demo-meta-ma-20-50-ls", "ma_cross", {"fast": 20, "slow": 50, "short": True}),
+    ("demo-meta-ma-20-50-long", "ma_cross", {"fast": 20, "slow": 50, "short": False}),
     ("demo-meta-macd", "macd", {}),
-    ("demo-meta-macd-ls", "macd", {"short": True}),
+    ("demo-meta-macd-long", "macd", {"short": False}),
     ("demo-meta-hold", "buy_and_hold", {}),
 )
 
