@@ -8,7 +8,7 @@
 Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (Ray), stream
 (Kafka → features → Feast; needs `raytrader stack up`), training, serving (the decision service:
 Ray Serve vs plain FastAPI + uvicorn vs the ensemble call, load from wrk; needs `raytrader stack up`
-and the Debian package wrk).
+and the Debian package wrk), meta (the meta ensemble per bar beside the fixed ensemble).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from benchmarks import (
     bench_backtest,
     bench_features,
+    bench_meta,
     bench_runner,
     bench_serving,
     bench_stream,
@@ -47,6 +48,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_stream.NAME: bench_stream.run,
     bench_training.NAME: bench_training.run,
     bench_serving.NAME: bench_serving.run,
+    bench_meta.NAME: bench_meta.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

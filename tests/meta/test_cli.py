@@ -91,3 +91,44 @@ def test_the_window_oracle_holds_each_blocks_best_member() -> None:
     targets = pd.DataFrame({"a": [1.0] * 6, "b": [-1.0] * 6}, index=index)
     oracle = window_oracle(returns, targets, 3)
     np.testing.assert_array_equal(oracle.to_numpy(), [1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+
+
+def test_evaluate_over_seeds_pools_them_with_paired_t_and_the_true_regime_oracle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = study_file(
+        tmp_path,
+        "presets: [research]\npredictors: [table]\nwithout_regimes: [ridge]\n"
+        "cost_multiples: [1.0]\nreps: 100\n",
+    )
+    other = SYN.replace("seed=5", "seed=6")
+    code, out, err = run_cli(
+        capsys, "meta", "evaluate", "--data", SYN, "--data", other, "--config", str(config),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    got = json.loads(out)
+    rows = got[SYN]["1.0"]["rows"]
+    assert got[SYN]["1.0"]["trials"] == 2
+    assert "meta[research,ridge,no regimes]" in rows
+    assert rows["oracle_true_regime"]["investable"] is False
+    pooled = got["pooled"]["1.0"]
+    sharpes = [got[s]["1.0"]["rows"]["equal"]["sharpe"] for s in (SYN, other)]
+    assert pooled["equal"]["sharpe_mean"] == pytest.approx(sum(sharpes) / 2)
+    assert pooled["equal"]["datasets"] == 2
+    diffs = [
+        got[s]["1.0"]["rows"]["meta[research,table]"]["sharpe"]
+        - got[s]["1.0"]["rows"]["best_single"]["sharpe"]
+        for s in (SYN, other)
+    ]
+    mean = sum(diffs) / 2
+    spread = abs(diffs[0] - diffs[1]) / 2**0.5  # the sample std of two values
+    assert pooled["meta[research,table]"]["vs_best_single"] == pytest.approx(mean)
+    assert pooled["meta[research,table]"]["t_vs_best_single"] == pytest.approx(
+        mean / (spread / 2**0.5)
+    )
+    assert "best_in_hindsight" in pooled  # one row across datasets, whichever member it was
+    config.write_text("without_regimes: [table]\n")
+    code, _, err = run_cli(capsys, "meta", "evaluate", "--data", SYN, "--config", str(config))
+    assert code == 2
+    assert "the table predictor is nothing but the regime" in err

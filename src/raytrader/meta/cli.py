@@ -118,10 +118,19 @@ def evaluate_cmd(
     cfg.check()
     con = None if as_json else _console()
     results: dict[str, Any] = {}
+    per_multiple: dict[float, dict[str, Any]] = {}
     for spec in data:
         bars = load_bars(spec)
-        result = study(bars, cfg, progress=(con.log if con else None))
+        truth = None
+        if spec.strip().lower().startswith("synthetic"):
+            from raytrader.data.sources import parse_synthetic_spec
+            from raytrader.data.synthetic import synthetic_regimes
+
+            truth = synthetic_regimes(parse_synthetic_spec(spec.strip()))
+        result = study(bars, cfg, progress=(con.log if con else None), truth=truth)
         tables = result.tables
+        for multiple, table in tables.items():
+            per_multiple.setdefault(multiple, {})[spec] = table
         results[spec] = {
             str(multiple): {
                 "trials": int(table.attrs["trials"]),
@@ -155,6 +164,28 @@ def evaluate_cmd(
                 con.print(view)
                 for text in results[spec][str(multiple)]["claims"]:
                     con.print(text)
+    if len(data) > 1:
+        from raytrader.meta.evaluate import pool
+
+        pooled = {multiple: pool(tables) for multiple, tables in per_multiple.items()}
+        results["pooled"] = {
+            str(multiple): json.loads(table.to_json(orient="index"))
+            for multiple, table in pooled.items()
+        }
+        if con is not None:
+            from rich.table import Table
+
+            columns = ["sharpe_mean", "sharpe_std", "max_drawdown_mean", "vs_equal",
+                       "t_vs_equal", "vs_best_single", "t_vs_best_single"]  # fmt: skip
+            for multiple, table in pooled.items():
+                view = Table(
+                    "candidate",
+                    *columns,
+                    title=f"pooled over {len(data)} datasets, costs x{multiple}",
+                )
+                for name, row in table.iterrows():
+                    view.add_row(str(name), *(_cell(float(row.get(c, math.nan))) for c in columns))
+                con.print(view)
     if out is not None:
         out.write_text(json.dumps(results, indent=1), encoding="utf-8")
     if as_json:

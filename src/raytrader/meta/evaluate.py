@@ -183,3 +183,41 @@ def claim(table: pd.DataFrame, name: str) -> str:
     if row["spa_p"] < SPA_THRESHOLD and row["dsr"] >= DSR_THRESHOLD:
         return f"{name} beats {benchmark}: {numbers}"
     return f"{name} does not beat {benchmark}: {numbers}"
+
+
+def _row_name(name: str) -> str:
+    """A candidate's name across datasets (the hindsight member differs from one to the next)."""
+    return name.split("(", 1)[0] if name.startswith("best_in_hindsight") else name
+
+
+def pool(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per candidate over the datasets' tables (one cost multiple): the mean and standard
+    deviation of the net Sharpe and the mean max drawdown, and each candidate's paired difference
+    in Sharpe to equal weight and to the causal best single member with its t-statistic
+    (mean / (std / √n)) over the datasets."""
+    sharpe = pd.DataFrame(
+        {spec: t["sharpe"].rename(index=_row_name) for spec, t in tables.items()}
+    ).astype(float)
+    drawdown = pd.DataFrame(
+        {spec: t["max_drawdown"].rename(index=_row_name) for spec, t in tables.items()}
+    ).astype(float)
+    sharpe = sharpe.dropna(how="any")  # candidates present on every dataset
+    n = sharpe.shape[1]
+    out = pd.DataFrame(
+        {
+            "datasets": n,
+            "sharpe_mean": sharpe.mean(axis=1),
+            "sharpe_std": sharpe.std(axis=1, ddof=1) if n > 1 else math.nan,
+            "max_drawdown_mean": drawdown.reindex(sharpe.index).mean(axis=1),
+        }
+    )
+    for base in ("equal", "best_single"):
+        if base not in sharpe.index:
+            continue
+        diff = sharpe.sub(sharpe.loc[base], axis=1)
+        spread = diff.std(axis=1, ddof=1) if n > 1 else pd.Series(math.nan, index=diff.index)
+        out[f"vs_{base}"] = diff.mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"t_vs_{base}"] = diff.mean(axis=1) / (spread / math.sqrt(n))
+        out.loc[base, [f"vs_{base}", f"t_vs_{base}"]] = math.nan
+    return out

@@ -9,7 +9,9 @@ comparison (:func:`raytrader.meta.evaluate.evaluate_targets`) is on the bars fro
 on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe.
 Buy-and-hold is a row; the best single member *in hindsight* and the per-window oracle (the best
 member of each ``refit_bars`` block, in hindsight) are rows marked not investable, and every
-row's ``closed_gap`` says how far it went from the first toward the second.
+row's ``closed_gap`` says how far it went from the first toward the second; on synthetic data the
+true-regime oracle (the best member of each true regime, in hindsight) is one more. With
+``without_regimes``, the named predictors also run without the regime inputs.
 Each table comes with the candidates' Sharpe per regime read at the bar.
 """
 
@@ -29,11 +31,11 @@ from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.features.engine import compute_features
 from raytrader.meta.baselines import BASELINES, baseline_target
-from raytrader.meta.dataset import member_returns, predictor_rows
+from raytrader.meta.dataset import REGIME_FEATURES, member_returns, predictor_rows
 from raytrader.meta.evaluate import evaluate_targets, per_regime
 from raytrader.meta.loop import MetaConfig, run_meta
 from raytrader.meta.predictors import Kind
-from raytrader.meta.regimes import RegimeConfig, detect_regimes
+from raytrader.meta.regimes import REGIMES, RegimeConfig, detect_regimes
 from raytrader.meta.track_record import MemberTraining
 from raytrader.meta.train import PredictorTraining
 from raytrader.meta.weights import PRESETS
@@ -65,6 +67,9 @@ class StudyConfig(StrictConfig):
     test_start: int = Field(1000, ge=1)
     presets: tuple[str, ...] = ("balanced",)
     predictors: tuple[Kind, ...] = ("table",)
+    #: these predictors run once more on rows without the regime inputs (``meta[preset,kind,
+    #: no regimes]``): what the regime detection adds ("table" reads nothing but the regime)
+    without_regimes: tuple[Kind, ...] = ()
     refit_bars: int = Field(21, ge=1)
     horizon: int = Field(5, ge=1)
     cost_multiples: tuple[float, ...] = (1.0, 2.0)
@@ -78,6 +83,8 @@ class StudyConfig(StrictConfig):
         unknown = [p for p in self.presets if p not in PRESETS]
         if unknown:
             raise ConfigError(f"unknown presets {unknown}; choose from {sorted(PRESETS)}")
+        if "table" in self.without_regimes:
+            raise ConfigError("without_regimes: the table predictor is nothing but the regime")
         if self.test_start <= self.member_bars:
             raise ConfigError(
                 f"test_start ({self.test_start}) must come after member_bars ({self.member_bars})"
@@ -142,10 +149,34 @@ def window_oracle(returns: pd.DataFrame, targets: pd.DataFrame, window: int) -> 
     return pd.Series(values, index=targets.index, name="target")
 
 
+#: the predictor rows' regime inputs (dropped for the ``no regimes`` variants)
+_REGIME_INPUTS = frozenset(
+    [f"regime_{name}" for name in REGIMES] + ["regime_confidence", *REGIME_FEATURES]
+)
+
+
+def regime_oracle(test_returns: pd.DataFrame, targets: pd.DataFrame, truth: pd.Series) -> pd.Series:
+    """The true-regime oracle (synthetic data, not investable): in each true regime, the member
+    that earned the most over the test bars of that regime, in hindsight."""
+    regime = truth.reindex(targets.index)
+    in_test = regime.loc[test_returns.index]
+    out = pd.Series(np.nan, index=targets.index)
+    for name in in_test.dropna().unique():
+        bars = in_test.index[in_test == name]
+        best = str(test_returns.loc[bars].sum().idxmax())
+        where = (regime == name).to_numpy()
+        out[where] = targets[best].to_numpy()[where]
+    return out
+
+
 def study(
-    bars: Bars, config: StudyConfig, progress: Callable[[str], None] | None = None
+    bars: Bars,
+    config: StudyConfig,
+    progress: Callable[[str], None] | None = None,
+    truth: pd.Series | None = None,
 ) -> StudyResult:
-    """One comparison table per cost multiple (see the module docstring)."""
+    """One comparison table per cost multiple (see the module docstring); with ``truth`` (the
+    synthetic generator's regime per bar) the true-regime oracle is a row too."""
     config.check()
     if len(bars) <= config.test_start + config.horizon:
         raise ConfigError(
@@ -162,15 +193,18 @@ def study(
         returns = member_returns(bars, targets, sim)
         candidates: dict[str, pd.Series] = {}
         tried: list[str] = []
+        blind = rows.drop(columns=[c for c in rows.columns if c in _REGIME_INPUTS])
+        variants = [(kind, rows, "") for kind in config.predictors]
+        variants += [(kind, blind, ",no regimes") for kind in config.without_regimes]
         for preset in config.presets:
-            for kind in config.predictors:
-                name = f"meta[{preset},{kind}]"
+            for kind, inputs, suffix in variants:
+                name = f"meta[{preset},{kind}{suffix}]"
                 say(f"{bars.symbol} costs x{multiple}: {name}")
                 meta = MetaConfig(
                     predictor=kind, preset=preset, refit_bars=config.refit_bars,
                     horizon=config.horizon, seed=config.seed,
                 )  # fmt: skip
-                run = run_meta(rows, targets, meta, close=bars.frame["close"])
+                run = run_meta(inputs, targets, meta, close=bars.frame["close"])
                 candidates[name] = run.frame["target"]
                 tried.append(name)
         for baseline in BASELINES:
@@ -183,6 +217,10 @@ def study(
         hindsight = f"best_in_hindsight({best})"
         candidates[hindsight] = targets[best]
         candidates["oracle_per_window"] = window_oracle(returns, targets, config.refit_bars)
+        references = [hindsight, "oracle_per_window"]
+        if truth is not None:
+            candidates["oracle_true_regime"] = regime_oracle(returns.loc[test], targets, truth)
+            references.append("oracle_true_regime")
         test_bars = Bars.from_frame(
             bars.frame.loc[test],
             symbol=bars.symbol,
@@ -197,7 +235,7 @@ def study(
             reps=config.reps,
             seed=config.seed,
         )
-        table["investable"] = [n not in (hindsight, "oracle_per_window") for n in table.index]
+        table["investable"] = [n not in references for n in table.index]
         # ASlib's closed gap: how much of the way from the best single member (in hindsight) to
         # the per-window oracle a candidate went (1: the oracle; 0 or below: no better than it)
         sharpe = table["sharpe"].astype(float)
