@@ -140,6 +140,9 @@ def test_build_registers_a_meta_version_with_its_out_of_sample_backtest(built: B
     run = wiring.mlflow_client(built.uri).get_run(mv.run_id)
     for key in ("backtest.sharpe", "backtest_all.sharpe", "equal_weight.sharpe"):
         assert math.isfinite(run.data.metrics[key]), key
+    logged = {a.path for a in wiring.mlflow_client(built.uri).list_artifacts(mv.run_id, "plots")}
+    assert logged == {"plots/weights.png", "plots/equity.png"}
+    assert all(Path(path).stat().st_size > 10_000 for path in built.result["plots"].values())
     decided = built.decisions["target"].to_numpy(float)
     assert np.isfinite(decided[-400:]).all()  # members out of sample: a decision every bar
 

@@ -436,9 +436,11 @@ def build_meta(
     the refit passes :func:`compare`; else nothing is registered (``version`` None)."""
     import mlflow
 
+    from raytrader import wiring
     from raytrader.backtest.engine import run_backtest
     from raytrader.data.sources import load_bars
     from raytrader.ensemble import _member_files
+    from raytrader.meta.plots import plot_meta
     from raytrader.registry import data_range, promote, register_model
     from raytrader.strategies.combine import combine
     from raytrader.tracking import resolve_uri
@@ -473,10 +475,15 @@ def build_meta(
         equal = combine(targets.to_numpy(np.float64), "average").target
         after = bars.index > cut
         table: dict[str, dict[str, float]] = {}
+        curves: dict[str, pd.Series] = {}
         for label, series in (("backtest", target), ("equal_weight", pd.Series(equal, bars.index))):
             for span, part in (("", bars.head_mask(after)), ("_all", bars)):
                 result = run_backtest(part, series[part.index], config.sim, name=label)
                 table[label + span] = {k: float(v) for k, v in result.metrics.items()}
+                if span:
+                    curves["meta" if label == "backtest" else "equal weight"] = result.equity
+        hold = pd.Series(1.0, index=bars.index)
+        curves["buy and hold"] = run_backtest(bars, hold, config.sim, name="hold").equity
         frame.tail(SMOKE_BARS).to_parquet(Path(tmp) / "smoke.parquet")
         files["smoke"] = str(Path(tmp) / "smoke.parquet")
         (Path(tmp) / "meta.json").write_text(config.model_dump_json())
@@ -508,9 +515,20 @@ def build_meta(
             experiment="raytrader-meta",
             timeframe=bars.timeframe.name,
         )
+    plots = plot_meta(
+        out.set_axis(bars.index),
+        curves,
+        cut,
+        Path(config.output_dir) / "meta-plots" / f"{config.name}-v{version}",
+        f"{config.name} v{version} on {bars.symbol}",
+    )
+    run_id = wiring.mlflow_client(uri).get_model_version(config.name, str(version)).run_id
+    for path in plots.values():
+        wiring.mlflow_client(uri).log_artifact(run_id, str(path), "plots")
     if config.alias is not None:
         promote(config.name, version, config.alias, tracking_uri=uri, root=config.output_dir)
     return {
+        "plots": {k: str(v) for k, v in plots.items()},
         "name": config.name,
         "version": version,
         "alias": config.alias,
