@@ -13,12 +13,16 @@ name and version as in :mod:`raytrader.ensemble`, and on ``data``:
    runs — and backtests the decisions on the kernel: ``backtest.*`` on the bars after the fit
    (out of sample for the meta-learner), ``backtest_all.*`` on all of them, with equal weight over
    the same members beside it (``equal_weight.*``);
-5. registers the model with those metrics and points ``alias`` at it.
+5. registers the model with those metrics and two plots (``weights.png``: each member's weight by
+   bar under the regime read then; ``equity.png``: out of sample beside equal weight and the
+   asset) and points ``alias`` at it.
 
 The model's input is the service's decision frame plus ``symbol`` and ``feature_time`` (the bar's
 close): its state is per symbol and advances once per feature time. Its output is the ensemble's
 (``target``, ``confidence``, ``action``, ``members_missing``, each member's target and confidence)
-and ``explanation``, a JSON object per row (:mod:`raytrader.meta.online`).
+and ``explanation``, a JSON object per row (:mod:`raytrader.meta.online`). A symbol whose state
+missed bars (a new, restarted or second replica) is first caught up from a :data:`History` (the
+decision service attaches the offline store), so every replica decides as one that saw every bar.
 """
 
 from __future__ import annotations

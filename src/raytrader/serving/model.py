@@ -20,6 +20,12 @@ entirely on the old or entirely on the new model). Validation:
    row);
 3. one-row decisions take at most ``latency_budget_ms`` (median of five).
 
+A model that keeps a state per symbol (the meta ensemble, :mod:`raytrader.meta.model`) is
+smoke-tested on the bars stored with it instead (a fresh state stepped through them must decide on
+the last five), its state is cleared after validation, and it gets the offline store
+(:class:`raytrader.serving.features.OfflineHistory`) to catch a symbol's state up on bars it
+missed.
+
 A candidate that fails any step is never served: the failure is counted and logged, reported on
 ``/v1/model`` (``last_failure``, ``failed_version``), and that version is not retried until the
 alias moves again. Rolling back is moving the alias back.
