@@ -343,9 +343,7 @@ def explain_cmd(
         str | None, typer.Option(help="the bar opened at or before this UTC time (default: last)")
     ] = None,
     tracking_uri: UriOpt = None,
-    root: Annotated[Path, typer.Option(help="where an embedded MLflow store lives")] = Path(
-        "runs/meta"
-    ),
+    root: Annotated[Path, typer.Option(help="where an embedded MLflow store lives")] = Path("runs"),
     as_json: JsonOpt = False,
 ) -> None:
     """Why the meta ensemble decides what it decides at a bar: the regime and the rule that fired,

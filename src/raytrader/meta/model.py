@@ -87,7 +87,8 @@ class MetaEnsembleConfig(StrictConfig):
     sim: SimConfig = Field(default_factory=SimConfig)
     seed: int = 0
     alias: Literal["challenger", "champion"] | None = "challenger"
-    output_dir: str = "runs/meta"
+    #: where an embedded MLflow store lives (``<output_dir>/mlflow.db``: the demo's, by default)
+    output_dir: str = "runs"
     tracking_uri: str | None = None
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ class MetaUpdateConfig(StrictConfig):
     #: the refit may be this much worse in rank IC and still replace the version
     tolerance: float = Field(0.01, ge=0.0)
     alias: Literal["challenger", "champion"] | None = "challenger"
-    output_dir: str = "runs/meta"
+    output_dir: str = "runs"
     tracking_uri: str | None = None
 
 
