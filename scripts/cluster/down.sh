@@ -49,6 +49,10 @@ if grep -qw "$NODE_NETNS" <<<"$(ip netns list 2>/dev/null)"; then
   done
   ip netns del "$NODE_NETNS"
 fi
+if [ -f "$STATE/netns-mount.ours" ] && [ -z "$(ip netns list 2>/dev/null)" ]; then
+  while mountpoint -q /run/netns; do umount /run/netns || break; done
+  rm -f "$STATE/netns-mount.ours"
+fi
 if [ -f "$STATE/holder.pid" ]; then kill -KILL "$(cat "$STATE/holder.pid")" 2>/dev/null || true; fi
 ip link del "$NODE_HOST_IF" 2>/dev/null || true
 

@@ -141,6 +141,8 @@ sysctl -n fs.inotify.max_user_watches >"$STATE/saved.inotify_watches"
 [ "$(cat "$STATE/saved.inotify_watches")" -ge 524288 ] || sysctl -qw fs.inotify.max_user_watches=524288
 
 # -- network namespace and the veth to the host ------------------------------------------------------
+# the first `ip netns add` on a machine mounts /run/netns; down.sh undoes it when it was this one
+mountpoint -q /run/netns || touch "$STATE/netns-mount.ours"
 ip netns add "$NODE_NETNS"
 ip -n "$NODE_NETNS" link set lo up
 ip link add "$NODE_HOST_IF" type veth peer name "$NODE_IF" netns "$NODE_NETNS"

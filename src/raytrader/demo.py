@@ -184,7 +184,7 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
 
     from raytrader.ensemble import default_ensemble
     from raytrader.meta.model import default_meta
-    from raytrader.serving.cli import decide, print_decisions, serve_up
+    from raytrader.serving.cli import print_decisions, serve_up
     from raytrader.serving.config import ServiceConfig
 
     symbol = bars.symbol
@@ -206,9 +206,8 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
         info = serve_up(root=out, overrides=overrides)
     if not info["ready"]:
         raise RaytraderError(f"the decision service is not ready: {info['readyz']}")
-    status, body = decide([symbol], url=info["url"])
-    if status != 200:
-        raise RaytraderError(f"decision for {symbol}: HTTP {status} {body}")
+    # a service left serving the meta ensemble (an earlier demo) answers until the redeploy is done
+    body = _decided_by("raytrader-ensemble", symbol, info["url"])
     print_decisions(body)
     with con.status("registering the meta ensemble"):
         meta = default_meta(uri, out, data=cfg.data)
@@ -248,7 +247,10 @@ def _decided_by(model: str, symbol: str, url: str, timeout_s: float = 180.0) -> 
 
     deadline = time.monotonic() + timeout_s
     while True:
-        status, body = decide([symbol], url=url)
+        try:  # a cold meta replica replays the symbol's stored bars before its first answer
+            status, body = decide([symbol], url=url, timeout=60.0)
+        except OSError as exc:  # a timeout while it does: ask again
+            status, body = 0, f"{type(exc).__name__}: {exc}"
         if status == 200 and body["model"]["name"] == model:
             return body
         if time.monotonic() > deadline:

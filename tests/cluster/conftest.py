@@ -67,8 +67,12 @@ def _machine_state() -> dict[str, Any]:
         "netns": sorted(line.split()[0] for line in netns.splitlines() if line.strip()),
         "links": sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines()),
         "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}")),
+        # our dockerd (started inside the package by the image fixture, kept for tests/deploy)
+        # mounts its own netns under its exec root: not the cluster's
         "mounts": sorted(
-            line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+            mount
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if not (mount := line.split()[1]).startswith("/run/raytrader-docker/")
         ),
     }
 

@@ -333,11 +333,19 @@ def config_cmd(
 
 
 def decide(
-    symbols: list[str], *, position: float = 0.0, url: str | None = None, token: str | None = None
+    symbols: list[str],
+    *,
+    position: float = 0.0,
+    url: str | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
 ) -> tuple[int, Any]:
     body = {"symbols": [{"symbol": s, "position": position} for s in symbols]}
     return _http(
-        f"{settings.serve_url(url)}/v1/decisions", token=token or settings.client_token(), body=body
+        f"{settings.serve_url(url)}/v1/decisions",
+        token=token or settings.client_token(),
+        body=body,
+        timeout=timeout,
     )
 
 
