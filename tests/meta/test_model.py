@@ -158,6 +158,7 @@ def test_served_decisions_equal_the_backtest_bar_for_bar(built: Built) -> None:
         assert d["explanation"]["caught_up"] == 0
         same_as_backtest(built, i, d)
         assert [m["name"] for m in d["members"]] == [name for name, _, _ in RULES]
+        assert {m["weight"] for m in d["members"]} == {None}  # by bar, in the explanation
 
 
 def test_a_replica_that_missed_bars_catches_up_and_agrees(built: Built) -> None:

@@ -85,11 +85,15 @@ def _members(model: Any) -> tuple[dict[str, Any], ...]:
     """Name, version and weight of each member of a raytrader ensemble (none for other models)."""
     from raytrader.registry import own_pyfunc
 
-    ensemble = getattr(own_pyfunc(model), "ensemble", None)
+    inner = own_pyfunc(model)
+    ensemble = getattr(inner, "ensemble", None)
     if ensemble is None:
         return ()
+    # a meta ensemble's weights change by bar: each decision's explanation carries them
+    moving = hasattr(inner, "attach_history")
     return tuple(
-        {"name": m.name, "version": m.version, "weight": m.weight} for m in ensemble.config.members
+        {"name": m.name, "version": m.version, "weight": None if moving else m.weight}
+        for m in ensemble.config.members
     )
 
 

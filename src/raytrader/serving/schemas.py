@@ -88,6 +88,7 @@ class FeaturesRequest(_Body):
 class MemberRef(BaseModel):
     name: str
     version: int | None
+    #: null for a meta ensemble (its weights change by bar: see the decision's explanation)
     weight: float | None
 
 
