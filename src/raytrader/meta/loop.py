@@ -201,14 +201,9 @@ def _refit(
         state.predictor = make_predictor(config.predictor, config.seed).fit(closed)
         state.version += 1
     # the drift guard looks at the predictor in use over its recent decisions
-    recent = state.ics[-config.drift_window :]
-    if len(recent) >= config.drift_window // 2 and float(np.mean(recent)) < 0.0:
-        state.negative_refits += 1
-    else:
-        state.negative_refits = 0
-        state.fallback = False
-    if state.negative_refits >= 2:
-        state.fallback = True
+    state.negative_refits, state.fallback = drift_check(
+        state.ics, config.drift_window, state.negative_refits, state.fallback
+    )
     refits.append(
         {
             "time": t,
@@ -219,6 +214,17 @@ def _refit(
             "fallback": state.fallback,
         }
     )
+
+
+def drift_check(ics: list[float], window: int, negatives: int, fallback: bool) -> tuple[int, bool]:
+    """One check of the drift guard: the count of successive checks whose mean rank IC over the
+    last ``window`` closed decisions was below 0, and whether the weights fall back to equal
+    (from the second such check until a check at 0 or above)."""
+    recent = ics[-window:]
+    if len(recent) < window // 2 or float(np.mean(recent)) >= 0.0:
+        return 0, False
+    negatives += 1
+    return negatives, fallback or negatives >= 2
 
 
 def _score_closed(

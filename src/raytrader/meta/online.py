@@ -44,6 +44,7 @@ import pandas as pd
 from raytrader.errors import ConfigError
 from raytrader.meta.dataset import REGIME_FEATURES, VOL_HALFLIFE
 from raytrader.meta.kelly import EwmaVariance, kelly_size
+from raytrader.meta.loop import drift_check
 from raytrader.meta.predictors import Predictor
 from raytrader.meta.regimes import REGIMES, RegimeConfig, RegimeDetector
 from raytrader.meta.weights import WeightConfig, smooth, target_weights
@@ -382,14 +383,9 @@ class MetaStepper:
                     del state.ics[: -self.spec.drift_window]  # only the window is ever read
 
     def _check_drift(self, state: SymbolState) -> None:
-        recent = state.ics[-self.spec.drift_window :]
-        if len(recent) >= self.spec.drift_window // 2 and float(np.mean(recent)) < 0.0:
-            state.negative_checks += 1
-        else:
-            state.negative_checks = 0
-            state.fallback = False
-        if state.negative_checks >= 2:
-            state.fallback = True
+        state.negative_checks, state.fallback = drift_check(
+            state.ics, self.spec.drift_window, state.negative_checks, state.fallback
+        )
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
