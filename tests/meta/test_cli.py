@@ -56,8 +56,23 @@ def test_evaluate_writes_every_table_and_the_claims(
     assert {"meta[research,table]", "equal", "inverse_vol", "best_single", "fixed_share"} <= set(
         table["rows"]
     )
-    assert table["rows"]["oracle_per_window"]["investable"] is False
-    assert table["rows"]["oracle_per_window"]["closed_gap"] == 1.0
+    rows = table["rows"]
+    assert rows["oracle_per_window"]["investable"] is False
+    assert rows["oracle_per_window"]["closed_gap"] == 1.0
+    # one member a bar: one active, all the weight on it; the oracle is outside the confidence set
+    assert rows["oracle_per_window"]["active_members"] == 1.0
+    assert rows["oracle_per_window"]["weight_concentration"] == 1.0
+    assert rows["oracle_per_window"]["in_mcs"] is None
+    assert rows["equal"]["weight_concentration"] == pytest.approx(1 / 3)
+    assert rows["equal"]["active_members"] == pytest.approx(3.0)
+    assert rows["buy_and_hold_asset"]["active_members"] is None  # no members
+    meta = rows["meta[research,table]"]
+    assert 1.0 <= meta["active_members"] <= 3.0
+    assert 1 / 3 <= meta["weight_concentration"] <= 1.0
+    assert any(row["in_mcs"] is True for row in rows.values())
+    # the asset never trades after its first fill: its costs are one entry's
+    assert 0 <= rows["buy_and_hold_asset"]["cost_drag"] < 0.001
+    assert rows["equal"]["cost_drag"] > 0
     assert table["claims"][0].startswith("meta[research,table] ")
     by_regime = table["sharpe_by_regime"]
     assert abs(sum(row["share"] for row in by_regime.values()) - 1.0) < 1e-9
@@ -81,7 +96,7 @@ def test_the_window_oracle_holds_each_blocks_best_member() -> None:
     import numpy as np
     import pandas as pd
 
-    from raytrader.meta.study import window_oracle
+    from raytrader.meta.study import single, window_oracle
 
     index = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
     # member a earns on bars 1-3, member b on bars 4-5; a block's targets earn from its next bar
@@ -89,7 +104,10 @@ def test_the_window_oracle_holds_each_blocks_best_member() -> None:
         {"a": [0.0, 0.1, 0.1, 0.1, -0.1, -0.1], "b": [0.0, -0.1, -0.1, 0.0, 0.2, 0.2]}, index=index
     )
     targets = pd.DataFrame({"a": [1.0] * 6, "b": [-1.0] * 6}, index=index)
-    oracle = window_oracle(returns, targets, 3)
+    weights = window_oracle(returns, 3)
+    np.testing.assert_array_equal(weights["a"].to_numpy(), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    assert (weights.sum(axis=1) == 1.0).all()
+    oracle = single(weights, targets)
     np.testing.assert_array_equal(oracle.to_numpy(), [1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
 
 
@@ -116,6 +134,10 @@ def test_evaluate_over_seeds_pools_them_with_paired_t_and_the_true_regime_oracle
     sharpes = [got[s]["1.0"]["rows"]["equal"]["sharpe"] for s in (SYN, other)]
     assert pooled["equal"]["sharpe_mean"] == pytest.approx(sum(sharpes) / 2)
     assert pooled["equal"]["datasets"] == 2
+    assert pooled["equal"]["mcs_share"] in (0.0, 0.5, 1.0)
+    assert pooled["oracle_true_regime"]["mcs_share"] is None
+    drags = [got[s]["1.0"]["rows"]["equal"]["cost_drag"] for s in (SYN, other)]
+    assert pooled["equal"]["cost_drag_mean"] == pytest.approx(sum(drags) / 2)
     diffs = [
         got[s]["1.0"]["rows"]["meta[research,table]"]["sharpe"]
         - got[s]["1.0"]["rows"]["best_single"]["sharpe"]

@@ -149,8 +149,12 @@ def evaluate_cmd(
                     "annual_return",
                     "max_drawdown",
                     "turnover",
+                    "cost_drag",
+                    "active_members",
+                    "weight_concentration",
                     "dsr",
                     "spa_p",
+                    "in_mcs",
                     "sharpe_diff_low",
                     "sharpe_diff_high",
                 ]
@@ -175,8 +179,9 @@ def evaluate_cmd(
         if con is not None:
             from rich.table import Table
 
-            columns = ["sharpe_mean", "sharpe_std", "max_drawdown_mean", "vs_equal",
-                       "t_vs_equal", "vs_best_single", "t_vs_best_single"]  # fmt: skip
+            columns = ["sharpe_mean", "sharpe_std", "max_drawdown_mean", "cost_drag_mean",
+                       "mcs_share", "vs_equal", "t_vs_equal", "vs_best_single",
+                       "t_vs_best_single"]  # fmt: skip
             for multiple, table in pooled.items():
                 view = Table(
                     "candidate",

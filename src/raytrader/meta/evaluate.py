@@ -2,10 +2,16 @@
 same costs by the one kernel, and the statistics that say whether a difference is real.
 
 Per candidate: the kernel's metrics (annual return, volatility, Sharpe, Sortino, max drawdown,
-Calmar), turnover (mean ``|Δtarget|`` per bar), the probabilistic Sharpe against 0 and the deflated
-Sharpe against the expected best of ``trials`` configurations (:mod:`raytrader.backtest.deflated`,
-the trials' Sharpe variance from the candidates marked as tried), and against the ``benchmark``
-(equal weight by default):
+Calmar), turnover (mean ``|Δtarget|`` per bar), the cost drag (the annual return with no commission
+and no slippage minus the net one: what trading costs took), the probabilistic Sharpe against 0 and
+the deflated Sharpe against the expected best of ``trials`` configurations
+(:mod:`raytrader.backtest.deflated`, the trials' Sharpe variance from the candidates marked as
+tried); for a candidate given with its member weights, the mean number of active members (weight
+at least ``ACTIVE_WEIGHT`` of the bar's whole) and the mean weight concentration (Herfindahl,
+``Σ w²``: 1/K for equal weight over K, 1 for a single member), over the bars it held weights; the
+membership of the model confidence set at ``MCS_SIZE`` (``arch.bootstrap.MCS``, range statistic,
+over the investable candidates: those not given as ``references``; identical return series count
+once), and against the ``benchmark`` (equal weight by default):
 
 * Hansen's SPA consistent p-value (``arch.bootstrap.SPA`` on losses = −net return; small: the
   candidate beats the benchmark), stationary bootstrap with the block length of
@@ -37,6 +43,9 @@ from raytrader.sim.config import SimConfig
 
 SPA_THRESHOLD = 0.10
 DSR_THRESHOLD = 0.90
+MCS_SIZE = 0.10
+#: a member holding less than this share of a bar's weights is not counted active
+ACTIVE_WEIGHT = 0.01
 METRICS = ("annual_return", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar")
 
 
@@ -68,14 +77,24 @@ def evaluate_targets(
     config: SimConfig | None = None,
     reps: int = 1000,
     seed: int = 0,
+    weights: Mapping[str, pd.DataFrame] | None = None,
+    references: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One row per candidate (its targets indexed like ``bars``), the module docstring's columns.
     ``tried``: the candidates that are configurations of the method under test (their Sharpe
-    variance and count, or ``trials`` when more were tried, deflate the Sharpe)."""
+    variance and count, or ``trials`` when more were tried, deflate the Sharpe). ``weights``: per
+    candidate, its members' weights by bar (indexed like ``bars``; a member without a decision at
+    a bar given 0). ``references``: the candidates that are not investable (oracles), left out
+    of the confidence set."""
     if benchmark not in candidates:
         raise ConfigError(
             f"the benchmark {benchmark!r} is not among the candidates {sorted(candidates)}"
         )
+    unknown = sorted((set(weights or {}) | set(references)) - set(candidates))
+    if unknown:
+        raise ConfigError(f"weights or references name no candidate: {unknown}")
+    config = config or SimConfig()
+    gross = config.model_copy(update={"commission": 0.0, "slippage_bps": 0.0})
     ppy = bars.periods_per_year
     returns: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, float]] = {}
@@ -89,9 +108,13 @@ def evaluate_targets(
         returns[name] = r
         held = target.ffill().fillna(0.0).to_numpy()
         stats = periodic_stats(r)
+        frictionless = run_backtest(bars, target, gross, name=name)
         rows[name] = {
             **{k: float(result.metrics[k]) for k in METRICS},
             "turnover": float(np.abs(np.diff(held, prepend=0.0)).mean()),
+            "cost_drag": float(frictionless.metrics["annual_return"])
+            - float(result.metrics["annual_return"]),
+            **_weight_columns(name, (weights or {}).get(name), bars.index),
             "psr": probabilistic_sharpe_ratio(
                 stats["sharpe"], 0.0, len(r), stats["skewness"], stats["kurtosis"]
             ),
@@ -117,9 +140,58 @@ def evaluate_targets(
             float(np.quantile(diffs, 0.025)),
             float(np.quantile(diffs, 0.975)),
         )
+    investable = [name for name in returns if name not in references]
+    members = confidence_set(
+        {name: returns[name] for name in investable}, reps, seed, max(1, round(block))
+    )
+    for name in returns:
+        rows[name]["investable"] = name not in references
+        rows[name]["in_mcs"] = (name in members) if name not in references else math.nan
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs.update({"trials": n_trials, "benchmark": benchmark, "block_length": block})
     return table
+
+
+def _weight_columns(
+    name: str, weights: pd.DataFrame | None, index: pd.DatetimeIndex
+) -> dict[str, float]:
+    """The mean active members and weight concentration over the bars that hold weights."""
+    if weights is None:
+        return {"active_members": math.nan, "weight_concentration": math.nan}
+    if not weights.index.equals(index):
+        raise ConfigError(f"candidate {name!r}: weights must be indexed like the {len(index)} bars")
+    w = weights.to_numpy(np.float64)
+    if np.isnan(w).any() or (w < 0).any():
+        raise ConfigError(f"candidate {name!r}: weights must be finite and non-negative")
+    total = w.sum(axis=1)
+    held = total > 0
+    if not held.any():
+        return {"active_members": 0.0, "weight_concentration": math.nan}
+    share = w[held] / total[held, None]
+    return {
+        "active_members": float((share >= ACTIVE_WEIGHT).sum(axis=1).mean()),
+        "weight_concentration": float((share**2).sum(axis=1).mean()),
+    }
+
+
+def confidence_set(returns: Mapping[str, np.ndarray], reps: int, seed: int, block: int) -> set[str]:
+    """The candidates in Hansen, Lunde & Nason's model confidence set at ``MCS_SIZE`` (losses =
+    −net return). Candidates with identical returns enter as one (the test's statistic is
+    undefined for a pair that never differs) and share its membership."""
+    from arch.bootstrap import MCS
+
+    distinct: dict[bytes, str] = {}
+    alias: dict[str, str] = {}
+    for name, r in returns.items():
+        alias[name] = distinct.setdefault(np.ascontiguousarray(r).tobytes(), name)
+    kept = list(distinct.values())
+    if len(kept) < 2:
+        return set(returns)
+    losses = pd.DataFrame({name: -returns[name] for name in kept})
+    mcs = MCS(losses, size=MCS_SIZE, reps=reps, block_size=block, method="R", seed=seed)
+    mcs.compute()
+    included = {str(n) for n in mcs.included}
+    return {name for name, kept_as in alias.items() if kept_as in included}
 
 
 def _block_length(r: np.ndarray) -> float:
@@ -192,23 +264,26 @@ def _row_name(name: str) -> str:
 
 def pool(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per candidate over the datasets' tables (one cost multiple): the mean and standard
-    deviation of the net Sharpe and the mean max drawdown, and each candidate's paired difference
-    in Sharpe to equal weight and to the causal best single member with its t-statistic
-    (mean / (std / √n)) over the datasets."""
-    sharpe = pd.DataFrame(
-        {spec: t["sharpe"].rename(index=_row_name) for spec, t in tables.items()}
-    ).astype(float)
-    drawdown = pd.DataFrame(
-        {spec: t["max_drawdown"].rename(index=_row_name) for spec, t in tables.items()}
-    ).astype(float)
-    sharpe = sharpe.dropna(how="any")  # candidates present on every dataset
+    deviation of the net Sharpe, the mean max drawdown and cost drag, the share of the datasets
+    whose model confidence set holds it (NaN for a reference), and each candidate's paired
+    difference in Sharpe to equal weight and to the causal best single member with its
+    t-statistic (mean / (std / √n)) over the datasets."""
+
+    def across(column: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {spec: t[column].rename(index=_row_name) for spec, t in tables.items()}
+        ).astype(float)
+
+    sharpe = across("sharpe").dropna(how="any")  # candidates present on every dataset
     n = sharpe.shape[1]
     out = pd.DataFrame(
         {
             "datasets": n,
             "sharpe_mean": sharpe.mean(axis=1),
             "sharpe_std": sharpe.std(axis=1, ddof=1) if n > 1 else math.nan,
-            "max_drawdown_mean": drawdown.reindex(sharpe.index).mean(axis=1),
+            "max_drawdown_mean": across("max_drawdown").reindex(sharpe.index).mean(axis=1),
+            "cost_drag_mean": across("cost_drag").reindex(sharpe.index).mean(axis=1),
+            "mcs_share": across("in_mcs").reindex(sharpe.index).mean(axis=1, skipna=False),
         }
     )
     for base in ("equal", "best_single"):

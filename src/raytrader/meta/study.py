@@ -30,7 +30,7 @@ from raytrader.config import StrictConfig
 from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.features.engine import compute_features
-from raytrader.meta.baselines import BASELINES, baseline_target
+from raytrader.meta.baselines import BASELINES, baseline_target, baseline_weights
 from raytrader.meta.dataset import REGIME_FEATURES, member_returns, predictor_rows
 from raytrader.meta.evaluate import evaluate_targets, per_regime
 from raytrader.meta.loop import MetaConfig, run_meta
@@ -135,8 +135,8 @@ class StudyResult:
     regimes: dict[float, pd.DataFrame]
 
 
-def window_oracle(returns: pd.DataFrame, targets: pd.DataFrame, window: int) -> pd.Series:
-    """Not investable: in each block of ``window`` bars, the targets of the member that earned
+def window_oracle(returns: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Not investable: in each block of ``window`` bars, all the weight on the member that earned
     the most over that very block (the per-window oracle, the best a selector could do)."""
     chosen = np.empty(len(returns), dtype=np.int64)
     growth = np.log1p(returns.fillna(0.0).to_numpy())
@@ -145,8 +145,24 @@ def window_oracle(returns: pd.DataFrame, targets: pd.DataFrame, window: int) -> 
         # a block's targets earn from the next bar on (next-open fills)
         earned = growth[start + 1 : start + window + 1].sum(axis=0)
         chosen[block] = int(np.argmax(earned)) if len(earned) else 0
-    values = targets.to_numpy(np.float64)[np.arange(len(targets)), chosen]
-    return pd.Series(values, index=targets.index, name="target")
+    weights = np.zeros(returns.shape)
+    weights[np.arange(len(returns)), chosen] = 1.0
+    return pd.DataFrame(weights, index=returns.index, columns=returns.columns)
+
+
+def held(weights: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """The weights the combiner applies: a member without a decision at a bar holds none."""
+    return weights.where(targets.notna(), 0.0).fillna(0.0)
+
+
+def single(weights: pd.DataFrame, targets: pd.DataFrame) -> pd.Series:
+    """The target of one-member-per-bar weights: that member's target (NaN where it has none)."""
+    values = targets.to_numpy(np.float64)
+    w = weights.to_numpy(np.float64)
+    out = np.full(len(targets), np.nan)
+    rows, cols = np.nonzero(w)
+    out[rows] = values[rows, cols]
+    return pd.Series(out, index=targets.index, name="target")
 
 
 #: the predictor rows' regime inputs (dropped for the ``no regimes`` variants)
@@ -155,18 +171,19 @@ _REGIME_INPUTS = frozenset(
 )
 
 
-def regime_oracle(test_returns: pd.DataFrame, targets: pd.DataFrame, truth: pd.Series) -> pd.Series:
-    """The true-regime oracle (synthetic data, not investable): in each true regime, the member
-    that earned the most over the test bars of that regime, in hindsight."""
+def regime_oracle(
+    test_returns: pd.DataFrame, targets: pd.DataFrame, truth: pd.Series
+) -> pd.DataFrame:
+    """The true-regime oracle (synthetic data, not investable): in each true regime, all the
+    weight on the member that earned the most over the test bars of that regime, in hindsight."""
     regime = truth.reindex(targets.index)
     in_test = regime.loc[test_returns.index]
-    out = pd.Series(np.nan, index=targets.index)
+    weights = pd.DataFrame(0.0, index=targets.index, columns=targets.columns)
     for name in in_test.dropna().unique():
         bars = in_test.index[in_test == name]
         best = str(test_returns.loc[bars].sum().idxmax())
-        where = (regime == name).to_numpy()
-        out[where] = targets[best].to_numpy()[where]
-    return out
+        weights.loc[(regime == name).to_numpy(), best] = 1.0
+    return weights
 
 
 def study(
@@ -192,6 +209,7 @@ def study(
         rows = predictor_rows(bars, features, regimes, targets, trainings, config.horizon, sim)
         returns = member_returns(bars, targets, sim)
         candidates: dict[str, pd.Series] = {}
+        weights: dict[str, pd.DataFrame] = {}
         tried: list[str] = []
         blind = rows.drop(columns=[c for c in rows.columns if c in _REGIME_INPUTS])
         variants = [(kind, rows, "") for kind in config.predictors]
@@ -206,21 +224,27 @@ def study(
                 )  # fmt: skip
                 run = run_meta(inputs, targets, meta, close=bars.frame["close"])
                 candidates[name] = run.frame["target"]
+                weights[name] = run.weights
                 tried.append(name)
         for baseline in BASELINES:
             candidates[baseline] = baseline_target(
                 baseline, returns, targets, refit_bars=config.refit_bars
             )
+            weights[baseline] = baseline_weights(baseline, returns, refit_bars=config.refit_bars)
         candidates["buy_and_hold_asset"] = pd.Series(1.0, index=bars.index)
         in_test = returns.loc[test]
         best = str((in_test.mean() / in_test.std(ddof=0).where(lambda s: s > 0)).idxmax())
         hindsight = f"best_in_hindsight({best})"
-        candidates[hindsight] = targets[best]
-        candidates["oracle_per_window"] = window_oracle(returns, targets, config.refit_bars)
+        weights[hindsight] = pd.DataFrame(
+            {m: float(m == best) for m in targets.columns}, index=targets.index
+        )
+        weights["oracle_per_window"] = window_oracle(returns, config.refit_bars)
         references = [hindsight, "oracle_per_window"]
         if truth is not None:
-            candidates["oracle_true_regime"] = regime_oracle(returns.loc[test], targets, truth)
+            weights["oracle_true_regime"] = regime_oracle(returns.loc[test], targets, truth)
             references.append("oracle_true_regime")
+        for name in references:
+            candidates[name] = single(weights[name], targets)
         test_bars = Bars.from_frame(
             bars.frame.loc[test],
             symbol=bars.symbol,
@@ -234,8 +258,9 @@ def study(
             config=sim,
             reps=config.reps,
             seed=config.seed,
+            weights={name: held(w, targets).loc[test] for name, w in weights.items()},
+            references=tuple(references),
         )
-        table["investable"] = [n not in references for n in table.index]
         # ASlib's closed gap: how much of the way from the best single member (in hindsight) to
         # the per-window oracle a candidate went (1: the oracle; 0 or below: no better than it)
         sharpe = table["sharpe"].astype(float)
