@@ -17,6 +17,7 @@ from raytrader.meta.predictors import (
     walk_forward,
 )
 from raytrader.meta.regimes import REGIMES
+from raytrader.meta.train import DETERMINISTIC
 from tests.meta.test_dataset import HORIZON, _inputs, _trainings
 
 TIMES = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
@@ -42,6 +43,22 @@ def test_every_kind_fits_and_predicts_one_finite_score_per_row_deterministically
     assert first.shape == (len(test),)
     assert np.isfinite(first).all()
     np.testing.assert_array_equal(first, again)
+
+
+def test_the_mlps_seeds_are_distinct_draws_and_the_deterministic_kinds_ignore_theirs(
+    rows: pd.DataFrame,
+) -> None:
+    """``meta train`` reports a mean ± std over the MLP's seeds: they must be different fits (an
+    ignored seed gives a std of 0); the kinds it runs once must not depend on the seed."""
+    train = closed_rows(rows, rows["time"].iloc[len(rows) // 2])
+    test = rows.iloc[len(rows) // 2 :]
+
+    def draw(kind: str, seed: int) -> np.ndarray:
+        return make_predictor(kind, seed).fit(train).predict(test)
+
+    assert not np.array_equal(draw("mlp", 1), draw("mlp", 2))
+    for kind in DETERMINISTIC:
+        np.testing.assert_array_equal(draw(kind, 1), draw(kind, 2))
 
 
 def _frame(members: list[str], labels: list[float], regime: str) -> pd.DataFrame:

@@ -37,6 +37,7 @@ def test_train_scores_every_predictor_chooses_and_records_it(
     kinds = {s["kind"]: s for s in got["scores"]}
     assert set(kinds) == {"ewma", "table", "ridge", "mlp"}
     assert kinds["mlp"]["seeds"] == 2
+    assert kinds["mlp"]["ic_std"] > 0  # two seeds, two different fits
     assert kinds["table"]["seeds"] == 1
     best_baseline = max(kinds[k]["ic"] for k in ("ewma", "table", "ridge"))
     expected = "mlp" if kinds["mlp"]["ic"] >= best_baseline else None

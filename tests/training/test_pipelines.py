@@ -38,6 +38,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
         ("ensemble.yaml", EnsembleConfig),
         ("meta_evaluate.yaml", StudyConfig),
         ("meta_evaluate_synthetic.yaml", StudyConfig),
+        ("meta_evaluate_mlp.yaml", StudyConfig),
         ("meta_build.yaml", MetaEnsembleConfig),
         ("meta_update.yaml", MetaUpdateConfig),
     ],

@@ -143,7 +143,8 @@ class SklearnPredictor:
 class MlpPredictor:
     kind = "mlp"
 
-    def __init__(self, seeds: int = 5, epochs: int = 200, hidden: int = 32) -> None:
+    def __init__(self, seed: int = 0, seeds: int = 5, epochs: int = 200, hidden: int = 32) -> None:
+        self.seed = seed
         self.seeds = seeds
         self.epochs = epochs
         self.hidden = hidden
@@ -169,8 +170,11 @@ class MlpPredictor:
         y = torch.tensor(rows["label"].to_numpy(np.float64), dtype=torch.float32).reshape(-1, 1)
         cut = max(1, int(len(rows) * 0.8))  # rows are in time order: validate on the latest 20 %
         self.nets = []
-        for seed in range(self.seeds):
-            torch.manual_seed(seed)
+        # the ensemble's networks: distinct torch seeds per (seed, network), so two seeds of the
+        # predictor are two independent draws
+        torch_seeds = np.random.SeedSequence(self.seed).generate_state(self.seeds)
+        for torch_seed in torch_seeds:
+            torch.manual_seed(int(torch_seed))
             net = torch.nn.Sequential(
                 torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Dropout(0.1),
                 torch.nn.Linear(self.hidden, self.hidden), torch.nn.ReLU(), torch.nn.Dropout(0.1),
@@ -221,7 +225,7 @@ def make_predictor(kind: str, seed: int = 0) -> Predictor:
     if kind in ("ridge", "hgb"):
         return SklearnPredictor("ridge" if kind == "ridge" else "hgb", seed)
     if kind == "mlp":
-        return MlpPredictor()
+        return MlpPredictor(seed)
     raise ConfigError(f"unknown predictor {kind!r}; choose one of {list(KINDS)}")
 
 

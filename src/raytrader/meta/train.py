@@ -4,8 +4,9 @@ tracked in MLflow.
 Every (predictor, seed) is one Ray task: the predictor walked forward over the rows
 (:func:`raytrader.meta.predictors.walk_forward`: refits on labels closed at each refit bar) and its
 out-of-sample predictions scored (rank IC, Newey–West t, top-1 hit rate). Deterministic predictors
-(``ewma``, ``table``, ``ridge``) run one seed, ``hgb`` and ``mlp`` ``seeds``; a kind's score is the
-mean over its seeds, with their standard deviation.
+(``ewma``, ``table``, ``ridge``, and ``hgb``: without early stopping or subsampling its seed
+changes nothing) run one seed, ``mlp`` ``seeds``; a kind's score is the mean over its seeds, with
+their standard deviation.
 
 The choice: the MLP (the design's neural predictor) is the default only if its mean rank IC is at
 least the best baseline's; otherwise the best baseline is, and the summary says so. MLflow gets a
@@ -27,7 +28,7 @@ from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.meta.predictors import KINDS, Kind, score_predictions, walk_forward
 
-DETERMINISTIC = frozenset({"ewma", "table", "ridge"})
+DETERMINISTIC = frozenset({"ewma", "table", "ridge", "hgb"})
 NEURAL = "mlp"
 
 
