@@ -8,7 +8,8 @@
 Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (Ray), stream
 (Kafka → features → Feast; needs `raytrader stack up`), training, serving (the decision service:
 Ray Serve vs plain FastAPI + uvicorn vs the ensemble call, load from wrk; needs `raytrader stack up`
-and the Debian package wrk), meta (the meta ensemble per bar beside the fixed ensemble).
+and the Debian package wrk), meta (the meta ensemble per bar beside the fixed ensemble), meta_eval
+(the meta ensemble against its baselines, reduced).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from benchmarks import (
     bench_backtest,
     bench_features,
     bench_meta,
+    bench_meta_eval,
     bench_runner,
     bench_serving,
     bench_stream,
@@ -49,6 +51,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_training.NAME: bench_training.run,
     bench_serving.NAME: bench_serving.run,
     bench_meta.NAME: bench_meta.run,
+    bench_meta_eval.NAME: bench_meta_eval.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

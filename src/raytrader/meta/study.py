@@ -6,7 +6,8 @@ For each dataset: the members' targets over all bars; their track records start 
 parameters fixed in the config have none, and the first ``member_bars`` are the meta's own warm-up
 for them); the meta loop for every (preset, predictor) and the baselines run over all bars; the
 comparison (:func:`raytrader.meta.evaluate.evaluate_targets`) is on the bars from ``test_start``
-on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe.
+on, at each cost multiple. Every (preset, predictor) counts as one trial of the deflated Sharpe
+(``trials``: more, when more were tried elsewhere).
 Buy-and-hold is a row; the best single member *in hindsight* and the per-window oracle (the best
 member of each ``refit_bars`` block, in hindsight) are rows marked not investable, and every
 row's ``closed_gap`` says how far it went from the first toward the second; on synthetic data the
@@ -77,6 +78,9 @@ class StudyConfig(StrictConfig):
     regimes: RegimeConfig = Field(default_factory=RegimeConfig)
     reps: int = Field(1000, ge=100)
     seed: int = 0
+    #: the configurations tried in all, when more were tried than this study runs (an earlier or
+    #: wider search on the same data): the deflated Sharpe's count (at least the ones run here)
+    trials: int | None = Field(None, ge=1)
     training: PredictorTraining = Field(default_factory=PredictorTraining)
 
     def check(self) -> None:
@@ -255,6 +259,7 @@ def study(
             test_bars,
             {name: target.loc[test] for name, target in candidates.items()},
             tried=tuple(tried),
+            trials=config.trials,
             config=sim,
             reps=config.reps,
             seed=config.seed,
