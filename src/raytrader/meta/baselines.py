@@ -106,6 +106,11 @@ def baseline_target(
         eta=float(options.get("eta", 10.0)), alpha=float(options.get("alpha", 0.01)),
         forgetting=float(options.get("forgetting", 0.99)),
     )  # fmt: skip
+    return weighted_target(weights, targets, kind)
+
+
+def weighted_target(weights: pd.DataFrame, targets: pd.DataFrame, kind: str) -> pd.Series:
+    """The members' ``targets`` combined with per-bar ``weights`` (the one combiner)."""
     if not math.isfinite(float(weights.to_numpy().sum())):
         raise ConfigError(f"baseline {kind} produced non-finite weights")
     combined = combine(

@@ -31,7 +31,7 @@ from raytrader.config import StrictConfig
 from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.features.engine import compute_features
-from raytrader.meta.baselines import BASELINES, baseline_target, baseline_weights
+from raytrader.meta.baselines import BASELINES, baseline_weights, weighted_target
 from raytrader.meta.dataset import REGIME_FEATURES, member_returns, predictor_rows
 from raytrader.meta.evaluate import evaluate_targets, per_regime
 from raytrader.meta.loop import MetaConfig, run_meta
@@ -231,10 +231,8 @@ def study(
                 weights[name] = run.weights
                 tried.append(name)
         for baseline in BASELINES:
-            candidates[baseline] = baseline_target(
-                baseline, returns, targets, refit_bars=config.refit_bars
-            )
             weights[baseline] = baseline_weights(baseline, returns, refit_bars=config.refit_bars)
+            candidates[baseline] = weighted_target(weights[baseline], targets, baseline)
         candidates["buy_and_hold_asset"] = pd.Series(1.0, index=bars.index)
         in_test = returns.loc[test]
         best = str((in_test.mean() / in_test.std(ddof=0).where(lambda s: s > 0)).idxmax())
