@@ -9,7 +9,8 @@ Sections: backtest (vs backtesting.py), sweep (vs vectorbt), features, runner (R
 (Kafka → features → Feast; needs `raytrader stack up`), training, serving (the decision service:
 Ray Serve vs plain FastAPI + uvicorn vs the ensemble call, load from wrk; needs `raytrader stack up`
 and the Debian package wrk), meta (the meta ensemble per bar beside the fixed ensemble), meta_eval
-(the meta ensemble against its baselines, reduced).
+(the meta ensemble against its baselines, reduced), store (the experiment store: 1M steps
+written, one episode read back, PostgreSQL beside SQLite).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from benchmarks import (
     bench_meta_eval,
     bench_runner,
     bench_serving,
+    bench_store,
     bench_stream,
     bench_sweep,
     bench_training,
@@ -52,6 +54,7 @@ SECTIONS: dict[str, Callable[[], Section]] = {
     bench_serving.NAME: bench_serving.run,
     bench_meta.NAME: bench_meta.run,
     bench_meta_eval.NAME: bench_meta_eval.run,
+    bench_store.NAME: bench_store.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 

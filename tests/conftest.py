@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -23,6 +25,12 @@ from raytrader.data.synthetic import synthetic_bars as _synthetic_bars
 from tests.support.image import image  # noqa: F401 - the session's image, for deploy/ and cluster/
 
 BASE_TIME = pd.Timestamp("2024-01-01 00:00", tz="UTC")
+
+# what the commands under test record goes to a throwaway store, never a developer's own (the
+# process environment wins over the local stack's client.env; subprocesses inherit it)
+os.environ["RAYTRADER_DB_URL"] = (
+    f"sqlite:///{tempfile.mkdtemp(prefix='raytrader-test-store-')}/experiments.db"
+)
 
 
 def make_bars(

@@ -60,6 +60,13 @@ EndOpt = Annotated[
     str | None, typer.Option(help="use bars before this time, ISO-8601 (exclusive; naive = UTC)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
+RecordOpt = Annotated[
+    bool,
+    typer.Option(
+        "--record/--no-record",
+        help="write the result to the experiment store (RAYTRADER_DB_URL; `raytrader db`)",
+    ),
+]
 
 
 def _load(
@@ -509,6 +516,7 @@ def backtest_cmd(
     report: Annotated[
         Path | None, typer.Option(help="write PNG/CSV/JSON report into this folder")
     ] = None,
+    record: RecordOpt = True,
 ) -> None:
     """Backtest one strategy on one dataset through the simulation kernel."""
     from raytrader.backtest.engine import run_backtest
@@ -540,6 +548,10 @@ def backtest_cmd(
 
         write_report(result, report)
     summary = result.summary()
+    if record:
+        from raytrader.backtest.record import record_backtest
+
+        summary["backtest_id"] = record_backtest(result, data)
     if json_out:
         typer.echo(json.dumps(summary))
         return
@@ -570,6 +582,7 @@ def run_strategies_cmd(
     start: StartOpt = None,
     end: EndOpt = None,
     json_out: JsonOpt = False,
+    record: RecordOpt = True,
 ) -> None:
     """Run several strategies in parallel as Ray tasks and combine them into an ensemble."""
     from raytrader.strategies.runner import RunnerConfig, StrategyRunner
@@ -593,8 +606,13 @@ def run_strategies_cmd(
     )
     bars = _load(data, symbol, timeframe, calendar, start, end)
     result = StrategyRunner(cfg).run_sync(names, bars)
+    summary = result.summary()
+    if record:
+        from raytrader.strategies.runner import record_run
+
+        summary["store_run_id"] = record_run(result, bars, cfg, data)
     if json_out:
-        typer.echo(json.dumps(result.summary()))
+        typer.echo(json.dumps(summary))
     else:
         print_run(result)
     if not result.success:
@@ -734,6 +752,79 @@ def demo_cmd(
     run_demo(cfg, debug=bool(_STATE["debug"]))
 
 
+# ------------------------------------------------------------------------------- experiment store
+db_app = typer.Typer(
+    help="The experiment store (RAYTRADER_DB_URL): migrate it, see what it holds.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+DbUrlOpt = Annotated[
+    str | None, typer.Option("--url", help="database URL (default: RAYTRADER_DB_URL)")
+]
+
+
+@db_app.command("upgrade")
+def db_upgrade_cmd(url: DbUrlOpt = None, json_out: JsonOpt = False) -> None:
+    """Bring the store's schema to the newest migration (idempotent)."""
+    from raytrader import settings
+    from raytrader.db import engine as db_engine
+
+    resolved = settings.db_url(url)
+    engine = db_engine.make_engine(resolved)
+    try:
+        before, after = db_engine.upgrade(engine)
+    finally:
+        engine.dispose()
+    out = {
+        "url": db_engine.redacted(db_engine.normalize_url(resolved)),
+        "from": before,
+        "to": after,
+    }
+    if json_out:
+        typer.echo(json.dumps(out))
+        return
+    change = "already at" if before == after else f"{before or 'empty'} ->"
+    console().print(f"experiment store {out['url']}: {change} revision {after}")
+
+
+@db_app.command("status")
+def db_status_cmd(url: DbUrlOpt = None, json_out: JsonOpt = False) -> None:
+    """The store's URL (password hidden), its revision against the code's, and rows per table."""
+    from sqlalchemy import func, select
+
+    from raytrader import settings
+    from raytrader.db import engine as db_engine
+    from raytrader.db.models import Base
+
+    resolved = settings.db_url(url)
+    engine = db_engine.make_engine(resolved)
+    try:
+        at, head = db_engine.current_revision(engine), db_engine.head_revision()
+        rows: dict[str, int] = {}
+        if at is not None:
+            with engine.connect() as conn:
+                for name, table in sorted(Base.metadata.tables.items()):
+                    rows[name] = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+    finally:
+        engine.dispose()
+    out = {
+        "url": db_engine.redacted(db_engine.normalize_url(resolved)),
+        "revision": at,
+        "head": head,
+        "current": at == head,
+        "rows": rows,
+    }
+    if json_out:
+        typer.echo(json.dumps(out))
+    else:
+        state = "current" if at == head else f"needs `raytrader db upgrade` (code: {head})"
+        console().print(f"experiment store {out['url']}: revision {at or 'none'}, {state}")
+        for name, count in rows.items():
+            console().print(f"  {name:<17} {count:>10,}")
+    if at != head:
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------------------------- stack
 stack_app = typer.Typer(
     help="The local stack on 127.0.0.1: Kafka, PostgreSQL, Redis, MLflow, Ray head, Feast.",
@@ -778,6 +869,7 @@ def _meta_app() -> Any:
 
 
 app.add_typer(_meta_app(), name="meta")
+
 app.command("decide")(_serving_cli().decide_cmd)
 app.command("tune")(_training_cli().tune_cmd)
 

@@ -160,8 +160,11 @@ def _run(
             )
             write_report(ens, run_dir / "ensemble")
         (run_dir / "run.json").write_text(json.dumps(result.summary(), indent=2))
-        prog.update(step, description="recording the run in MLflow")
+        prog.update(step, description="recording the run in MLflow and the experiment store")
         uri, mlflow_run = _mlflow(result, bars, cfg.data, run_dir, out)
+        from raytrader.strategies.runner import record_run
+
+        store_run = record_run(result, bars, runner_cfg, cfg.data)
         prog.update(step, description="done")
     con.print(
         f"{bars.symbol} {bars.timeframe}: {len(bars)} bars, {len(BAR_FEATURES_V1.features)} "
@@ -171,7 +174,17 @@ def _run(
     print_run(result)
     con.print(f"report: {run_dir}")
     con.print(f"MLflow: run {mlflow_run} at {uri}")
-    shown: dict[str, Any] = {"run_dir": str(run_dir), "mlflow_run": mlflow_run, "uri": uri}
+    from raytrader import settings
+    from raytrader.db.engine import normalize_url, redacted
+
+    store_url = redacted(normalize_url(settings.db_url()))
+    con.print(f"experiment store: run {store_run} at {store_url}")
+    shown: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "mlflow_run": mlflow_run,
+        "uri": uri,
+        "store_run": store_run,
+    }
     if cfg.serve:
         shown["decision"] = _serve(cfg, bars, stack_cfg, out, uri, con)
     if log is not None:

@@ -40,6 +40,10 @@ class StoreError(RaytraderError):
     """A Parquet store operation was refused (overlap, out-of-order append, corrupt partition)."""
 
 
+class ExperimentStoreError(RaytraderError):
+    """The experiment store (:mod:`raytrader.db`) is unreachable, not migrated, or refused a record."""
+
+
 class DataValidationError(RaytraderError, ValueError):
     """Bars broke the bars contract.
 

@@ -30,6 +30,10 @@ security below)
 ``RAYTRADER_API_TOKEN`` / ``_ADMIN_``     none: no auth only with ``RAYTRADER_LOCAL_DEV=1``,
 (or ``..._FILE``)                         which cluster mode refuses
 ``RAYTRADER_SERVE_URL``                   ``http://127.0.0.1:8000`` (clients of the service)
+``RAYTRADER_DB_URL``                      the experiment store: SQLite
+                                          ``~/.local/share/raytrader/experiments.db`` (the stack
+                                          writes its PostgreSQL database ``raytrader`` here)
+``RAYTRADER_EXPERIMENT_API_URL``          ``http://127.0.0.1:8080`` (the dashboard's API)
 ========================================  ==========================================================
 
 Kafka (``RAYTRADER_KAFKA_*``, :class:`KafkaSettings`): the bootstrap servers and the security of
@@ -74,6 +78,10 @@ TOKEN_ENV = "RAYTRADER_API_TOKEN"  # noqa: S105 - the variable's name, not a tok
 ADMIN_TOKEN_ENV = "RAYTRADER_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
 LOCAL_DEV_ENV = "RAYTRADER_LOCAL_DEV"
 SERVE_URL_ENV = "RAYTRADER_SERVE_URL"
+#: the experiment store (raytrader.db) and the experiment API's base URL for its clients
+DB_URL_ENV = "RAYTRADER_DB_URL"
+API_URL_ENV = "RAYTRADER_EXPERIMENT_API_URL"
+DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_SERVE_URL = "http://127.0.0.1:8000"
 
 
@@ -436,10 +444,29 @@ def serve_url(explicit: str | None = None) -> str:
     return (explicit or required(SERVE_URL_ENV) or DEFAULT_SERVE_URL).rstrip("/")
 
 
+def db_url(explicit: str | None = None) -> str:
+    """The experiment store's SQLAlchemy URL: ``explicit``, else ``RAYTRADER_DB_URL`` (the local
+    stack's PostgreSQL once it ran), else (local mode) the SQLite file
+    ``~/.local/share/raytrader/experiments.db``."""
+    value = explicit or required(DB_URL_ENV)
+    if value:
+        return value
+    path = Path.home() / ".local" / "share" / "raytrader" / "experiments.db"
+    return f"sqlite:///{path}"
+
+
+def api_url(explicit: str | None = None) -> str:
+    """The experiment API's base URL for its clients (the dashboard): ``explicit``, else
+    ``RAYTRADER_EXPERIMENT_API_URL``, else (local mode) ``http://127.0.0.1:8080``."""
+    return (explicit or required(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+
+
 __all__ = [
     "KafkaSettings",
     "Mode",
+    "api_url",
     "client_token",
+    "db_url",
     "embedded_tracking_uri",
     "feast_data",
     "feast_repo",

@@ -92,6 +92,38 @@ def test_runner_results_equal_in_process_backtests(ray_local, goog) -> None:
         assert _same(e.metrics, local.metrics)
 
 
+def test_a_recorded_run_holds_each_members_backtest_as_the_task_scored_it(
+    ray_local, goog, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from raytrader.db.engine import make_engine, upgrade
+    from raytrader.db.models import Backtest, Run, Trade
+    from raytrader.strategies.runner import record_run
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(make_engine(url))
+    cfg = RunnerConfig(max_concurrency=2)
+    result = StrategyRunner(cfg).run_sync(["macd", "momentum", "exploding_test"], goog)
+    run_id = record_run(result, goog, cfg, "goog", url)
+    with Session(make_engine(url)) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.kind, run.status, run.metrics["succeeded"]) == ("rules", "finished", 2)
+        rows = {b.strategy: b for b in s.scalars(select(Backtest).where(Backtest.run_id == run_id))}
+        assert set(rows) == {"macd", "momentum", "ensemble:weighted"}  # the failed one: none
+        for e in [*result.entries[:2], result.ensemble]:
+            assert e is not None
+            stored = rows[e.strategy]
+            # the driver's re-run of the targets is the task's backtest, number for number
+            assert {k: stored.metrics[k] for k in e.metrics} == {
+                k: (v if np.isfinite(v) else None) for k, v in e.metrics.items()
+            }
+            trades = s.scalars(select(Trade).where(Trade.backtest_id == stored.id)).all()
+            assert len(trades) == e.metrics["num_trades"]
+
+
 def test_runner_isolates_unknown_strategy_bad_params_and_exceptions(ray_local, goog) -> None:
     specs = [
         "momentum",

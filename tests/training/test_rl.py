@@ -68,6 +68,48 @@ def test_ppo_learns_the_pattern_and_is_evaluated_against_baselines(tmp_path: Pat
     assert "evaluation/report/trades.csv" in files
 
 
+def test_training_episodes_and_the_evaluation_are_in_the_experiment_store(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from raytrader.db.engine import make_engine
+    from raytrader.db.models import Backtest, Episode, Run, Step, Trade
+    from raytrader.training.rl import run_key
+
+    cfg = small(tmp_path, iterations=2, checkpoint_every=2, mlflow=False)
+    cfg = cfg.model_copy(update={"record_steps": cfg.record_steps.model_copy(
+        update={"every": 2, "max_per_episode": 40})})  # fmt: skip
+    result = train_rl(cfg)
+    evaluate(cfg, greedy_policy(result.checkpoint))
+    engine = make_engine()
+    with Session(engine) as s:
+        run = s.scalars(select(Run).where(Run.key == run_key(cfg))).one()
+        assert (run.kind, run.status, run.id) == ("rl", "finished", result.store_run)
+        assert run.metrics["iterations"] == 2
+        episodes = s.scalars(select(Episode).where(Episode.run_id == run.id)).all()
+        # 2 iterations of 1024 steps in 128-step episodes: every finished one is written
+        assert len(episodes) >= 14
+        for ep in episodes[:3]:
+            steps = s.scalars(select(Step).where(Step.episode_id == ep.id).order_by(Step.t)).all()
+            assert 2 <= len(steps) <= 40
+            assert steps[-1].t == ep.length  # the last step is always kept
+            assert ep.total_return == pytest.approx(steps[-1].equity / steps[0].equity - 1.0)
+            trades = s.scalars(select(Trade).where(Trade.episode_id == ep.id)).all()
+            assert len(trades) == ep.trades
+            # the kernel's identity: the trades' P&L (open one closed at the last close) is
+            # the episode's change in equity
+            assert sum(t.pnl for t in trades) == pytest.approx(
+                steps[-1].equity - steps[0].equity, rel=1e-9, abs=1e-6
+            )
+        held_out = s.scalars(select(Backtest).where(Backtest.run_id == run.id)).one()
+        assert held_out.strategy == "rl:ppo"
+        n = s.scalar(
+            select(func.count()).select_from(Trade).where(Trade.backtest_id == held_out.id)
+        )
+        assert n == held_out.metrics["num_trades"]
+    engine.dispose()
+
+
 def test_same_seed_same_training(tmp_path: Path) -> None:
     a = train_rl(small(tmp_path / "a", iterations=2, checkpoint_every=2))
     b = train_rl(small(tmp_path / "b", iterations=2, checkpoint_every=2))

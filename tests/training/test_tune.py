@@ -152,6 +152,17 @@ def test_search_with_asha_and_optuna_logs_nested_mlflow_runs(tmp_path: Path) -> 
         holdout["best"]["sharpe"]
     )
     assert float(tags["raytrader.search.deflated_sharpe_ratio"]) == pytest.approx(dsr["dsr"])
+    # the experiment store holds the search and every trial, with its score per window
+    trials = stored_trials(summary)
+    assert len(trials) == 6
+    assert sorted(t.status for t in trials).count("stopped_early") == summary["stopped_early"]
+    winner = max((t for t in trials if t.status == "completed"), key=lambda t: t.score)
+    assert winner.score == summary["best_validation_sharpe"]
+    assert winner.params == best
+    traded = [w for w in winner.window_scores if w is not None]
+    assert len(winner.window_scores) == 4
+    assert np.mean(traded) == pytest.approx(summary["best_validation_sharpe"], rel=0, abs=1e-12)
+    assert any(t.early_stopped for t in trials)
     with pytest.raises(ConfigError, match="register_as is for the rule target"):
         search(
             tmp_path,
@@ -160,6 +171,27 @@ def test_search_with_asha_and_optuna_logs_nested_mlflow_runs(tmp_path: Path) -> 
             register_as="x",
             space={"threshold": {"kind": "float", "low": 0.5, "high": 0.6}},
         )
+
+
+def stored_trials(summary: dict[str, Any]) -> list[Any]:
+    """The trials the experiment store holds for a search's summary."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from raytrader.db.engine import make_engine
+    from raytrader.db.models import Optimization, Trial
+
+    engine = make_engine()
+    try:
+        with Session(engine) as s:
+            opt = s.get(Optimization, summary["store_optimization_id"])
+            assert opt is not None
+            assert opt.best_score == summary["best_validation_sharpe"]
+            trials = s.scalars(select(Trial).where(Trial.optimization_id == opt.id)).all()
+            s.expunge_all()
+            return list(trials)
+    finally:
+        engine.dispose()
 
 
 def completed_trials(path: Path, folds: int = 4) -> int:
@@ -209,6 +241,8 @@ def test_restore_resumes_an_interrupted_search(tmp_path: Path) -> None:
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["trials"] == 8
     assert completed_trials(path) == 8
+    # the resumed search is one optimization in the store, each trial once
+    assert len({t.key for t in stored_trials(summary)}) == len(stored_trials(summary)) == 8
 
 
 def test_with_params_sets_dotted_paths() -> None:

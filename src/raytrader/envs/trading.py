@@ -188,7 +188,12 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self._held = np.where(units != 0.0, self._held + 1.0, 0.0)
         terminated = bool(sim.states[0, K.S_BUST] != 0.0)
         truncated = self.t - self.start >= self.config.episode_length
-        return self._obs(), reward, terminated, truncated, self._info()
+        info = self._info()
+        if terminated or truncated:
+            # the episode's round trips as the kernel records them (bars counted from its start;
+            # an open position closed at the last close, reason "open"), for the experiment store
+            info["trades"] = self.simulator.trades(include_open=True)
+        return self._obs(), reward, terminated, truncated, info
 
     # -- helpers -------------------------------------------------------------------------------
     def _advance(self, i: int) -> np.ndarray:
@@ -219,6 +224,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
             "equity": float(self._equity[0]),
             "units": float(self.simulator.states[0, K.S_UNITS]),
             "target": self._target,
+            "close": float(self._active.column("close")[self.t]),
         }
 
     def _scenario(self, name: str, rng: np.random.Generator) -> tuple[Market, Scenario]:

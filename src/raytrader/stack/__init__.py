@@ -11,7 +11,7 @@ Ports (defaults; every one is a :class:`StackConfig` field, overridable with
 =============================  =====  ==========================================================
 field                          port   service
 =============================  =====  ==========================================================
-``postgres_port``              5432   PostgreSQL (database + role ``mlflow``)
+``postgres_port``              5432   PostgreSQL (roles + databases ``mlflow``, ``raytrader``)
 ``redis_port``                 6379   Redis (Feast online store)
 ``kafka_port``                 9092   Kafka broker (``kafka_bootstrap``)
 ``kafka_controller_port``      9093   Kafka KRaft controller
@@ -38,7 +38,8 @@ State layout (``state_dir``: ``RAYTRADER_STACK_DIR``, default ``~/.local/share/r
     run/<service>.pid           session id (= pid of the started process) of each service
     run/<service>.json          the same pid, its start time (guards against a recycled pid),
                                 the UTC start time and the command line
-    secrets/                    0700: postgres-mlflow-password, pgpass, ray-auth-token (all 0600)
+    secrets/                    0700: postgres-mlflow-password, postgres-raytrader-password,
+                                pgpass, ray-auth-token (all 0600)
     postgres/data, postgres/run PGDATA and the Unix socket (owned by `postgres` when run as root;
                                 a symlink to /var/lib/raytrader/postgres-<hash> if that user
                                 cannot reach the state dir)

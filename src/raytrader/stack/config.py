@@ -339,6 +339,20 @@ class StackConfig(StrictConfig):
         return self.secrets_dir / "postgres-mlflow-password"
 
     @property
+    def store_password_file(self) -> Path:
+        """The experiment store's role (``raytrader``) password."""
+        return self.secrets_dir / "postgres-raytrader-password"
+
+    @property
+    def store_url(self) -> str:
+        """The experiment store: database ``raytrader`` as role ``raytrader``; the password reaches
+        libpq through the pgpass file, so it is in neither the URL nor ``client.env``."""
+        return (
+            f"postgresql+psycopg2://{STORE_USER}@{self.host}:{self.postgres_port}/{STORE_DB}"
+            f"?passfile={self.pgpass_file}"
+        )
+
+    @property
     def pgpass_file(self) -> Path:
         return self.secrets_dir / "pgpass"
 
@@ -435,6 +449,7 @@ class StackConfig(StrictConfig):
             "RAYTRADER_FEAST_DATA": str(self.feast_data),
             "RAYTRADER_MLFLOW_URI": self.mlflow_uri,
             "RAYTRADER_SERVE_URL": self.serve_url,
+            "RAYTRADER_DB_URL": self.store_url,
             "RAYTRADER_API_TOKEN_FILE": str(self.serve_token_file),
             "RAYTRADER_ADMIN_TOKEN_FILE": str(self.serve_admin_token_file),
         }
@@ -442,6 +457,9 @@ class StackConfig(StrictConfig):
 
 POSTGRES_USER = "mlflow"
 POSTGRES_DB = "mlflow"
+#: the experiment store's role and database (raytrader.db), apart from MLflow's
+STORE_USER = "raytrader"
+STORE_DB = "raytrader"
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 

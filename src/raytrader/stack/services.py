@@ -4,8 +4,9 @@ the Ray head and the Feast feature server.
 * **PostgreSQL** — Debian's server binaries (``/usr/lib/postgresql/<v>/bin``, newest first, or
   ``postgres_bin_dir``); ``initdb`` once into ``<state>/postgres/data`` (superuser ``postgres``, trust
   on the Unix socket only, SCRAM passwords over TCP), ``listen_addresses=127.0.0.1``, Unix socket in
-  ``<state>/postgres/run`` (mode 0700). Role and database ``mlflow`` are created (and the role's
-  password re-set to ``<state>/secrets/postgres-mlflow-password``) on every start. PostgreSQL
+  ``<state>/postgres/run`` (mode 0700). Roles and databases ``mlflow`` (MLflow's) and ``raytrader``
+  (the experiment store, :mod:`raytrader.db`) are created (and each role's password re-set to
+  ``<state>/secrets/postgres-<role>-password``) on every start. PostgreSQL
   refuses to run as root: as root it runs as the ``postgres`` system user (created if missing) and
   its directory is owned by it; if that user cannot reach the state dir (``/root`` is 0700) the
   directory lives in ``/var/lib/raytrader/postgres-<hash of state dir>`` and ``<state>/postgres``
@@ -49,7 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from raytrader.stack.base import Service
-from raytrader.stack.config import POSTGRES_DB, POSTGRES_USER, StackConfig
+from raytrader.stack.config import (
+    POSTGRES_DB,
+    POSTGRES_USER,
+    STORE_DB,
+    STORE_USER,
+    StackConfig,
+)
 from raytrader.stack.kafka import KafkaService
 from raytrader.stack.process import (
     PrerequisiteError,
@@ -183,10 +190,14 @@ class PostgresService(Service):
         cfg = self.config
         if not cfg.postgres_password_file.exists():
             write_secret(cfg.postgres_password_file, secrets.token_urlsafe(24) + "\n")
+        if not cfg.store_password_file.exists():
+            write_secret(cfg.store_password_file, secrets.token_urlsafe(24) + "\n")
         password = cfg.postgres_password()
+        store_password = cfg.store_password_file.read_text().strip()
         write_secret(
             cfg.pgpass_file,
-            f"{cfg.host}:{cfg.postgres_port}:{POSTGRES_DB}:{POSTGRES_USER}:{password}\n",
+            f"{cfg.host}:{cfg.postgres_port}:{POSTGRES_DB}:{POSTGRES_USER}:{password}\n"
+            f"{cfg.host}:{cfg.postgres_port}:{STORE_DB}:{STORE_USER}:{store_password}\n",
         )
         root = self.root()
         if self.as_root and _pg_user() is None:
@@ -283,26 +294,31 @@ class PostgresService(Service):
     def after_start(self) -> None:
         from psycopg2 import sql  # type: ignore[import-untyped]
 
-        password = self.config.postgres_password()
+        cfg = self.config
+        owners = {
+            POSTGRES_USER: (POSTGRES_DB, cfg.postgres_password()),
+            STORE_USER: (STORE_DB, cfg.store_password_file.read_text().strip()),
+        }
         conn = self._superuser_connect(10.0)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (POSTGRES_USER,))
-                verb = "ALTER" if cur.fetchone() else "CREATE"
-                cur.execute(
-                    sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD %s").format(
-                        sql.Identifier(POSTGRES_USER)
-                    ),
-                    (password,),
-                )
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,))
-                if cur.fetchone() is None:
+                for role, (database, password) in owners.items():
+                    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                    verb = "ALTER" if cur.fetchone() else "CREATE"
                     cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(POSTGRES_DB), sql.Identifier(POSTGRES_USER)
-                        )
+                        sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD %s").format(
+                            sql.Identifier(role)
+                        ),
+                        (password,),
                     )
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                    if cur.fetchone() is None:
+                        cur.execute(
+                            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                                sql.Identifier(database), sql.Identifier(role)
+                            )
+                        )
         finally:
             conn.close()
 
@@ -324,7 +340,7 @@ class PostgresService(Service):
         return None
 
     def detail(self) -> str:
-        return f"database {POSTGRES_DB}"
+        return f"databases {POSTGRES_DB}, {STORE_DB}"
 
 
 def _pg_user() -> pwd.struct_passwd | None:

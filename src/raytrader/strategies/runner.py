@@ -409,3 +409,65 @@ def _as_spec(s: StrategySpec | str | Mapping[str, Any]) -> StrategySpec:
     if isinstance(s, str):
         return StrategySpec(strategy=s)
     return StrategySpec.parse(dict(s), where="strategy spec")
+
+
+def record_run(
+    result: RunResult, bars: Bars, config: RunnerConfig, data: str, url: str | None = None
+) -> int | None:
+    """Write a ``run-strategies`` run to the experiment store: one run (kind ``rules``) with a
+    backtest (trades and operations) per successful member and one for the ensemble. Returns the
+    run's id (``None``: no store configured). Each member's trades come from running its targets
+    through the kernel again here (the tasks return targets and metrics; the kernel is
+    deterministic)."""
+    from raytrader.backtest.record import targets_record
+    from raytrader.db.store import ExperimentStore, RunSpec
+
+    store = ExperimentStore.configured(url)
+    if store is None:
+        return None
+    spec = RunSpec.for_bars(
+        bars,
+        key=f"rules:{result.run_id}",
+        kind="rules",
+        what="run-strategies",
+        config=config.model_dump(mode="json"),
+        data=data,
+    )
+    try:
+        run_id = store.start_run(spec)
+        members = [*result.entries, *([result.ensemble] if result.ensemble else [])]
+        try:
+            for entry in members:
+                if entry.success and entry.targets is not None:
+                    record = targets_record(
+                        bars,
+                        entry.targets,
+                        config.sim,
+                        strategy=entry.strategy,
+                        params=entry.params,
+                        data=data,
+                        run_key=spec.key,
+                    )
+                    store.record_backtest(record)
+        except BaseException as exc:
+            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        ensemble = result.ensemble
+        store.finish_run(
+            run_id,
+            status="finished" if result.success else "failed",
+            metrics={
+                "members": len(result.entries),
+                "succeeded": sum(e.success for e in result.entries),
+                "wall_time_s": result.stats.wall_time,
+                **(
+                    {f"ensemble_{k}": v for k, v in ensemble.metrics.items()}
+                    if ensemble is not None and ensemble.success
+                    else {}
+                ),
+            },
+            error=None if result.success else "every member failed",
+        )
+        return run_id
+    finally:
+        store.close()

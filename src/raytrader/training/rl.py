@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from raytrader import wiring
 from raytrader.config import StrictConfig
+from raytrader.db.store import StepSampling
 from raytrader.envs import EnvConfig, Market, TradingEnv
 from raytrader.errors import ConfigError
 from raytrader.features.matrix import FeatureSource
@@ -83,6 +84,13 @@ class RLConfig(StrictConfig):
     tracking_uri: str | None = None
     #: register the trained policy under this name (a pyfunc in the run's MLflow run)
     register_as: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: write the run, every training episode (sampled steps, trades) and the held-out evaluation
+    #: to the experiment store (RAYTRADER_DB_URL; raytrader.training.episodes)
+    record: bool = True
+    #: which steps of each episode the store keeps
+    record_steps: StepSampling = Field(
+        default_factory=lambda: StepSampling(every=1, max_per_episode=2000)
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
@@ -158,8 +166,10 @@ def make_env(env_config: dict[str, Any]) -> TradingEnv:
     return TradingEnv(train, config.env)
 
 
-def algorithm_config(config: RLConfig) -> Any:
-    """The RLlib ``AlgorithmConfig`` of a run (new API stack, torch, seeded)."""
+def algorithm_config(config: RLConfig, store: dict[str, Any] | None = None) -> Any:
+    """The RLlib ``AlgorithmConfig`` of a run (new API stack, torch, seeded); with ``store``
+    (:func:`raytrader.training.episodes.store_env_config`), every finished episode is written to
+    the experiment store."""
     from ray.rllib.algorithms.dqn import DQNConfig as _DQN
     from ray.rllib.algorithms.ppo import PPOConfig as _PPO
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -169,7 +179,11 @@ def algorithm_config(config: RLConfig) -> Any:
     dqn_config: Any = _DQN
 
     model = DefaultModelConfig(fcnet_hiddens=list(config.hidden), fcnet_activation="tanh")
-    env_config = {"raytrader": config.model_dump(mode="json")}
+    env_config: dict[str, Any] = {"raytrader": config.model_dump(mode="json")}
+    if store is not None:
+        from raytrader.training.episodes import STORE_KEY
+
+        env_config[STORE_KEY] = store
     if config.algo == "ppo":
         algo: Any = ppo_config().training(
             lr=config.lr,
@@ -204,21 +218,26 @@ def algorithm_config(config: RLConfig) -> Any:
             replay_buffer_config=buffer,
             epsilon=[(0, 1.0), (d.epsilon_timesteps, 0.02)],
         )
-    return (
+    built = (
         algo.environment(ENV_NAME, env_config=env_config)
         .framework("torch")
         .env_runners(num_env_runners=config.num_env_runners)
         .rl_module(model_config=model)
         .debugging(seed=config.seed)
     )
+    if store is not None:
+        from raytrader.training.episodes import recorder
+
+        built = built.callbacks(recorder())
+    return built
 
 
-def build_algo(config: RLConfig) -> Any:
+def build_algo(config: RLConfig, store: dict[str, Any] | None = None) -> Any:
     """The RLlib algorithm of a run, its env creator registered in this process (Ray must be up)."""
     from ray.tune.registry import register_env
 
     register_env(ENV_NAME, make_env)
-    return algorithm_config(config).build_algo()
+    return algorithm_config(config, store).build_algo()
 
 
 def train_step(algo: Any) -> dict[str, float]:
@@ -286,6 +305,8 @@ class TrainResult:
     checkpoint: str | None
     history: list[dict[str, float]] = field(default_factory=list)
     mlflow_run: str | None = None
+    #: the run's id in the experiment store (None: not recorded)
+    store_run: int | None = None
 
 
 def _latest_checkpoint(root: Path) -> tuple[Path, int] | None:
@@ -318,6 +339,8 @@ def train_rl(
         "mlflow",
         "tracking_uri",
         "register_as",
+        "record",
+        "record_steps",
     }
     if saved.exists():
         # validated again, so a config saved before a field was added reads with its default
@@ -331,7 +354,8 @@ def train_rl(
                 "use a new output_dir or delete it"
             )
     saved.write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-    algo = build_algo(config)
+    store, store_run, store_cfg = _store_run(config) if config.record else (None, None, None)
+    algo = build_algo(config, store_cfg)
     resumed: int | None = None
     latest = _latest_checkpoint(ckpts)
     if latest is not None:
@@ -340,6 +364,7 @@ def train_rl(
     result = TrainResult(iterations=int(algo.iteration), resumed_from=resumed, checkpoint=None)
     tracker = RunTracker(config) if config.mlflow else None
     result.mlflow_run = tracker.run_id if tracker is not None else None
+    result.store_run = store_run
     status = "FAILED"
     try:
         while algo.iteration < config.iterations:
@@ -360,6 +385,50 @@ def train_rl(
         algo.stop()
         if tracker is not None:
             tracker.finish(status, result.checkpoint)
+        if store is not None and store_run is not None:
+            last = result.history[-1] if result.history else {}
+            store.finish_run(
+                store_run,
+                status="finished" if status == "FINISHED" else "failed",
+                metrics={
+                    "iterations": int(algo.iteration),
+                    "episode_return_mean": last.get("episode_return_mean"),
+                    "env_steps": last.get("env_steps"),
+                },
+                mlflow_run_id=result.mlflow_run,
+            )
+            store.close()
+
+
+def run_key(config: RLConfig) -> str:
+    """A run's key in the experiment store: its output directory (a resumed run is the same)."""
+    return f"rl:{Path(config.output_dir).resolve()}"
+
+
+def _store_run(config: RLConfig) -> tuple[Any, int | None, dict[str, Any] | None]:
+    """(store, run id, the episode callback's settings) of this training run, started (or
+    resumed) in the experiment store."""
+    from raytrader.data.sources import load_bars
+    from raytrader.db.store import ExperimentStore, RunSpec
+    from raytrader.training.episodes import store_env_config
+
+    store = ExperimentStore.configured()
+    if store is None:
+        return None, None, None
+    bars = load_bars(config.data)
+    spec = RunSpec.for_bars(
+        bars,
+        key=run_key(config),
+        kind="rl",
+        what=config.algo,
+        config=config.model_dump(mode="json"),
+        data=config.data,
+        feature_service=feature_tags(config).get("raytrader.feature_service"),
+        seed=config.seed,
+    )
+    url = store.engine.url.render_as_string(hide_password=False)
+    callback = store_env_config(url, spec.key, bars.periods_per_year, config.record_steps)
+    return store, store.start_run(spec), callback
 
 
 def _save(algo: Any, root: Path) -> Path:
@@ -437,7 +506,35 @@ def evaluate(
         out[name] = {k: float(v[0]) for k, v in metrics.items()}
     if mlflow_run is not None:
         _log_evaluation(config, mlflow_run, bars, rows["policy"], out)
+    if config.record:
+        _record_evaluation(config, bars, np.asarray(rows["policy"], dtype=np.float64))
     return out
+
+
+def _record_evaluation(config: RLConfig, bars: Any, targets: np.ndarray) -> None:
+    """The held-out backtest of the policy, as a backtest of its training run in the store
+    (when that run was recorded)."""
+    from sqlalchemy import select
+
+    from raytrader.backtest.record import targets_record
+    from raytrader.db.models import Run
+    from raytrader.db.store import ExperimentStore
+
+    store = ExperimentStore.configured()
+    if store is None:
+        return
+    try:
+        with store.session() as s:
+            if s.scalar(select(Run.id).where(Run.key == run_key(config))) is None:
+                return
+        record = targets_record(
+            bars, targets, config.env.sim, strategy=f"rl:{config.algo}",
+            params={"split": "held-out", "seed": config.seed}, data=config.data,
+            run_key=run_key(config),
+        )  # fmt: skip
+        store.record_backtest(record)
+    finally:
+        store.close()
 
 
 def register_policy(config: RLConfig, result: TrainResult) -> str:

@@ -42,6 +42,9 @@ class SupervisedRunConfig(StrictConfig):
     registry_prefix: str = "supervised-"
     output_dir: str = "runs/supervised"
     tracking_uri: str | None = None
+    #: write each model's run (fold metrics, config) and its out-of-sample backtest (trades) to
+    #: the experiment store (RAYTRADER_DB_URL)
+    record: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> SupervisedRunConfig:
@@ -92,7 +95,38 @@ def _finish(config: SupervisedRunConfig, cfg: ClassifierConfig, result: Any) -> 
         row["mlflow_run"] = _track(config, cfg, result, oos, bars, row)
         if config.to_registry and result.model is not None:
             row["registered_version"] = _register(config, cfg, result, bars, row["mlflow_run"])
+    if config.record:
+        row["store_run_id"] = _record(config, cfg, oos, bars, row)
     return row
+
+
+def _record(
+    config: SupervisedRunConfig, cfg: ClassifierConfig, oos: Any, bars: Any, row: dict[str, Any]
+) -> int | None:
+    """The model's run in the experiment store, with its out-of-sample backtest."""
+    from raytrader.backtest.record import backtest_record
+    from raytrader.db.store import ExperimentStore, RunSpec
+
+    store = ExperimentStore.configured()
+    if store is None:
+        return None
+    spec = RunSpec.for_bars(
+        bars,
+        key=f"supervised:{Path(config.output_dir).resolve()}:{cfg.display}",
+        kind="supervised",
+        what=cfg.display,
+        config=cfg.model_dump(mode="json"),
+        data=cfg.dataset,
+        mlflow_run_id=row.get("mlflow_run"),
+    )
+    try:
+        with store.run(spec) as run_id:
+            store.record_backtest(backtest_record(oos, cfg.dataset, run_key=spec.key))
+        metrics = {k: v for k, v in row.items() if isinstance(v, int | float)}
+        store.finish_run(run_id, metrics=metrics)
+        return run_id
+    finally:
+        store.close()
 
 
 def _track(

@@ -270,6 +270,7 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
     from raytrader.strategies.runner import ensure_ray
 
     ensure_ray()
+    started = time.monotonic()
     path = Path(config.output_dir).resolve() / config.name
     if restore and not (path / "tuner.pkl").exists():
         raise ConfigError(f"nothing to restore at {path}")
@@ -340,7 +341,88 @@ def run_search(config: SearchConfig, *, restore: bool = False) -> dict[str, Any]
         if config.register_as is not None:
             summary["registered_version"] = _register_rule(config, params, parent, summary)
         client.set_terminated(parent, "FINISHED")
+    summary["store_optimization_id"] = record_search(
+        config, list(results), tally, best, summary, parent, time.monotonic() - started
+    )
     return summary
+
+
+def _window_scores(result: Any, config: SearchConfig) -> list[float | None]:
+    """A trial's Sharpe per validation window (``None``: it did not trade there, or never got
+    there): rule/supervised report one window at a time, rl every window after each iteration."""
+    if config.target == "rl":
+        m = result.metrics or {}
+        return [m.get(f"fold_{i + 1}_sharpe") for i in range(config.folds)]
+    frame = getattr(result, "metrics_dataframe", None)
+    out: list[float | None] = [None] * config.folds
+    if frame is None or "fold" not in frame:
+        return out
+    for fold, value in zip(
+        frame["fold"], frame.get("fold_sharpe", [None] * len(frame)), strict=True
+    ):
+        if 1 <= int(fold) <= config.folds and value is not None and math.isfinite(float(value)):
+            out[int(fold) - 1] = float(value)
+    return out
+
+
+def record_search(
+    config: SearchConfig,
+    results: Sequence[Any],
+    tally: TrialTally,
+    best: Any,
+    summary: Mapping[str, Any],
+    parent_run: str | None,
+    duration_s: float,
+) -> int | None:
+    """Write the search and every trial to the experiment store (the same key on a restored
+    search: its trials are updated, not duplicated); the optimization's id, ``None`` without a
+    store."""
+    from raytrader.db.store import ExperimentStore, OptimizationRecord, TrialRecord
+
+    store = ExperimentStore.configured()
+    if store is None:
+        return None
+    outcome = {
+        **{id(r): "completed" for r in tally.completed},
+        **{id(r): "stopped_early" for r in tally.stopped_early},
+        **{id(r): "no_trades" for r in tally.no_trades},
+        **{id(r): "invalid" for r in tally.invalid},
+        **{id(r): "error" for r in tally.errored},
+    }
+    trials = []
+    for i, r in enumerate(results):
+        m = r.metrics or {}
+        status = outcome.get(id(r), "unreported")
+        trials.append(
+            TrialRecord(
+                key=str(m.get("trial_id") or f"trial-{i}"),
+                params={k: (r.config or {}).get(k) for k in config.space},
+                score=float(m["sharpe"]) if status in ("completed", "stopped_early") else None,
+                status=status,
+                window_scores=_window_scores(r, config),
+                early_stopped=status == "stopped_early",
+                iterations=int(m.get("training_iteration", 0) or 0),
+                duration_s=m.get("time_total_s"),
+            )
+        )
+    record = OptimizationRecord(
+        key=f"search:{Path(str(summary['path'])).resolve()}",
+        name=config.name,
+        target=config.target,
+        metric="validation_sharpe",
+        mode="max",
+        config=config.model_dump(mode="json"),
+        trials=trials,
+        best_trial=str((best.metrics or {}).get("trial_id", "")) or None,
+        best_score=float(summary["best_validation_sharpe"]),
+        best_params=dict(summary["best_params"]),
+        mlflow_run_id=parent_run,
+        duration_s=duration_s,
+    )
+    try:
+        return store.record_optimization(record)
+    finally:
+        store.close()
 
 
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
