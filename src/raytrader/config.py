@@ -79,19 +79,32 @@ def pipeline_main(
     argv: list[str] | None = None,
     flags: Iterable[tuple[str, str]] = (),
 ) -> int:
-    """A pipeline's ``python -m`` entry point: ``--config FILE`` plus boolean ``flags``
-    (name, help); ``run(config, args)`` yields JSON-ready rows, each printed as one line as it
-    comes. A bad config or input exits 2 with one ``error:`` line on stderr."""
+    """A pipeline's ``python -m`` entry point: ``--config FILE`` (or ``--config-json TEXT``, the
+    config itself: how the experiment API resubmits a stored config as a Ray job) plus boolean
+    ``flags`` (name, help); ``run(config, args)`` yields JSON-ready rows, each printed as one line
+    as it comes. A bad config or input exits 2 with one ``error:`` line on stderr."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--config", required=True, help=f"{schema.__name__} as YAML or JSON")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help=f"{schema.__name__} as YAML or JSON")
+    source.add_argument("--config-json", help=f"{schema.__name__} as one JSON object")
     for name, text in flags:
         parser.add_argument(f"--{name}", action="store_true", help=text)
     args = parser.parse_args(argv)
     try:
-        for row in run(load_config(args.config, schema), args):
+        if args.config is not None:
+            config = load_config(args.config, schema)
+        else:
+            try:
+                data = json.loads(args.config_json)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--config-json: not JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise ConfigError("--config-json: expected a JSON object")
+            config = schema.parse(data, where="--config-json")
+        for row in run(config, args):
             print(json.dumps(row), flush=True)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,11 @@ def register_model(
     return version
 
 
+def _history_tag(alias: str) -> str:
+    """The model tag that keeps the versions ``alias`` pointed at before (for :func:`rollback`)."""
+    return f"raytrader.alias.{alias}.history"
+
+
 def promote(
     name: str,
     version: str | int,
@@ -300,8 +306,9 @@ def promote(
     *,
     tracking_uri: str | None = None,
     root: str | Path = "runs",
-) -> None:
-    """Point ``alias`` (``challenger`` or ``champion``) of model ``name`` at ``version``."""
+) -> str | None:
+    """Point ``alias`` (``challenger`` or ``champion``) of model ``name`` at ``version``; returns
+    the version it pointed at before (kept in the model's alias history for :func:`rollback`)."""
     from mlflow.exceptions import MlflowException
 
     if alias not in ALIASES:
@@ -309,15 +316,53 @@ def promote(
     client = wiring.mlflow_client(tracking_uri, root)
     try:
         client.get_model_version(name, str(version))
+        model = client.get_registered_model(name)
+        previous = model.aliases.get(alias)
+        if previous is not None and str(previous) != str(version):
+            history = [*json.loads(model.tags.get(_history_tag(alias), "[]")), str(previous)]
+            client.set_registered_model_tag(name, _history_tag(alias), json.dumps(history[-50:]))
         client.set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:
         raise ConfigError(f"model {name!r} version {version}: {exc.message}") from exc
+    return None if previous is None else str(previous)
+
+
+def rollback(
+    name: str, alias: str, *, tracking_uri: str | None = None, root: str | Path = "runs"
+) -> tuple[str, str | None]:
+    """Point ``alias`` back at the version it pointed at before the last :func:`promote`;
+    returns (the version it now points at, the one it pointed at). A :class:`ConfigError` when
+    the alias has no earlier version."""
+    from mlflow.exceptions import MlflowException
+
+    if alias not in ALIASES:
+        raise ConfigError(f"alias must be one of {list(ALIASES)}, got {alias!r}")
+    client = wiring.mlflow_client(tracking_uri, root)
+    try:
+        model = client.get_registered_model(name)
+        history = json.loads(model.tags.get(_history_tag(alias), "[]"))
+        if not history:
+            raise NothingToRollBack(
+                f"model {name!r}: alias {alias!r} has no earlier version to roll back to"
+            )
+        target, current = history.pop(), model.aliases.get(alias)
+        client.get_model_version(name, target)
+        client.set_registered_model_alias(name, alias, target)
+        client.set_registered_model_tag(name, _history_tag(alias), json.dumps(history))
+    except MlflowException as exc:
+        raise ConfigError(f"model {name!r}: {exc.message}") from exc
+    return target, None if current is None else str(current)
+
+
+class NothingToRollBack(ConfigError):
+    """An alias without an earlier version."""
 
 
 def list_models(
     *, tracking_uri: str | None = None, root: str | Path = "runs"
 ) -> list[dict[str, Any]]:
-    """Every registered model: name, latest version, aliases, kind."""
+    """Every registered model: name, latest version, aliases, kind, and its versions (number,
+    MLflow run, creation time in UTC, tags)."""
     client = wiring.mlflow_client(tracking_uri, root)
     out = []
     for m in client.search_registered_models():
@@ -326,7 +371,23 @@ def list_models(
         kind = next(
             (v.tags.get("raytrader.kind", "") for v in versions if int(v.version) == latest), ""
         )
-        out.append({"name": m.name, "latest": latest, "aliases": dict(m.aliases), "kind": kind})
+        described = [
+            {
+                "version": str(v.version),
+                "run_id": v.run_id or None,
+                "created_at": (
+                    datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat()
+                    if v.creation_timestamp
+                    else None
+                ),
+                "tags": dict(v.tags),
+            }
+            for v in sorted(versions, key=lambda v: int(v.version), reverse=True)
+        ]
+        out.append({
+            "name": m.name, "latest": latest, "aliases": {a: str(v) for a, v in m.aliases.items()},
+            "kind": kind, "versions": described,
+        })  # fmt: skip
     return sorted(out, key=lambda r: r["name"])
 
 

@@ -75,6 +75,23 @@ def test_models_list_and_promote_on_the_embedded_store(
     code, _, err = run_cli(capsys, "models", "promote", "nope", "1", "--alias", "champion")
     assert code == 2
     assert "model 'nope' version 1" in err
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    client.create_registered_model("m")
+    for _ in range(2):
+        client.create_model_version("m", source=str(tmp_path))
+    assert run_cli(capsys, "models", "promote", "m", "1")[1].strip() == "m@champion -> version 1"
+    assert run_cli(capsys, "models", "promote", "m", "2")[1].strip() == (
+        "m@champion -> version 2 (was 1)"
+    )
+    assert run_cli(capsys, "models", "rollback", "m")[1].strip() == (
+        "m@champion -> version 1 (was 2)"
+    )
+    code, _, err = run_cli(capsys, "models", "rollback", "m")
+    assert code == 2
+    assert "no earlier version to roll back to" in err
 
 
 @pytest.mark.integration

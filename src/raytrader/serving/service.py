@@ -37,8 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -59,6 +58,7 @@ from raytrader.serving.schemas import (
     ModelStatus,
     Problem,
 )
+from raytrader.webapi import name_invalid_fields
 
 
 class ModelClient(Protocol):
@@ -368,13 +368,7 @@ def create_app(service: DecisionService) -> FastAPI:
     def admin(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         service.check_token(cred, admin=True)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+    name_invalid_fields(app)
 
     app.add_middleware(_Measure, metrics=metrics)
 

@@ -266,8 +266,20 @@ def models_promote_cmd(
     """Point an alias at a version (the serving deployment follows the alias)."""
     from raytrader.registry import promote
 
-    promote(name, version, alias)
-    typer.echo(f"{name}@{alias} -> version {version}")
+    previous = promote(name, version, alias)
+    typer.echo(f"{name}@{alias} -> version {version}" + (f" (was {previous})" if previous else ""))
+
+
+@models_app.command("rollback")
+def models_rollback_cmd(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    alias: Annotated[str, typer.Option(help="challenger or champion")] = "champion",
+) -> None:
+    """Point an alias back at the version it pointed at before its last promotion."""
+    from raytrader.registry import rollback
+
+    now, was = rollback(name, alias)
+    typer.echo(f"{name}@{alias} -> version {now} (was {was})")
 
 
 ensemble_app = typer.Typer(
