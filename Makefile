@@ -31,11 +31,11 @@ $(VENV)/.debian: scripts/install-debian-deps.sh | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: $(BIN)/python $(VENV)/.debian pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train,dashboard]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train,bench]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,stack,train,dashboard,bench]'
 	# FinRL's StockTradingEnv, the env benchmark's reference: its package pulls live-trading
 	# clients we cannot install, so it goes in without dependencies (its env needs only ours)
 	$(PIP) install -q --no-deps finrl==0.3.7 stable-baselines3==2.9.2

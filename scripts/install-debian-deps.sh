@@ -2,8 +2,9 @@
 # Installs the Debian packages the local stack and its tests need, only those that are missing:
 # Java 17 (Kafka), Maven (resolves the Kafka jars), PostgreSQL (MLflow's backend store), Redis
 # (Feast's online store), kcat (an independent Kafka client used by the tests), wrk (the HTTP
-# load generator of the serving benchmark), and Docker and debootstrap (the image test builds a
-# Debian base image locally and runs its own daemon, scripts/dockerd.sh).
+# load generator of the serving benchmark), Docker and debootstrap (the image test builds a
+# Debian base image locally and runs its own daemon, scripts/dockerd.sh), and Chromium (the
+# dashboard's tests drive it with Playwright: browsers cannot be downloaded here).
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,7 @@ command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)        # the image test's own daemon (scripts/dockerd.sh)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)  # the image test's local base image
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)        # the dashboard's browser tests (Playwright)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

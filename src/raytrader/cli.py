@@ -7,8 +7,10 @@ commands, so commands that don't need Ray never start it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -548,14 +550,34 @@ def backtest_cmd(
 
         write_report(result, report)
     summary = result.summary()
+
+    def show() -> None:
+        if json_out:
+            typer.echo(json.dumps(summary))
+        else:
+            print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
+
     if record:
         from raytrader.backtest.record import record_backtest
 
-        summary["backtest_id"] = record_backtest(result, data)
-    if json_out:
-        typer.echo(json.dumps(summary))
-        return
-    print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
+        with _shown_if_not_recorded(show):
+            summary["backtest_id"] = record_backtest(result, data)
+    show()
+
+
+@contextlib.contextmanager
+def _shown_if_not_recorded(show: Callable[[], None]) -> Iterator[None]:
+    """A result the experiment store refused is still shown before the error (exit 2 names the
+    store and ``--no-record``): the work is never lost to a stopped database."""
+    from raytrader.errors import ExperimentStoreError
+
+    try:
+        yield
+    except ExperimentStoreError as exc:
+        show()
+        raise ExperimentStoreError(
+            f"{exc} (the result above is not recorded; --no-record)"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- parallel runner
@@ -607,14 +629,19 @@ def run_strategies_cmd(
     bars = _load(data, symbol, timeframe, calendar, start, end)
     result = StrategyRunner(cfg).run_sync(names, bars)
     summary = result.summary()
+
+    def show() -> None:
+        if json_out:
+            typer.echo(json.dumps(summary))
+        else:
+            print_run(result)
+
     if record:
         from raytrader.strategies.runner import record_run
 
-        summary["store_run_id"] = record_run(result, bars, cfg, data)
-    if json_out:
-        typer.echo(json.dumps(summary))
-    else:
-        print_run(result)
+        with _shown_if_not_recorded(show):
+            summary["store_run_id"] = record_run(result, bars, cfg, data)
+    show()
     if not result.success:
         raise typer.Exit(1)
 
@@ -725,6 +752,13 @@ def demo_cmd(
     calendar: CalendarOpt = "auto",
     start: StartOpt = None,
     end: EndOpt = None,
+    experiments: Annotated[
+        bool,
+        typer.Option(
+            help="a short RL run and a search into the experiment store, then its API and "
+            "dashboard left running"
+        ),
+    ] = True,
 ) -> None:
     """The main job: bundled data, features to Feast, strategies in parallel on Ray, an ensemble,
     a Rich table, a report folder and an MLflow run; then the default ensemble registered, the
@@ -746,6 +780,7 @@ def demo_cmd(
             "calendar": calendar,
             "start": start,
             "end": end,
+            "experiments": experiments,
         },
         where="demo",
     )
@@ -870,6 +905,23 @@ def _meta_app() -> Any:
 
 app.add_typer(_meta_app(), name="meta")
 
+
+def _api_app() -> Any:
+    from raytrader.api.cli import api_app
+
+    return api_app
+
+
+app.add_typer(_api_app(), name="api")
+
+
+def _dashboard_app() -> Any:
+    from raytrader.dashboard.cli import dashboard_app
+
+    return dashboard_app
+
+
+app.add_typer(_dashboard_app(), name="dashboard")
 app.command("decide")(_serving_cli().decide_cmd)
 app.command("tune")(_training_cli().tune_cmd)
 
