@@ -66,6 +66,8 @@ def fresh_machine(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         defaults.ray_client_port,
         defaults.ray_dashboard_agent_port,
         defaults.serve_port,
+        8080,  # the experiment API
+        8501,  # the dashboard
     ]
     busy = [p for p in ports if _port_in_use(p)]
     if busy:
@@ -82,7 +84,7 @@ def fresh_machine(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     try:
         yield env, work
     finally:
-        for args in (["serve", "down"], ["stack", "down"]):
+        for args in (["dashboard", "down"], ["api", "down"], ["serve", "down"], ["stack", "down"]):
             subprocess.run(
                 [exe, *args], cwd=work, env=env, capture_output=True, timeout=120, check=False
             )
@@ -119,4 +121,33 @@ def test_make_demo_on_a_fresh_machine_then_again(
         assert not noise, f"{attempt} run printed library output:\n" + "\n".join(noise[:10])
         logs = sorted(work.glob("runs/demo-*/demo.log"))
         assert logs, "the library log is kept next to the report"
+        assert "dashboard: http://127.0.0.1:8501" in proc.stdout
     assert len(list(work.glob("runs/demo-*"))) == 2
+    # what the dashboard shows, read through the API as it reads it: both demos' strategy runs,
+    # their RL runs with episodes, steps and trades, and their searches with every trial
+    exe = str(Path(sys.executable).with_name("raytrader"))
+    token = subprocess.run(
+        [exe, "api", "token"], cwd=work, env=env, capture_output=True, text=True, timeout=60,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    import httpx
+
+    api = httpx.Client(
+        base_url="http://127.0.0.1:8080/api/v1", headers={"Authorization": f"Bearer {token}"}
+    )
+    runs = api.get("/runs").json()["items"]
+    assert sorted(r["kind"] for r in runs) == ["rl", "rl", "rules", "rules"]
+    rl = next(r for r in runs if r["kind"] == "rl")
+    episodes = api.get(f"/runs/{rl['id']}/episodes").json()["items"]
+    assert episodes
+    assert api.get(f"/episodes/{episodes[0]['id']}/steps").json()["items"]
+    rules = next(r for r in runs if r["kind"] == "rules")
+    backtests = api.get(f"/runs/{rules['id']}/backtests").json()["items"]
+    assert len(backtests) == 8  # seven strategies and the ensemble
+    trades = api.get(f"/backtests/{backtests[0]['id']}/trades").json()["items"]
+    assert len(trades) == min(100, int(backtests[0]["metrics"]["num_trades"]))
+    searches = api.get("/optimization/runs").json()["items"]
+    assert len(searches) == 2
+    trials = api.get(f"/optimization/runs/{searches[0]['id']}/results").json()["items"]
+    assert len(trials) == 12
+    assert httpx.get("http://127.0.0.1:8501/_stcore/health").text == "ok"

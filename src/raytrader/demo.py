@@ -64,6 +64,9 @@ class DemoConfig(StrictConfig):
     start: str | None = None
     end: str | None = None
     strategies: tuple[str, ...] = DEMO_STRATEGIES
+    #: a short RL training run and a search (recorded in the experiment store), then the
+    #: experiment API and the dashboard started over the store
+    experiments: bool = True
 
 
 def running_stack() -> Any | None:
@@ -179,6 +182,8 @@ def _run(
 
     store_url = redacted(normalize_url(settings.db_url()))
     con.print(f"experiment store: run {store_run} at {store_url}")
+    if cfg.experiments:
+        _experiments(cfg, run_dir, uri, con, log)
     shown: dict[str, Any] = {
         "run_dir": str(run_dir),
         "mlflow_run": mlflow_run,
@@ -187,6 +192,8 @@ def _run(
     }
     if cfg.serve:
         shown["decision"] = _serve(cfg, bars, stack_cfg, out, uri, con)
+    if cfg.experiments:
+        shown["dashboard"] = _dashboard(con)
     if log is not None:
         con.print(f"library log: {log}")
     return shown
@@ -249,6 +256,71 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     )
     con.print("stop it: `raytrader serve down` (and `raytrader stack down`)")
     return {"ensemble": body, "meta": meta_body}
+
+
+def _experiments(cfg: DemoConfig, run_dir: Path, uri: str, con: Any, log: Path | None) -> None:
+    """A short PPO run (its episodes, sampled steps and trades go to the experiment store) and a
+    short ma_cross search (its trials), both on the demo's data and Ray."""
+    import contextlib
+
+    # RLlib and Tune set up their own loggers when imported: import them, then take them over
+    import ray.rllib
+    import ray.tune  # noqa: F401
+
+    from raytrader.logs import library_output_to
+
+    with library_output_to(log) if log is not None else contextlib.nullcontext():
+        _train_and_search(cfg, run_dir, uri, con)
+
+
+def _train_and_search(cfg: DemoConfig, run_dir: Path, uri: str, con: Any) -> None:
+    from raytrader.envs import EnvConfig
+    from raytrader.training.rl import RLConfig, train_rl
+    from raytrader.training.search_config import SearchConfig
+    from raytrader.training.tune import run_search
+
+    rl = RLConfig(
+        data=cfg.data, iterations=2, checkpoint_every=2, train_batch_size=1024,
+        minibatch_size=128, num_epochs=2, env=EnvConfig(episode_length=128),
+        output_dir=str(run_dir / "rl"), tracking_uri=uri,
+    )  # fmt: skip
+    with con.status("training PPO for 2 iterations (episodes recorded in the experiment store)"):
+        trained = train_rl(rl)
+    con.print(
+        f"RL: PPO, {trained.iterations} iterations, experiment store run {trained.store_run}; "
+        "`raytrader train rl --config pipelines/configs/train_rl.yaml` trains for real"
+    )
+    search = SearchConfig(
+        name=run_dir.name, strategy="ma_cross", data=cfg.data, num_samples=12,
+        space={"fast": {"kind": "int", "low": 5, "high": 30},
+               "slow": {"kind": "int", "low": 40, "high": 200}},
+        output_dir=str(run_dir.parent / "tune"), tracking_uri=uri,
+    )  # fmt: skip
+    with con.status("searching ma_cross (12 trials, ASHA, walk-forward windows)"):
+        summary = run_search(search)
+    con.print(
+        f"search: {summary['trials']} trials ({summary['stopped_early']} stopped early), best "
+        f"validation Sharpe {summary['best_validation_sharpe']:.2f} (biased upward: the best of "
+        f"{summary['completed']}), deflated Sharpe ratio {summary['deflated_sharpe']['dsr']:.2f}; "
+        f"experiment store optimization {summary['store_optimization_id']}"
+    )
+
+
+def _dashboard(con: Any) -> dict[str, Any]:
+    """The experiment API (migrating the store first) and the dashboard over it, left running."""
+    from raytrader.api import cli as api_cli
+    from raytrader.dashboard.cli import dashboard_up
+
+    with con.status("starting the experiment API and the dashboard"):
+        api = api_cli.api_up("127.0.0.1", 8080, None)
+        admin = api_cli.state_dir() / api_cli.ADMIN_TOKEN_FILE
+        board = dashboard_up(api_url=api["url"], admin_token_file=str(admin))
+    con.print(
+        f"dashboard: {board['url']}  (experiment API {api['url']}/docs, read token: "
+        "`raytrader api token`)"
+    )
+    con.print("stop them: `raytrader dashboard down` and `raytrader api down`")
+    return {"api": api["url"], "dashboard": board["url"]}
 
 
 def _decided_by(model: str, symbol: str, url: str, timeout_s: float = 180.0) -> Any:

@@ -38,6 +38,7 @@ LIBRARY_LOGGERS = {
     "urllib3": logging.WARNING,
     "filelock": logging.WARNING,
     "py.warnings": logging.WARNING,
+    "optuna": logging.WARNING,
 }
 #: MLflow draws a progress bar per artifact download unless this is "false"
 _PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -66,6 +67,16 @@ def library_output_to(path: Path) -> Iterator[Path]:
         logger.handlers = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    # a library's own sub-loggers with handlers of their own (RLlib's and Tune's, set up when
+    # they are imported) print past their parent: they write to the file too
+    for key, obj in list(logging.root.manager.loggerDict.items()):
+        if (
+            isinstance(obj, logging.Logger)
+            and obj.handlers
+            and any(key.startswith(f"{name}.") for name in LIBRARY_LOGGERS)
+        ):
+            saved.append((obj, obj.handlers[:], obj.level, obj.propagate))
+            obj.handlers = [handler]
     progress = os.environ.get(_PROGRESS_ENV)
     os.environ[_PROGRESS_ENV] = "false"
     stream_was = mlflow_stream.enabled if mlflow_stream is not None else None

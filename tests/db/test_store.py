@@ -287,6 +287,13 @@ def test_the_db_commands_and_a_recorded_backtest(tmp_path: Path) -> None:
     rows = json.loads(cli("db", "status", "--json", env=env).stdout)["rows"]
     assert rows["backtests"] == 1
     assert rows["trades"] == json.loads(done.stdout)["trades"]
+    # a store that does not answer: the result is still shown, then the error names the store
+    down = {**env, "RAYTRADER_DB_URL": "postgresql://raytrader@127.0.0.1:1/raytrader"}
+    lost = cli("backtest", "--json", env=down)
+    assert lost.returncode == 2
+    assert json.loads(lost.stdout)["trades"] == json.loads(done.stdout)["trades"]
+    assert "cannot reach the experiment store" in lost.stderr
+    assert "--no-record" in lost.stderr
     bad = cli("db", "upgrade", "--url", "mysql://x@y/z", env=env)
     assert bad.returncode == 2
     assert "PostgreSQL" in bad.stderr

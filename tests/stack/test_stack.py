@@ -91,7 +91,10 @@ def test_up_writes_its_clients_settings_and_a_fresh_process_finds_the_stack(
         "topics = AdminClient(kafka.client_config()).list_topics(timeout=10).topics\n"
         "host, port = settings.redis_connection().split(':')\n"
         "pong = redis.Redis(host=host, port=int(port)).ping()\n"
+        "from raytrader.db.store import ExperimentStore\n"
+        "store = ExperimentStore.open()\n"
         "print(json.dumps({'kafka': kafka.servers, 'topics': sorted(topics), 'redis': pong,\n"
+        "                  'db': store.engine.dialect.name,\n"
         "                  'stack_imported': 'raytrader.stack' in sys.modules}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAYTRADER_", "RAY_"))}
@@ -104,6 +107,7 @@ def test_up_writes_its_clients_settings_and_a_fresh_process_finds_the_stack(
     assert seen["kafka"] == cfg.kafka_bootstrap
     assert set(cfg.kafka_topics) <= set(seen["topics"])
     assert seen["redis"] is True
+    assert seen["db"] == "postgresql"  # the experiment store: the stack's database, migrated
     assert seen["stack_imported"] is False
 
 

@@ -265,8 +265,10 @@ class EvaluationRecord:
 class ExperimentStore:
     """The experiment store at one database (checked to be at the code's schema revision)."""
 
-    def __init__(self, engine: Engine, *, check: bool = True) -> None:
+    def __init__(self, engine: Engine, *, check: bool = True, copy_steps: bool = True) -> None:
         self.engine = engine
+        #: PostgreSQL: steps go in by COPY (``False``: batched INSERTs, the benchmark's baseline)
+        self.copy_steps = copy_steps
         if check:
             db_engine.check_current(engine)
 
@@ -420,7 +422,7 @@ class ExperimentStore:
                 None if v is None else str(v) for v in steps["features_digest"]
             ]
         n = len(cols["t"])
-        if self.engine.dialect.name == "postgresql":
+        if self.copy_steps and self.engine.dialect.name == "postgresql":
             _copy_steps(s, episode_id, cols)
             return n
         stmt = self._insert(Step).on_conflict_do_nothing(index_elements=["episode_id", "t"])

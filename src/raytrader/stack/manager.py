@@ -64,8 +64,15 @@ class Stack:
         names = self._select(services, with_deps=True)
         self._ensure_dirs()
         with self._lock():
-            # what the stack gives its clients: raytrader reads it in local mode (settings)
-            settings.write_local_stack_env(self.config.state_dir, self.config.client_env())
+            # what the stack gives its clients: raytrader reads it in local mode (settings). The
+            # experiment store's URL only with PostgreSQL in it: the demo's embedded mode starts
+            # the Ray head alone, and its results go to the local SQLite store, not to a
+            # database that is not running
+            env = self.config.client_env()
+            pg = self._services["postgres"]
+            if "postgres" not in names and pg.main_pid() is None:
+                env.pop(settings.DB_URL_ENV, None)
+            settings.write_local_stack_env(self.config.state_dir, env)
             todo = [
                 n
                 for n in names

@@ -59,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,10 @@ def _tuner(config: SearchConfig, parent_run: str | None, restore: bool) -> Any:
     space = {k: p.domain() for k, p in config.space.items()}
     from ray.tune import CheckpointConfig, RunConfig
 
+    # verbose=0 is meant as quiet, but Ray's newer console output prints its experiment table and
+    # paths with print() whatever the verbosity; the classic reporter honours it (our summary
+    # and MLflow say what the search did)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return tune.Tuner(
         trainable,
         param_space=space,
