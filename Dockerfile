@@ -40,9 +40,10 @@ FROM ${BASE_IMAGE}
 ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_NO_INDEX
-# pyproject.toml extras to install: stack (the services' clients, Ray Serve) and search (Tune,
-# Optuna, scikit-learn); stack,train adds RLlib and torch (see above)
-ARG EXTRAS=stack,search
+# pyproject.toml extras to install: stack (the services' clients, Ray Serve, psycopg2; also what the
+# experiment API runs on), search (Tune, Optuna, scikit-learn) and dashboard (Streamlit, for the
+# chart's dashboard Deployment); stack,train adds RLlib and torch (see above)
+ARG EXTRAS=stack,search,dashboard
 
 LABEL org.opencontainers.image.title="raytrader" \
       org.opencontainers.image.description="Train, tune, backtest and serve ensembles of trading strategies on Ray" \

@@ -5,7 +5,8 @@ The session's raytrader image (``tests/support/image.py``) is imported into the 
 images built here) must bring every Deployment and StatefulSet to Ready and every hook Job to
 completion, the RayService to ``Ready``, and ``helm test`` must pass. Through the decision Service
 (``kubectl port-forward``): ``/healthz`` answers, ``/v1/decisions`` is 401 without the token, and
-``/metrics`` is scrapeable; the MLflow server answers through its Service too.
+``/metrics`` is scrapeable; the MLflow server, the experiment API (with its token) and the
+dashboard answer through their Services too.
 
 The data path, in the cluster: a Job registers the default ensemble in the in-cluster MLflow at the
 alias the RayService follows, another replays GOOG's daily bars into the in-cluster Kafka; the
@@ -86,6 +87,28 @@ def test_the_decision_service_answers_through_its_service(release: Cluster) -> N
 def test_mlflow_answers_through_its_service(release: Cluster) -> None:
     with forward(release, f"svc/{RELEASE}-mlflow", 5000) as url:
         assert http(f"{url}/health") == (200, "OK")
+
+
+def test_the_experiment_api_and_the_dashboard_answer_through_their_services(
+    release: Cluster,
+) -> None:
+    """The API migrated the in-cluster store (readyz), refuses a request without its token, and
+    with the read token from its Secret lists runs and sees the store and MLflow up; the
+    dashboard's Streamlit server answers."""
+    token = release.secret(f"{RELEASE}-experiment-api-tokens", "read-token")
+    with forward(release, f"svc/{RELEASE}-experiment-api", 8080) as url:
+        assert http(f"{url}/readyz")[0] == 200
+        assert http(f"{url}/api/v1/runs")[0] == 401
+        status, body = http(f"{url}/api/v1/runs", token=token)
+        assert status == 200, body
+        assert "items" in json.loads(body)
+        status, body = http(f"{url}/api/v1/system", token=token)
+        assert status == 200, body
+        up = {c["name"]: c["ok"] for c in json.loads(body)["components"]}
+        assert up["store"], body
+        assert up["mlflow"], body
+    with forward(release, f"svc/{RELEASE}-dashboard", 8501) as url:
+        assert http(f"{url}/_stcore/health") == (200, "ok")
 
 
 ONLINE = (

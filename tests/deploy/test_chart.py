@@ -774,3 +774,32 @@ def test_every_pod_is_under_a_default_deny_network_policy(rendered: Rendered) ->
         )
     ]
     assert not loose, "pods no default-deny NetworkPolicy selects:\n" + "\n".join(loose)
+
+
+def test_only_the_dashboard_reaches_the_experiment_api(rendered: Rendered) -> None:
+    """Every NetworkPolicy that selects the experiment API's pods admits, if anything, the
+    dashboard's pods only (its admin routes promote models and submit Ray jobs)."""
+    apis = [
+        d
+        for d in rendered.of_kind("Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "experiment-api"
+    ]
+    if rendered.name == "default":
+        assert apis, "the default values deploy the experiment API"
+    for api in apis:
+        labels = api["spec"]["template"]["metadata"]["labels"]
+        peers = [
+            peer
+            for p in rendered.of_kind("NetworkPolicy")
+            if selects(p["spec"].get("podSelector"), labels)
+            for rule in p["spec"].get("ingress") or []
+            for peer in rule.get("from") or [{}]
+        ]
+        wrong = [
+            peer
+            for peer in peers
+            if set(peer) != {"podSelector"}
+            or (peer["podSelector"].get("matchLabels") or {}).get("app.kubernetes.io/component")
+            != "dashboard"
+        ]
+        assert not wrong, f"{where(api)}: admitted besides the dashboard: {wrong}"

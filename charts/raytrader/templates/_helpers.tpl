@@ -462,6 +462,12 @@ exec:
 {{- if and $v.inference.enabled (not $v.feast.enabled) }}
 {{- fail "inference.enabled needs feast.enabled (the decision service reads Feast's online store)" }}
 {{- end }}
+{{- if and $v.dashboard.enabled (not $v.experimentApi.enabled) }}
+{{- fail "dashboard.enabled needs experimentApi.enabled (the dashboard reads the experiment API); set dashboard.enabled=false too" }}
+{{- end }}
+{{- if and $v.experimentApi.enabled (not $v.postgresql.enabled) (not $v.experimentApi.database.existingSecret) (not $v.experimentApi.database.externalUrl) }}
+{{- fail "experimentApi.enabled with postgresql.enabled=false needs experimentApi.database.externalUrl (postgresql+psycopg2://user:pass@host:5432/raytrader) or experimentApi.database.existingSecret" }}
+{{- end }}
 {{- range $c := $v.streamConsumer.consumers }}
 {{- $topic := printf "bars.%s" $c.timeframe }}
 {{- $parts := index $v.kafka.topics $topic }}

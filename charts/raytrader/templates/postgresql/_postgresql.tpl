@@ -2,7 +2,9 @@
 {{/* The PostgreSQL init ConfigMap's data. */}}
 {{- define "raytrader.postgresqlInitData" -}}
 # Run once by the image's entrypoint on an empty data directory: the application role (not a
-# superuser) owning MLflow's and Feast's databases. The password is read from the mounted Secret.
+# superuser) owning MLflow's and Feast's databases and the experiment store's. The password is read
+# from the mounted Secret. On a data volume initialised before a database was added here, the
+# experiment API's migration Job creates its database.
 10-raytrader.sh: |
   #!/bin/bash
   set -euo pipefail
@@ -12,5 +14,6 @@
   CREATE ROLE :"role" LOGIN PASSWORD :'password';
   CREATE DATABASE {{ .Values.postgresql.auth.mlflowDatabase | quote }} OWNER :"role";
   CREATE DATABASE {{ .Values.postgresql.auth.feastDatabase | quote }} OWNER :"role";
+  CREATE DATABASE {{ .Values.experimentApi.database.name | quote }} OWNER :"role";
   SQL
 {{- end }}
