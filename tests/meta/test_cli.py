@@ -80,6 +80,29 @@ def test_evaluate_writes_every_table_and_the_claims(
     assert abs(sum(row["share"] for row in by_regime.values()) - 1.0) < 1e-9
     assert {"meta[research,table]", "equal"} <= set(next(iter(by_regime.values())))
     assert json.loads(out_file.read_text()) == got
+    # the experiment store holds the same table, one row per candidate with its role
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from raytrader.db.engine import make_engine
+    from raytrader.db.models import Evaluation, EvaluationRow
+
+    engine = make_engine()
+    with Session(engine) as s:
+        evaluation = s.get(Evaluation, got["store_evaluation_id"])
+        assert evaluation is not None
+        assert evaluation.summary["claims"][f"{SYN} x1.0"] == table["claims"]
+        stored = {
+            r.candidate: r
+            for r in s.scalars(
+                select(EvaluationRow).where(EvaluationRow.evaluation_id == evaluation.id)
+            )
+        }
+    engine.dispose()
+    assert {name: r.metrics for name, r in stored.items()} == rows
+    assert stored["meta[research,table]"].role == "candidate"
+    assert stored["oracle_per_window"].role == "oracle"
+    assert stored["equal"].role == "baseline"
 
 
 def test_a_bad_study_config_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

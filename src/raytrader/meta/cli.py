@@ -105,6 +105,13 @@ def evaluate_cmd(
         Path | None, typer.Option("--out", help="write every table as JSON here")
     ] = None,
     as_json: JsonOpt = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="write the tables to the experiment store (RAYTRADER_DB_URL; `raytrader db`)",
+        ),
+    ] = True,
 ) -> None:
     """The meta ensemble against equal weight, inverse volatility, the causal best single member,
     fixed share, buy-and-hold and the best member in hindsight: the kernel's metrics, deflated
@@ -191,10 +198,49 @@ def evaluate_cmd(
                 for name, row in table.iterrows():
                     view.add_row(str(name), *(_cell(float(row.get(c, math.nan))) for c in columns))
                 con.print(view)
+    if record:
+        results["store_evaluation_id"] = _record(results, data, cfg)
     if out is not None:
         out.write_text(json.dumps(results, indent=1), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(results))
+
+
+def _record(results: dict[str, Any], data: list[str], cfg: Any) -> int | None:
+    """The evaluation in the experiment store: one row per dataset (and cost multiple) and
+    candidate, its role (the meta candidates, the oracles, the baselines) and its metrics; the
+    claims and the pooled tables as its summary. The same data and config replace it."""
+    from raytrader.db.store import EvaluationRecord, ExperimentStore, content_key
+
+    store = ExperimentStore.configured()
+    if store is None:
+        return None
+    config = cfg.model_dump(mode="json")
+    rows = []
+    for spec in data:
+        for multiple, table in results[spec].items():
+            for name, metrics in table["rows"].items():
+                oracle = metrics.get("investable") is False
+                role = (
+                    "candidate" if name.startswith("meta[") else "oracle" if oracle else "baseline"
+                )
+                rows.append((f"{spec} x{multiple}", name, role, metrics))
+    summary = {
+        "claims": {f"{s} x{m}": t["claims"] for s in data for m, t in results[s].items()},
+        **({"pooled": results["pooled"]} if "pooled" in results else {}),
+    }
+    record = EvaluationRecord(
+        key=content_key("meta-evaluate", list(data), config),
+        name=f"meta evaluate {', '.join(data)}",
+        kind="meta",
+        config={"data": list(data), **config},
+        rows=rows,
+        summary=summary,
+    )
+    try:
+        return store.record_evaluation(record)
+    finally:
+        store.close()
 
 
 @meta_app.command("train")
