@@ -43,7 +43,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from raytrader.db.types import Document, UTCDateTime, utcnow
 
@@ -174,23 +174,28 @@ class Backtest(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-_ONE_OWNER = "(backtest_id IS NULL) <> (episode_id IS NULL)"
+class _OwnedRow:
+    """A row that belongs to exactly one backtest or one episode, numbered within its owner."""
 
-
-class Trade(Base):
-    """A round trip as the kernel records it (entry to exit, P&L net of commission and carry)."""
-
-    __tablename__ = "trades"
-    __table_args__ = (
-        CheckConstraint(_ONE_OWNER, name="one_owner"),
-        UniqueConstraint("backtest_id", "number"),
-        UniqueConstraint("episode_id", "number"),
-    )
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (
+            CheckConstraint("(backtest_id IS NULL) <> (episode_id IS NULL)", name="one_owner"),
+            UniqueConstraint("backtest_id", "number"),
+            UniqueConstraint("episode_id", "number"),
+        )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     backtest_id: Mapped[int | None] = mapped_column(ForeignKey("backtests.id", ondelete="CASCADE"))
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+
+
+class Trade(_OwnedRow, Base):
+    """A round trip as the kernel records it (entry to exit, P&L net of commission and carry)."""
+
+    __tablename__ = "trades"
+
     side: Mapped[str] = mapped_column(String(8))
     units: Mapped[float] = mapped_column(Float)
     max_units: Mapped[float] = mapped_column(Float)
@@ -205,20 +210,11 @@ class Trade(Base):
     exit_reason: Mapped[str] = mapped_column(String(20))
 
 
-class Operation(Base):
+class Operation(_OwnedRow, Base):
     """An entry or an exit (signal, stop loss, take profit, liquidation, still open at the end)."""
 
     __tablename__ = "operations"
-    __table_args__ = (
-        CheckConstraint(_ONE_OWNER, name="one_owner"),
-        UniqueConstraint("backtest_id", "number"),
-        UniqueConstraint("episode_id", "number"),
-    )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    backtest_id: Mapped[int | None] = mapped_column(ForeignKey("backtests.id", ondelete="CASCADE"))
-    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
-    number: Mapped[int] = mapped_column(Integer)
     time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     kind: Mapped[str] = mapped_column(String(20))
     side: Mapped[str] = mapped_column(String(8))
