@@ -93,6 +93,7 @@ def test_training_episodes_and_the_evaluation_are_in_the_experiment_store(tmp_pa
             steps = s.scalars(select(Step).where(Step.episode_id == ep.id).order_by(Step.t)).all()
             assert 2 <= len(steps) <= 40
             assert steps[-1].t == ep.length  # the last step is always kept
+            assert all(len(x.features_digest or "") == 16 for x in steps)
             assert ep.total_return == pytest.approx(steps[-1].equity / steps[0].equity - 1.0)
             trades = s.scalars(select(Trade).where(Trade.episode_id == ep.id)).all()
             assert len(trades) == ep.trades

@@ -9,13 +9,14 @@ its end; its key is RLlib's episode id, so a resumed run never writes one twice.
 
 Per episode: length, reward sum, total return and max drawdown of the account's equity, Sharpe
 (the kernel's pinned definition, annualized by the bars' periods per year), the number of round
-trips; per sampled step: time, action, target, position (units), reward, equity and the bar's
-close; the trades are the simulator's own records (an open position is closed at the last close,
-reason ``open``).
+trips; per sampled step: time, action, target, position (units), reward, equity, the bar's close
+and a digest of the observation (:func:`features_digest`); the trades are the simulator's own
+records (an open position is closed at the last close, reason ``open``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -51,12 +52,16 @@ def episode_record(chunks: list[Any], periods_per_year: float) -> EpisodeRecord:
     """The record of an episode from its chunks' infos (one per bar, deduplicated by bar: a
     continued chunk repeats its predecessor's last info) and rewards."""
     infos: dict[int, dict[str, Any]] = {}
+    digests: dict[int, str] = {}
     rewards: list[float] = []
     actions: list[Any] = []
     for chunk in chunks:
-        for info in chunk.get_infos():
+        observations = chunk.get_observations()
+        for i, info in enumerate(chunk.get_infos()):
             if isinstance(info, dict) and "bar" in info:
                 infos.setdefault(int(info["bar"]), info)
+                if i < len(observations):
+                    digests.setdefault(int(info["bar"]), features_digest(observations[i]))
         rewards.extend(float(r) for r in chunk.get_rewards())
         actions.extend(chunk.get_actions())
     ordered = [infos[b] for b in sorted(infos)]
@@ -76,6 +81,7 @@ def episode_record(chunks: list[Any], periods_per_year: float) -> EpisodeRecord:
             "reward": reward + [np.nan] * (n - len(reward)),
             "equity": equity,
             "price": [float(i.get("close", np.nan)) for i in ordered],
+            "features_digest": [digests.get(b) for b in sorted(infos)],
         }
     )
     raw = ordered[-1].get("trades") if ordered else None
@@ -103,6 +109,14 @@ def episode_record(chunks: list[Any], periods_per_year: float) -> EpisodeRecord:
         steps=steps,
         trade_rows=trades,
     )
+
+
+def features_digest(observation: Any) -> str:
+    """What the agent saw at a step, as 16 hex digits of SHA-256 over the observation's float32
+    bytes: two steps (or a training step and a served decision) saw the same features exactly when
+    their digests match."""
+    data = np.ascontiguousarray(np.asarray(observation, dtype=np.float32))
+    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
 
 
 def _scalar(action: Any) -> float:
