@@ -13,8 +13,8 @@
 # inputs (the Dockerfile, the constraints, the package list); when the tag exists with the same
 # hash nothing is rebuilt.
 #
-# --wheelhouse DIR [--extras stack,search]: first fill DIR with every wheel the base and the Dockerfile
-# (with those extras) install, resolved by pip in a container of the rootfs (Debian's Python
+# --wheelhouse DIR [--extras stack,search,dashboard]: first fill DIR with every wheel the base and
+# the Dockerfile (with those extras: its default EXTRAS) install, resolved by pip in a container of the rootfs (Debian's Python
 # 3.11.2, whose markers differ from a newer host Python's: redis needs async-timeout below 3.11.3),
 # with the host's pip cache, CA bundle and index settings; then build the base with pip reading
 # only DIR, served on http://127.0.0.1:$RAYTRADER_WHEELHOUSE_PORT (default 31080). Serve DIR the
@@ -29,12 +29,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 wheelhouse=""
-extras=stack,search
+extras=stack,search,dashboard
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheelhouse) wheelhouse=$2; shift 2 ;;
     --extras) extras=$2; shift 2 ;;
-    *) echo "usage: $0 [--wheelhouse DIR [--extras stack,search]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--wheelhouse DIR [--extras stack,search,dashboard]]" >&2; exit 2 ;;
   esac
 done
 

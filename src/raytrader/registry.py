@@ -385,7 +385,7 @@ def list_models(
             for v in sorted(versions, key=lambda v: int(v.version), reverse=True)
         ]
         out.append({
-            "name": m.name, "latest": latest, "aliases": {a: str(v) for a, v in m.aliases.items()},
+            "name": m.name, "latest": latest, "aliases": dict(m.aliases),
             "kind": kind, "versions": described,
         })  # fmt: skip
     return sorted(out, key=lambda r: r["name"])

@@ -73,7 +73,8 @@ def test_rule_strategy_round_trip_by_alias(tracking: str, tmp_path: Path, window
     assert (v1, v2) == ("1", "2")
     promote("ma-cross", v1, "champion", root=tmp_path)
     promote("ma-cross", v2, "challenger", root=tmp_path)
-    assert list_models(root=tmp_path) == [
+    listed = list_models(root=tmp_path)
+    assert [{k: v for k, v in m.items() if k != "versions"} for m in listed] == [
         {
             "name": "ma-cross",
             "latest": 2,
@@ -81,6 +82,10 @@ def test_rule_strategy_round_trip_by_alias(tracking: str, tmp_path: Path, window
             "kind": "rule",
         }
     ]
+    versions = listed[0]["versions"]
+    assert [v["version"] for v in versions] == ["2", "1"]
+    assert versions[1]["tags"]["raytrader.data"] == "goog 2012-2013"
+    assert all(v["created_at"].endswith("+00:00") for v in versions)
     out = mlflow.pyfunc.load_model("models:/ma-cross@champion").predict(window)
     want = make_strategy("ma_cross", {"fast": 10, "slow": 20}).target_positions(window)
     assert list(out.columns) == ["target", "confidence"]

@@ -49,7 +49,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -103,7 +103,21 @@ Cursor = Annotated[
     ),
 ]
 Order = Annotated[q.Order, Query(description="asc or desc")]
-Time = Annotated[AwareDatetime | None, Query(description="ISO 8601 with a UTC offset")]
+def _iso_text(value: Any) -> Any:
+    """A time must be ISO 8601 text: pydantic would also read ``5`` as 1970-01-01T00:00:05Z."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("an ISO 8601 time with a UTC offset, not a number")
+    return value
+
+
+Time = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_iso_text)] | None,
+    Query(description="ISO 8601 with a UTC offset"),
+]
 
 P = TypeVar("P", bound=BaseModel)
 

@@ -396,7 +396,14 @@ def add_routes(
     def list_models() -> ModelList:
         """Registered models with their versions and aliases (MLflow's registry)."""
         rows = registry_call(lambda: registry.list_models(tracking_uri=b.mlflow(), root="runs"))
-        return ModelList(items=[RegisteredModel.model_validate(r) for r in rows])
+        return ModelList(
+            items=[
+                RegisteredModel.model_validate(
+                    {**r, "aliases": {a: str(v) for a, v in r["aliases"].items()}}
+                )
+                for r in rows
+            ]
+        )
 
     @app.post(
         f"{PREFIX}/models/{{name}}/promote", response_model=AliasMoved,
