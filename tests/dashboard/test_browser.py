@@ -1,5 +1,5 @@
-"""The dashboard in a real browser: the seeded store behind the real API (uvicorn, a
-subprocess), the dashboard started by ``raytrader dashboard up``'s code (Streamlit, a
+"""The dashboard in a real browser: the seeded store in the local stack's PostgreSQL behind the
+real API (uvicorn, a subprocess), the dashboard started by ``raytrader dashboard up``'s code (Streamlit, a
 subprocess), Chromium driven by Playwright. Each page must render without an exception and show
 a number of the seeded data as the page formats it; a full-page screenshot of each goes to
 ``docs/dashboard/<page>.png``. On the models page, promoting a version with the admin token
@@ -22,10 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import MetaData
 
 from raytrader.dashboard import cli, pages
 from raytrader.dashboard.client import ApiClient, DashboardError
-from tests.api.conftest import ADMIN, READ, Seeded, migrated_sqlite, seed
+from raytrader.db.engine import make_engine, upgrade
+from tests.api.conftest import ADMIN, READ, Seeded, seed
+from tests.support.stack_fixture import stack  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,7 +41,7 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 @dataclass
-class Stack:
+class Served:
     url: str  # the dashboard
     api: ApiClient  # the API, read token
     seeded: Seeded
@@ -109,11 +112,18 @@ def _routes(api: ApiClient) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def served(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # noqa: F811
+    """The seeded store in the local stack's PostgreSQL (emptied first), the real API over it in
+    a uvicorn process, and the dashboard (``raytrader dashboard up``) over the API."""
     tmp = tmp_path_factory.mktemp("dashboard")
-    engine = migrated_sqlite(tmp)
+    db_url = stack.config.store_url
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # whatever an earlier test left in the database
+        tables = MetaData()
+        tables.reflect(conn)
+        tables.drop_all(conn)
+    upgrade(engine)
     seeded = seed(engine)
-    db_url = str(engine.url)
     engine.dispose()
     mlflow_uri = f"sqlite:///{tmp / 'mlflow.db'}"
     api_port, dash_port = _free_port(), _free_port()
@@ -153,14 +163,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 _register(mlflow_uri, tmp)
             info = cli.dashboard_up(dash_port, api_url)
             assert cli.dashboard_status()["healthy"]
-            yield Stack(info["url"], api, seeded, paths, mlflow_uri)
+            yield Served(info["url"], api, seeded, paths, mlflow_uri)
         finally:
             cli.dashboard_down()
             _kill(api_proc)
 
 
 @pytest.fixture(scope="module")
-def browser_page(stack: Stack) -> Iterator[Any]:
+def browser_page(served: Served) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -208,9 +218,9 @@ def _errors(page: Any) -> list[str]:
     return [boxes.nth(i).inner_text() for i in range(boxes.count())]
 
 
-def test_runs(stack: Stack, browser_page: Any) -> None:
-    s = stack.seeded
-    _visit(browser_page, f"{stack.url}/runs?compare={s.rl_run_id},{s.rules_run_id}", "0.0003")
+def test_runs(served: Served, browser_page: Any) -> None:
+    s = served.seeded
+    _visit(browser_page, f"{served.url}/runs?compare={s.rl_run_id},{s.rules_run_id}", "0.0003")
     assert browser_page.get_by_text("PPO", exact=True).count() == 1  # the config diff
     metric = browser_page.locator('[data-testid="stMetric"]').first.inner_text()
     assert metric.split() == ["runs", str(len(s.run_ids))]
@@ -218,12 +228,12 @@ def test_runs(stack: Stack, browser_page: Any) -> None:
     _shot(browser_page, "runs")
 
 
-def test_episode(stack: Stack, browser_page: Any) -> None:
-    s = stack.seeded
-    ep = stack.api.get(f"{pages.API}/episodes/{s.episode_ids[1]}")
+def test_episode(served: Served, browser_page: Any) -> None:
+    s = served.seeded
+    ep = served.api.get(f"{pages.API}/episodes/{s.episode_ids[1]}")
     reward = pages.fmt(ep["reward_sum"])
     assert reward == pages.fmt(float(s.episode_steps[s.episode_ids[1]]["reward"].sum()))
-    _visit(browser_page, f"{stack.url}/episode?run={s.rl_run_id}&episode={ep['id']}", reward)
+    _visit(browser_page, f"{served.url}/episode?run={s.rl_run_id}&episode={ep['id']}", reward)
     # price, equity, drawdown, actions, reward per step, cumulative reward
     browser_page.wait_for_function(
         "document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 6"
@@ -232,43 +242,43 @@ def test_episode(stack: Stack, browser_page: Any) -> None:
     _shot(browser_page, "episode")
 
 
-def test_backtests(stack: Stack, browser_page: Any) -> None:
-    s = stack.seeded
-    bt = stack.api.get(f"{pages.API}/backtests/{s.backtest_id}")
+def test_backtests(served: Served, browser_page: Any) -> None:
+    s = served.seeded
+    bt = served.api.get(f"{pages.API}/backtests/{s.backtest_id}")
     sharpe = pages.fmt(bt["metrics"]["sharpe"])
     assert bt["metrics"]["sharpe"] == pytest.approx(s.result.metrics["sharpe"])
-    _visit(browser_page, f"{stack.url}/backtests?backtest={s.backtest_id}", sharpe)
+    _visit(browser_page, f"{served.url}/backtests?backtest={s.backtest_id}", sharpe)
     assert browser_page.get_by_text("Compare strategies").count() == 1
     assert _errors(browser_page) == []
     _shot(browser_page, "backtests")
 
 
-def test_optimization(stack: Stack, browser_page: Any) -> None:
-    _visit(browser_page, f"{stack.url}/optimization", "1.2500", "trial_0", "0.4000, 0.6000")
+def test_optimization(served: Served, browser_page: Any) -> None:
+    _visit(browser_page, f"{served.url}/optimization", "1.2500", "trial_0", "0.4000, 0.6000")
     assert _errors(browser_page) == []
     _shot(browser_page, "optimization")
 
 
-def test_evaluations(stack: Stack, browser_page: Any) -> None:
-    _visit(browser_page, f"{stack.url}/evaluations", "1.1000", "claim holds on 1 of 2", "-0.2000")
+def test_evaluations(served: Served, browser_page: Any) -> None:
+    _visit(browser_page, f"{served.url}/evaluations", "1.1000", "claim holds on 1 of 2", "-0.2000")
     assert _errors(browser_page) == []
     _shot(browser_page, "evaluations")
 
 
-def _champion(stack: Stack) -> str | None:
-    models = {m["name"]: m for m in stack.api.get(f"{pages.API}/models")["items"]}
+def _champion(served: Served) -> str | None:
+    models = {m["name"]: m for m in served.api.get(f"{pages.API}/models")["items"]}
     champion: str | None = models[MODEL]["aliases"].get("champion")
     return champion
 
 
-def test_models_promote(stack: Stack, browser_page: Any) -> None:
+def test_models_promote(served: Served, browser_page: Any) -> None:
     page = browser_page
-    if f"{pages.API}/models" not in stack.paths:
-        _visit(page, f"{stack.url}/models", "Models")
+    if f"{pages.API}/models" not in served.paths:
+        _visit(page, f"{served.url}/models", "Models")
         _shot(page, "models")
         pytest.skip("the API has no /api/v1/models route: promote not tested")
-    assert _champion(stack) == "1"
-    _visit(page, f"{stack.url}/models", "Promote or roll back")
+    assert _champion(served) == "1"
+    _visit(page, f"{served.url}/models", "Promote or roll back")
     assert page.get_by_text(f"{MODEL} · 2 versions").count() == 1
     token = page.locator("input[aria-label='admin token']")
     token.fill(READ)
@@ -277,7 +287,7 @@ def test_models_promote(stack: Stack, browser_page: Any) -> None:
     page.get_by_role("button", name="Promote").click()
     page.get_by_text("HTTP 403", exact=False).first.wait_for()
     _settle(page)
-    assert _champion(stack) == "1"
+    assert _champion(served) == "1"
     token = page.locator("input[aria-label='admin token']")
     token.fill(ADMIN)
     token.press("Enter")
@@ -286,19 +296,19 @@ def test_models_promote(stack: Stack, browser_page: Any) -> None:
     page.get_by_text(f"{MODEL}: champion → version 2 (was 1)").wait_for()
     _settle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
-    assert _champion(stack) == "2"
+    assert _champion(served) == "2"
     assert _errors(page) == []
     _shot(page, "models")
 
 
-def test_system(stack: Stack, browser_page: Any) -> None:
-    if f"{pages.API}/system" not in stack.paths:
-        _visit(browser_page, f"{stack.url}/system", "System")
+def test_system(served: Served, browser_page: Any) -> None:
+    if f"{pages.API}/system" not in served.paths:
+        _visit(browser_page, f"{served.url}/system", "System")
         _shot(browser_page, "system")
         pytest.skip("the API has no /api/v1/system route")
-    _visit(browser_page, f"{stack.url}/system", "store", "decision_service", "Ray jobs")
+    _visit(browser_page, f"{served.url}/system", "store", "decision_service", "Ray jobs")
     assert browser_page.get_by_text("migrated to the code's revision").count() == 1
-    system = stack.api.get(f"{pages.API}/system")["components"]
+    system = served.api.get(f"{pages.API}/system")["components"]
     ok = sum(1 for c in system if c["ok"])
     assert browser_page.get_by_text(f"{ok} of {len(system)} components healthy").count() == 1
     assert _errors(browser_page) == []
