@@ -81,6 +81,9 @@ SERVE_URL_ENV = "RAYTRADER_SERVE_URL"
 #: the experiment store (raytrader.db) and the experiment API's base URL for its clients
 DB_URL_ENV = "RAYTRADER_DB_URL"
 API_URL_ENV = "RAYTRADER_EXPERIMENT_API_URL"
+#: the experiment API's read and admin tokens (each also as ``<NAME>_FILE``)
+EXPERIMENT_TOKEN_ENV = "RAYTRADER_EXPERIMENT_API_TOKEN"  # noqa: S105 - the variable's name
+EXPERIMENT_ADMIN_TOKEN_ENV = "RAYTRADER_EXPERIMENT_ADMIN_TOKEN"  # noqa: S105 - the variable's name
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_SERVE_URL = "http://127.0.0.1:8000"
 

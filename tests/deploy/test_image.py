@@ -40,7 +40,7 @@ CONTEXT = (
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE", re.IGNORECASE)
 BACKTEST = shlex.split(
     "backtest --data goog --strategy ma_cross --param fast=10 --param slow=20 --commission 0.002"
-    " --json"
+    " --json --no-record"  # the numbers, not the experiment store (the container's root is read-only)
 )
 # how a restricted pod runs it; /tmp is the emptyDir a read-only root filesystem needs
 LOCKED_DOWN = shlex.split(

@@ -24,8 +24,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from raytrader import settings
 from raytrader.errors import ConfigError
 
-READ_TOKEN_ENV = "RAYTRADER_EXPERIMENT_API_TOKEN"  # noqa: S105 - the variable's name, not a token
-ADMIN_TOKEN_ENV = "RAYTRADER_EXPERIMENT_ADMIN_TOKEN"  # noqa: S105 - the variable's name
+READ_TOKEN_ENV = settings.EXPERIMENT_TOKEN_ENV
+ADMIN_TOKEN_ENV = settings.EXPERIMENT_ADMIN_TOKEN_ENV
 MIN_TOKEN_CHARS = 16
 
 

@@ -21,9 +21,10 @@ from typing import Annotated, Any
 import typer
 
 from raytrader import settings
-from raytrader.api.auth import ADMIN_TOKEN_ENV, READ_TOKEN_ENV
 from raytrader.errors import ConfigError
 from raytrader.localproc import LocalServer, answers, status_line
+from raytrader.settings import EXPERIMENT_ADMIN_TOKEN_ENV as ADMIN_TOKEN_ENV
+from raytrader.settings import EXPERIMENT_TOKEN_ENV as READ_TOKEN_ENV
 
 STATE_DIR_ENV = "RAYTRADER_API_STATE_DIR"
 TOKEN_FILE = "token"  # noqa: S105 - a file name

@@ -17,8 +17,8 @@ import httpx
 from raytrader import settings
 from raytrader.errors import ConfigError
 
-READ_TOKEN_ENV = "RAYTRADER_EXPERIMENT_API_TOKEN"  # noqa: S105 - the variable's name, not a token
-ADMIN_TOKEN_ENV = "RAYTRADER_EXPERIMENT_ADMIN_TOKEN"  # noqa: S105 - the variable's name
+READ_TOKEN_ENV = settings.EXPERIMENT_TOKEN_ENV
+ADMIN_TOKEN_ENV = settings.EXPERIMENT_ADMIN_TOKEN_ENV
 #: rows :meth:`ApiClient.pages` collects unless told otherwise
 DEFAULT_ROW_CAP = 5000
 TIMEOUT_S = 15.0
