@@ -292,7 +292,9 @@ def test_unknown_option_is_a_usage_error_not_a_traceback(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_writes_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--stack", "off", "--no-serve")
+    code, out, _ = run_cli(
+        capsys, "demo", "--out", str(tmp_path), "--stack", "off", "--no-serve", "--no-experiments"
+    )
     assert code == 0
     assert "embedded mode" in out
     assert "Feast online (sqlite): GOOG 1d bar 2013-03-01" in out
@@ -324,7 +326,8 @@ def test_demo_uses_the_stack_when_it_is_up(stack, tmp_path: Path) -> None:  # no
     for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "raytrader.cli", "demo", "--out", str(tmp_path)],
+        # the experiments (and the API and dashboard they leave running) are tests/test_demo.py's
+        [sys.executable, "-m", "raytrader.cli", "demo", "--out", str(tmp_path), "--no-experiments"],
         capture_output=True,
         text=True,
         env=env,
