@@ -117,6 +117,11 @@ def run_demo(cfg: DemoConfig, *, debug: bool = False) -> dict[str, Any]:
     from raytrader.logs import library_output_to
 
     log = run_dir / "demo.log"
+    if cfg.experiments:
+        # RLlib and Tune set up loggers of their own when imported: import them first, so that
+        # the library log takes them over too
+        import ray.rllib
+        import ray.tune  # noqa: F401
     with library_output_to(log):
         return _run(cfg, out, run_dir, stack_cfg, log)
 
@@ -260,17 +265,9 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
 
 def _experiments(cfg: DemoConfig, run_dir: Path, uri: str, con: Any, log: Path | None) -> None:
     """A short PPO run (its episodes, sampled steps and trades go to the experiment store) and a
-    short ma_cross search (its trials), both on the demo's data and Ray."""
-    import contextlib
-
-    # RLlib and Tune set up their own loggers when imported: import them, then take them over
-    import ray.rllib
-    import ray.tune  # noqa: F401
-
-    from raytrader.logs import library_output_to
-
-    with library_output_to(log) if log is not None else contextlib.nullcontext():
-        _train_and_search(cfg, run_dir, uri, con)
+    short ma_cross search (its trials), both on the demo's data and Ray. RLlib's and Tune's
+    loggers were imported before the library log took over (:func:`run_demo`)."""
+    _train_and_search(cfg, run_dir, uri, con)
 
 
 def _train_and_search(cfg: DemoConfig, run_dir: Path, uri: str, con: Any) -> None:
