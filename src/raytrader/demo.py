@@ -118,8 +118,9 @@ def run_demo(cfg: DemoConfig, *, debug: bool = False) -> dict[str, Any]:
 
     log = run_dir / "demo.log"
     if cfg.experiments:
-        # RLlib and Tune set up loggers of their own when imported: import them first, so that
-        # the library log takes them over too
+        # RLlib, Tune and Optuna set up loggers of their own when imported: import them first,
+        # so that the library log takes them over too
+        import optuna  # noqa: F401
         import ray.rllib
         import ray.tune  # noqa: F401
     with library_output_to(log):
