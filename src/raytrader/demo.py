@@ -189,7 +189,7 @@ def _run(
     store_url = redacted(normalize_url(settings.db_url()))
     con.print(f"experiment store: run {store_run} at {store_url}")
     if cfg.experiments:
-        _experiments(cfg, run_dir, uri, con, log)
+        _experiments(cfg, run_dir, uri, con)
     shown: dict[str, Any] = {
         "run_dir": str(run_dir),
         "mlflow_run": mlflow_run,
@@ -264,14 +264,10 @@ def _serve(cfg: DemoConfig, bars: Any, stack_cfg: Any | None, out: Path, uri: st
     return {"ensemble": body, "meta": meta_body}
 
 
-def _experiments(cfg: DemoConfig, run_dir: Path, uri: str, con: Any, log: Path | None) -> None:
+def _experiments(cfg: DemoConfig, run_dir: Path, uri: str, con: Any) -> None:
     """A short PPO run (its episodes, sampled steps and trades go to the experiment store) and a
-    short ma_cross search (its trials), both on the demo's data and Ray. RLlib's and Tune's
-    loggers were imported before the library log took over (:func:`run_demo`)."""
-    _train_and_search(cfg, run_dir, uri, con)
-
-
-def _train_and_search(cfg: DemoConfig, run_dir: Path, uri: str, con: Any) -> None:
+    short ma_cross search (its trials), both on the demo's data and Ray. RLlib's, Tune's and
+    Optuna's loggers were imported before the library log took over (:func:`run_demo`)."""
     from raytrader.envs import EnvConfig
     from raytrader.training.rl import RLConfig, train_rl
     from raytrader.training.search_config import SearchConfig

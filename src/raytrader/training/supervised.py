@@ -120,8 +120,12 @@ def _record(
         mlflow_run_id=row.get("mlflow_run"),
     )
     try:
-        with store.run(spec) as run_id:
+        run_id = store.start_run(spec)
+        try:
             store.record_backtest(backtest_record(oos, cfg.dataset, run_key=spec.key))
+        except BaseException as exc:
+            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
         metrics = {k: v for k, v in row.items() if isinstance(v, int | float)}
         store.finish_run(run_id, metrics=metrics)
         return run_id
