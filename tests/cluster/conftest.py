@@ -124,10 +124,34 @@ class Cluster:
         """The RayService Ready with no upgrade pending (a changed Serve config starts a new Ray
         cluster that takes over when it is ready)."""
         for condition in ("Ready", "UpgradeInProgress=False"):
-            self.kubectl(
+            self.wait(
                 "-n", NAMESPACE, "wait", f"rayservice/{RELEASE}-inference",
                 f"--for=condition={condition}", f"--timeout={INSTALL_TIMEOUT}", timeout=20 * 60,
             )  # fmt: skip
+
+    def wait(self, *args: str, timeout: float) -> None:
+        """A waiting ``kubectl`` command (wait, rollout status); when it fails, the failure carries
+        what the pods and the scheduler said, so that a CI log explains a timeout."""
+        try:
+            self.kubectl(*args, timeout=timeout)
+        except (AssertionError, subprocess.TimeoutExpired) as failed:
+            raise AssertionError(f"{failed}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """Every pod with its phase and node, the node's allocated requests, and the namespace's
+        last warnings (a Pending pod's FailedScheduling says which resource is short)."""
+        parts = []
+        for args in (
+            ("get", "pods", "-A", "-o", "wide"),
+            ("describe", "node"),
+            ("-n", NAMESPACE, "get", "events", "--field-selector", "type=Warning",
+             "--sort-by=.lastTimestamp"),
+        ):  # fmt: skip
+            out = self.kubectl(*args, check=False)
+            if args[0] == "describe":
+                out = out[out.find("Allocated resources:") :]
+            parts.append(f"$ kubectl {' '.join(args)}\n{out[-6000:]}")
+        return "\n".join(parts)
 
     def secret(self, name: str, key: str, namespace: str = "raytrader") -> str:
         data = self.json("-n", namespace, "get", "secret", name)["data"]

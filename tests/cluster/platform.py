@@ -153,7 +153,9 @@ def run_job(cluster: Cluster, name: str, command: str, timeout_s: int = 600) -> 
         env=cluster.env, capture_output=True, text=True, timeout=timeout_s + 60,
     )  # fmt: skip
     logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{name}", check=False)
-    assert done.returncode == 0, f"job {name} did not complete: {done.stderr}\n{logs[-3000:]}"
+    assert done.returncode == 0, (
+        f"job {name} did not complete: {done.stderr}\n{logs[-3000:]}\n{cluster.diagnosis()}"
+    )
     return logs
 
 
@@ -187,13 +189,13 @@ def under_load(
     pods = ("-n", NAMESPACE, "get", "pod", "-l", selector, "-o", "name")
     # `kubectl wait -l` fails at once while the Job controller has not created the pod yet
     wait_for(f"a pod of job {name}", lambda: cluster.kubectl(*pods).strip(), 60)
-    cluster.kubectl(
+    cluster.wait(
         "-n", NAMESPACE, "wait", "pod", "-l", f"batch.kubernetes.io/job-name={name}",
         "--for=condition=Ready", "--timeout=180s", timeout=240,
     )  # fmt: skip
     time.sleep(15)  # steady state first
     change()
-    cluster.kubectl(
+    cluster.wait(
         "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete",
         f"--timeout={seconds + 120}s", timeout=seconds + 180,
     )  # fmt: skip

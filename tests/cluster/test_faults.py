@@ -54,11 +54,11 @@ def test_a_consumer_pod_deleted_mid_replay_leaves_every_bar_in_feast_once(releas
     wait_for("the first FAULTA rows offline", lambda: len(offline_rows(release, "FAULTA")) > 0, 240)
     partial = len(offline_rows(release, "FAULTA"))
     release.kubectl("-n", NAMESPACE, "delete", "pod", "-l", selector, "--wait=false")
-    release.kubectl(
+    release.wait(
         "-n", NAMESPACE, "wait", f"job/{name}", "--for=condition=Complete", "--timeout=300s",
         timeout=360,
     )  # fmt: skip
-    release.kubectl("-n", NAMESPACE, "rollout", "status", CONSUMER, "--timeout=300s", timeout=360)
+    release.wait("-n", NAMESPACE, "rollout", "status", CONSUMER, "--timeout=300s", timeout=360)
     after = release.kubectl("-n", NAMESPACE, "get", "pods", "-l", selector, "-o", "name").split()
     assert set(after).isdisjoint(before)  # a new consumer pod did the rest
     assert partial < 3000, "the replay ended before the pod was deleted: the test proves nothing"
@@ -71,7 +71,7 @@ def test_kafka_and_postgresql_pods_deleted_the_platform_reconnects(release: Clus
     for pod in (f"{RELEASE}-kafka-0", f"{RELEASE}-postgresql-0"):
         release.kubectl("-n", NAMESPACE, "delete", "pod", pod, "--wait=true", timeout=300)
     for statefulset in (f"{RELEASE}-kafka", f"{RELEASE}-postgresql"):
-        release.kubectl(
+        release.wait(
             "-n", NAMESPACE, "rollout", "status", f"statefulset/{statefulset}", "--timeout=300s",
             timeout=360,
         )  # fmt: skip

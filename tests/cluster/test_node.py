@@ -23,6 +23,7 @@ from tests.cluster.conftest import (
     read_sysctls,
 )
 from tests.cluster.platform import wait_for
+from tests.support.node import NODE_CPU_M, SYSTEM_CPU_REQUESTS_M, SYSTEM_NAMESPACES, millicores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,6 +76,21 @@ def test_every_control_plane_pod_runs(cluster: Cluster) -> None:
     proxies = [p for p in pods if p["metadata"]["name"].startswith("kube-proxy-")]
     dns = [p for p in pods if p["metadata"]["name"].startswith("coredns-")]
     assert (len(proxies), len(dns)) == (1, 2)
+
+
+def test_the_node_has_the_cpu_the_chart_s_cluster_values_were_sized_for(cluster: Cluster) -> None:
+    """tests/support/node.py's numbers, which the offline chart test adds the values' requests to."""
+    node = cluster.json("get", "node", NODE)
+    assert millicores(node["status"]["allocatable"]["cpu"]) >= NODE_CPU_M
+    requested = 0
+    for namespace in SYSTEM_NAMESPACES:
+        for pod in cluster.json("-n", namespace, "get", "pods")["items"]:
+            if pod["status"].get("phase") in ("Succeeded", "Failed"):
+                continue
+            for c in pod["spec"]["containers"]:
+                cpu = ((c.get("resources") or {}).get("requests") or {}).get("cpu", 0)
+                requested += millicores(cpu)
+    assert requested == SYSTEM_CPU_REQUESTS_M
 
 
 def test_dns_and_a_cluster_ip_service_reach_a_pod(namespace: Cluster) -> None:

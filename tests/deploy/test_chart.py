@@ -40,6 +40,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.node import NODE_CPU_M, SYSTEM_CPU_REQUESTS_M, millicores
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -466,6 +468,52 @@ def test_every_container_has_requests_limits_and_a_restricted_security_context(
                 if seccomp not in (None, "RuntimeDefault", "Localhost"):
                     problems.append(f"{at}: seccomp {seccomp}")
     assert not problems, "\n".join(problems)
+
+
+def pod_cpu_request_m(spec: dict[str, Any]) -> int:
+    """The scheduler's CPU request of a pod: its containers' sum, or its largest init container's
+    when that is more."""
+
+    def request(c: dict[str, Any]) -> int:
+        return millicores(((c.get("resources") or {}).get("requests") or {}).get("cpu", 0))
+
+    init = [request(c) for c in spec.get("initContainers", [])]
+    return max([sum(request(c) for c in spec["containers"]), *init])
+
+
+def test_the_cluster_values_fit_the_test_node_through_a_ray_cluster_upgrade(
+    renders: Renders,
+) -> None:
+    """What tests/cluster/ does at its peak fits the node's CPU: every long-running pod, plus one Job
+    pod (a hook, a load or replay Job), plus the larger of a second Ray head (an upgrade that
+    changes the Ray cluster starts a new one beside the old) and the worker pods the autoscaler may
+    add. A head that does not fit stays Pending and the upgrade never ends (it failed CI so)."""
+    docs = renders["cluster"].docs
+    steady: dict[str, int] = {}
+    jobs = [0]
+    for doc in docs:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind in ("Deployment", "StatefulSet"):
+            replicas = doc["spec"].get("replicas", 1)
+            steady[f"{kind}/{name}"] = replicas * pod_cpu_request_m(doc["spec"]["template"]["spec"])
+        elif kind == "Job":
+            jobs.append(pod_cpu_request_m(doc["spec"]["template"]["spec"]))
+    (service,) = [d for d in docs if d["kind"] == "RayService"]
+    ray = service["spec"]["rayClusterConfig"]
+    head = pod_cpu_request_m(ray["headGroupSpec"]["template"]["spec"])
+    if ray.get("enableInTreeAutoscaling"):  # KubeRay adds the autoscaler container to the head
+        head += millicores(ray["autoscalerOptions"]["resources"]["requests"]["cpu"])
+    workers = sum(
+        group["maxReplicas"] * pod_cpu_request_m(group["template"]["spec"])
+        for group in ray.get("workerGroupSpecs", [])
+    )
+    steady["RayService head"] = head
+    peak = SYSTEM_CPU_REQUESTS_M + sum(steady.values()) + max(jobs) + max(head, workers)
+    assert peak <= NODE_CPU_M, (
+        f"the cluster values request {peak}m CPU at their peak on a {NODE_CPU_M}m node "
+        f"(system {SYSTEM_CPU_REQUESTS_M}m, one Job {max(jobs)}m, a second head {head}m or "
+        f"workers {workers}m): {steady}"
+    )
 
 
 #: containers of the raytrader image that run no raytrader code: MLflow's server, the helm test's
