@@ -217,11 +217,26 @@ def _order_to_fraction(
     frac: float,
     params: np.ndarray,
 ) -> None:
-    """Move the position to ``frac`` of equity at reference price ``ref``."""
+    """Move the position to ``frac`` of the column's equity at reference price ``ref``."""
+    order_to_fraction_of(st, trades, col, bar, ref, frac, st[S_CASH] + st[S_UNITS] * ref, params)
+
+
+@nb.njit(cache=True)
+def order_to_fraction_of(
+    st: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    ref: float,
+    frac: float,
+    equity: float,
+    params: np.ndarray,
+) -> None:
+    """Move the position to ``frac`` of ``equity`` (a column's own, or a portfolio's shared by its
+    columns) at reference price ``ref``."""
     comm = params[P_COMM]
     slip = params[P_SLIP]
     units = st[S_UNITS]
-    equity = st[S_CASH] + units * ref
     target_units = 0.0
     if frac != 0.0 and equity > 0.0:
         buying = frac * equity / ref > units
@@ -373,6 +388,25 @@ def decide(
     """Step 5's decision at a bar's close: ``target`` (NaN keeps the previous one) becomes the
     desired position; an order is placed only when it changes (``close`` mode fills it at ``c``,
     ``next_open`` mode leaves it pending for the next open)."""
+    decide_weighted(st, ring, trades, col, bar, c, target, params, 1.0, st[S_CASH] + st[S_UNITS] * c)
+
+
+@nb.njit(cache=True, inline="always")
+def decide_weighted(
+    st: np.ndarray,
+    ring: np.ndarray,
+    trades: np.ndarray,
+    col: int,
+    bar: int,
+    c: float,
+    target: float,
+    params: np.ndarray,
+    weight: float,
+    equity: float,
+) -> None:
+    """:func:`decide` for one column of a portfolio: the sized fraction and the initial-margin cap
+    are scaled by the column's ``weight`` (its share of the portfolio's equity; 1.0 for a column
+    that is an account of its own), and a ``close`` fill sizes against ``equity``."""
     t = target
     if math.isnan(t):
         t = st[S_DESIRED]
@@ -381,11 +415,11 @@ def decide(
     if t != st[S_DESIRED]:
         frac = _sizing_fraction(t, st, ring, params)
         if not math.isnan(frac):
-            fmax = params[P_FMAX]  # initial margin (inf without margin)
-            frac = min(max(frac, -fmax), fmax)
+            fmax = params[P_FMAX] * weight  # initial margin (inf without margin)
+            frac = min(max(frac * weight, -fmax), fmax)
             st[S_DESIRED] = t
             if params[P_FILL] == FILL_CLOSE:
-                _order_to_fraction(st, trades, col, bar, c, frac, params)
+                order_to_fraction_of(st, trades, col, bar, c, frac, equity, params)
             else:
                 st[S_PENDING] = frac
 

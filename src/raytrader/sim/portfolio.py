@@ -1,0 +1,390 @@
+"""The kernel for a portfolio: several symbols, one account (shared cash, one margin, one equity).
+
+:func:`portfolio_bar` advances every symbol by one bar with the per-column pieces of
+:mod:`raytrader.sim.kernel` (fills, trade accounting, sizing, stops, carry), so a portfolio of one
+symbol with weight 1 is the single-symbol kernel, bit for bit (``tests/sim/test_portfolio.py``).
+The whole-series path (:func:`simulate_portfolio_rows`, the portfolio backtest) and the one-bar
+path (``PortfolioSimulator``, paper trading) both call it.
+
+What sharing one account changes, per bar (README, "Simulation semantics: portfolios"):
+
+* **Marks.** A symbol with no bar at this time (NaN prices: its market is closed, a halt) does not
+  trade, is not stopped and pays no carry; its position is marked at its last close.
+* **Weights.** A symbol's target in [-1, 1] is scaled by its weight (its share of equity, the
+  position limit: weights sum to at most 1), and so is the initial-margin cap, so gross leverage
+  never exceeds what the margin allows.
+* **One equity.** Orders size against the portfolio's equity: at the open (``next_open``: every
+  order of the bar against the equity marked at the opens before the first fill) or at the close
+  (``close``: against the equity marked at the closes before the first fill).
+* **One margin (cross margin).** At the open, while the account is below its maintenance
+  requirement (the sum over positions), positions are liquidated at their opens in symbol order
+  until it is not. Inside a bar, a position's liquidation price is where the account would reach
+  its requirement with the other positions at their opens. Financing is charged on the account's
+  borrowed cash, shared by the long positions in proportion to their notional at the close.
+* **Bust.** A liquidation that leaves the account's equity <= 0, or a close where it is <= 0, closes
+  every position (reason ``liquidation``) and ends trading for every symbol.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from raytrader.errors import ConfigError, RaytraderError
+from raytrader.sim import kernel as K
+from raytrader.sim.config import SimConfig
+from raytrader.sim.engine import check_targets, pack_params
+
+A_CASH, A_EQUITY, A_BUST = 0, 1, 2
+N_ACCOUNT = 3
+
+
+@nb.njit(cache=True)
+def init_account(
+    acct: np.ndarray, states: np.ndarray, params: np.ndarray, offsets: np.ndarray
+) -> None:
+    """A fresh account: all cash, every symbol flat with its own trade slots ``offsets[j]`` to
+    ``offsets[j + 1]``."""
+    acct[A_CASH] = params[K.P_CASH]
+    acct[A_EQUITY] = params[K.P_CASH]
+    acct[A_BUST] = 0.0
+    for j in range(states.shape[0]):
+        K.init_state(states[j], params, offsets[j], offsets[j + 1])
+
+
+@nb.njit(cache=True)
+def _others(
+    states: np.ndarray, marks: np.ndarray, skip: int, params: np.ndarray, net: bool
+) -> float:
+    """The value of every position but ``skip``'s at ``marks``; less its maintenance requirement
+    when ``net``."""
+    total = 0.0
+    for j in range(states.shape[0]):
+        u = states[j, K.S_UNITS]
+        if j == skip or u == 0.0:
+            continue
+        value = u * marks[j]
+        if net:
+            mm = params[K.P_MM_LONG] if u > 0.0 else params[K.P_MM_SHORT]
+            value -= mm * abs(u) * marks[j]
+        total += value
+    return total
+
+
+@nb.njit(cache=True)
+def _equity(acct: np.ndarray, states: np.ndarray, marks: np.ndarray) -> float:
+    equity: float = acct[A_CASH]
+    for j in range(states.shape[0]):
+        u = states[j, K.S_UNITS]
+        if u != 0.0:
+            equity += u * marks[j]
+    return equity
+
+
+@nb.njit(cache=True)
+def _close(
+    acct: np.ndarray,
+    states: np.ndarray,
+    trades: np.ndarray,
+    j: int,
+    bar: int,
+    price: float,
+    reason: float,
+    params: np.ndarray,
+) -> None:
+    """Close symbol ``j``'s whole position at ``price`` (slippage applied here) through the shared
+    cash; a liquidation also cancels its pending order."""
+    st = states[j]
+    units = st[K.S_UNITS]
+    side = 1.0 if units > 0.0 else -1.0
+    st[K.S_CASH] = acct[A_CASH]
+    K.fill(
+        st,
+        trades,
+        j,
+        bar,
+        -units,
+        price * (1.0 - side * params[K.P_SLIP]),
+        params[K.P_COMM],
+        reason,
+    )
+    acct[A_CASH] = st[K.S_CASH]
+    if reason == K.REASON_LIQUIDATION:
+        st[K.S_PENDING] = np.nan
+
+
+@nb.njit(cache=True)
+def _bust(
+    acct: np.ndarray,
+    states: np.ndarray,
+    trades: np.ndarray,
+    bar: int,
+    marks: np.ndarray,
+    params: np.ndarray,
+) -> float:
+    """Close every position at its mark and stop trading for good; returns the equity left."""
+    for j in range(states.shape[0]):
+        if states[j, K.S_UNITS] != 0.0:
+            _close(acct, states, trades, j, bar, marks[j], K.REASON_LIQUIDATION, params)
+    equity: float = acct[A_CASH]
+    acct[A_BUST] = 1.0
+    acct[A_EQUITY] = equity
+    for j in range(states.shape[0]):
+        states[j, K.S_BUST] = 1.0
+        states[j, K.S_PENDING] = np.nan
+    return equity
+
+
+@nb.njit(cache=True)
+def portfolio_bar(
+    acct: np.ndarray,
+    states: np.ndarray,
+    rings: np.ndarray,
+    trades: np.ndarray,
+    bar: int,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    params: np.ndarray,
+) -> float:
+    """Advance every symbol of the account by one bar (prices and targets per symbol, NaN prices for
+    a symbol without a bar); returns the account's equity at the close. The steps are the
+    kernel's (:mod:`raytrader.sim.kernel`), each taken for every symbol before the next."""
+    if acct[A_BUST] != 0.0:
+        return float(acct[A_EQUITY])
+    k = states.shape[0]
+    has = np.empty(k, dtype=np.bool_)
+    marks = np.empty(k)
+    for j in range(k):
+        has[j] = not math.isnan(c[j])
+        marks[j] = o[j] if has[j] else states[j, K.S_PREV_CLOSE]
+    margin = params[K.P_MARGIN] != 0.0
+    mm_long, mm_short = params[K.P_MM_LONG], params[K.P_MM_SHORT]
+
+    if margin:  # step 1: a gap through the account's maintenance requirement
+        for j in range(k):
+            units = states[j, K.S_UNITS]
+            if not has[j] or units == 0.0:
+                continue
+            cash = acct[A_CASH] + _others(states, marks, j, params, True)
+            liq = K.liquidation_price(units, cash, mm_long, mm_short)
+            if not math.isnan(liq) and (o[j] < liq if units > 0.0 else o[j] > liq):
+                _close(acct, states, trades, j, bar, o[j], K.REASON_LIQUIDATION, params)
+                if acct[A_CASH] + _others(states, marks, j, params, False) <= 0.0:
+                    return _bust(acct, states, trades, bar, marks, params)
+
+    if params[K.P_FILL] == K.FILL_NEXT_OPEN:  # step 2: every order against the equity at the opens
+        equity = _equity(acct, states, marks)
+        for j in range(k):
+            pending = states[j, K.S_PENDING]
+            if not has[j] or math.isnan(pending):
+                continue
+            st = states[j]
+            st[K.S_PENDING] = np.nan
+            st[K.S_CASH] = acct[A_CASH]
+            K.order_to_fraction_of(st, trades, j, bar, o[j], pending, equity, params)
+            acct[A_CASH] = st[K.S_CASH]
+
+    sl, tp = params[K.P_SL], params[K.P_TP]
+    if margin or sl > 0.0 or tp > 0.0:  # step 3: exits inside the bar
+        for j in range(k):
+            units = states[j, K.S_UNITS]
+            if not has[j] or units == 0.0:
+                continue
+            liq = np.nan
+            if margin:
+                cash = acct[A_CASH] + _others(states, marks, j, params, True)
+                liq = K.liquidation_price(units, cash, mm_long, mm_short)
+            price, reason = K._exit(units, states[j, K.S_AVG], liq, o[j], h[j], lo[j], sl, tp)
+            if not math.isnan(price):
+                _close(acct, states, trades, j, bar, price, reason, params)
+                left = acct[A_CASH] + _others(states, marks, j, params, False)
+                if reason == K.REASON_LIQUIDATION and left <= 0.0:
+                    return _bust(acct, states, trades, bar, marks, params)
+
+    if params[K.P_CARRY] != 0.0:  # step 4: borrow fees, and financing shared by the longs
+        borrowed = -acct[A_CASH] if acct[A_CASH] < 0.0 else 0.0
+        longs = 0.0
+        for j in range(k):
+            if has[j] and states[j, K.S_UNITS] > 0.0:
+                longs += states[j, K.S_UNITS] * c[j]
+        for j in range(k):
+            units = states[j, K.S_UNITS]
+            if not has[j] or units == 0.0:
+                continue
+            if units < 0.0:
+                cost = params[K.P_BORROW] * -units * c[j]
+            else:
+                cost = params[K.P_FINANCE] * borrowed * (units * c[j] / longs)
+            st = states[j]
+            acct[A_CASH] -= cost
+            st[K.S_TRADE_PNL] -= cost
+            st[K.S_TRADE_CARRY] += cost
+
+    for j in range(k):  # step 5: the sizing windows, then the decisions
+        if not has[j]:
+            continue
+        st = states[j]
+        prev = st[K.S_PREV_CLOSE]
+        if params[K.P_SIZING] != K.SIZING_FIXED and not math.isnan(prev):
+            ring = rings[j]
+            n = ring.shape[0]
+            pos = int(st[K.S_RING_POS])
+            ring[pos] = c[j] / prev - 1.0
+            pos += 1
+            st[K.S_RING_POS] = 0 if pos == n else pos
+            st[K.S_NRET] = min(st[K.S_NRET] + 1.0, float(n))
+        st[K.S_PREV_CLOSE] = c[j]
+        marks[j] = c[j]
+    equity = _equity(acct, states, marks)
+    for j in range(k):
+        if not has[j]:
+            continue
+        st = states[j]
+        st[K.S_CASH] = acct[A_CASH]
+        K.decide_weighted(
+            st, rings[j], trades, j, bar, c[j], targets[j], params, weights[j], equity
+        )
+        acct[A_CASH] = st[K.S_CASH]
+
+    equity = _equity(acct, states, marks)  # step 6: the mark at the closes
+    exposed = False
+    for j in range(k):
+        if states[j, K.S_UNITS] != 0.0:
+            exposed = True
+    if equity <= 0.0 and exposed:
+        return _bust(acct, states, trades, bar, marks, params)
+    acct[A_EQUITY] = equity
+    for j in range(k):
+        st = states[j]
+        st[K.S_CASH] = acct[A_CASH]
+        st[K.S_EQUITY] = equity
+        if st[K.S_UNITS] != 0.0:
+            st[K.S_EXPOSED] += 1.0
+    return equity
+
+
+@nb.njit(cache=True)
+def simulate_portfolio_rows(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    params: np.ndarray,
+    ring_len: int,
+    trade_offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-series path: prices and targets (n_bars x n_symbols). Returns the account's equity
+    (n_bars), units held at each close (n_bars x n_symbols), the trade records, the symbols' final
+    states and the account."""
+    n, k = targets.shape
+    equity = np.empty(n)
+    positions = np.empty((n, k))
+    trades = np.full((trade_offsets[k], K.N_TRADE), np.nan)
+    states = np.empty((k, K.N_STATE))
+    rings = np.zeros((k, ring_len))
+    acct = np.empty(N_ACCOUNT)
+    init_account(acct, states, params, trade_offsets)
+    for i in range(n):
+        equity[i] = portfolio_bar(
+            acct, states, rings, trades, i, open_[i], high[i], low[i], close[i], targets[i],
+            weights, params,
+        )  # fmt: skip
+        for j in range(k):
+            positions[i, j] = states[j, K.S_UNITS]
+    for j in range(k):
+        K.finalize_open_trade(states[j], trades, j, n - 1, states[j, K.S_PREV_CLOSE])
+    return equity, positions, trades, states, acct
+
+
+# ---- Python entry points ---------------------------------------------------------------------------
+
+
+def check_weights(weights: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """Weights are each in (0, 1] and sum to at most 1 (a tolerance of 1e-9 for decimal input)."""
+    w = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+    for j, value in enumerate(w):
+        if not (0.0 < value <= 1.0):
+            name = names[j] if names else f"symbol {j}"
+            raise ConfigError(f"the weight of {name} is {float(value)!r}: a weight is in (0, 1]")
+    if w.sum() > 1.0 + 1e-9:
+        raise ConfigError(
+            f"the weights sum to {w.sum():.6g}: a portfolio's weights share one equity and sum "
+            "to at most 1"
+        )
+    return w
+
+
+def check_bars(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, names: list[str]
+) -> None:
+    """Per symbol and bar, the four prices are all finite (a bar) or all NaN (no bar at that time)."""
+    present = [np.isfinite(a) for a in (open_, high, low, close)]
+    absent = [np.isnan(a) for a in (open_, high, low, close)]
+    ok = (present[0] & present[1] & present[2] & present[3]) | (
+        absent[0] & absent[1] & absent[2] & absent[3]
+    )
+    if not ok.all():
+        i, j = np.argwhere(~ok)[0]
+        raise ConfigError(
+            f"{names[j]} at bar {i}: open, high, low and close must all be prices or all be "
+            f"missing (got {open_[i, j]!r}, {high[i, j]!r}, {low[i, j]!r}, {close[i, j]!r})"
+        )
+
+
+@dataclass(frozen=True)
+class PortfolioOutput:
+    """Raw kernel output of a whole-series portfolio run: the account's equity at each close
+    (n_bars), each symbol's units at each close (n_bars x n_symbols), the trade records (column =
+    symbol, ordered by symbol then time) and the bars each symbol held a position."""
+
+    equity: np.ndarray
+    positions: np.ndarray
+    trades: np.ndarray
+    exposed_bars: np.ndarray
+
+
+def simulate_portfolio(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    config: SimConfig,
+    periods_per_year: float,
+    weights: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> PortfolioOutput:
+    """The whole-series path over (n_bars x n_symbols) prices (NaN: the symbol has no bar then) and
+    targets (NaN keeps the previous one); ``weights`` default to 1 / n_symbols each."""
+    tg = np.ascontiguousarray(targets, dtype=np.float64)
+    n, k = tg.shape
+    names = names or [f"symbol {j}" for j in range(k)]
+    o, h, lo, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close))
+    for a in (o, h, lo, c):
+        if a.shape != (n, k):
+            raise ConfigError(f"prices of shape {a.shape} do not match targets of shape {(n, k)}")
+    check_bars(o, h, lo, c, names)
+    check_targets(tg, names=names)
+    w = check_weights(np.full(k, 1.0 / k) if weights is None else weights, names)
+    if w.shape != (k,):
+        raise ConfigError(f"{w.size} weight(s) for {k} symbol(s)")
+    params, ring_len = pack_params(config, periods_per_year)
+    offsets = K.trade_capacity(np.ascontiguousarray(tg.T))
+    equity, positions, trades, states, _ = simulate_portfolio_rows(
+        o, h, lo, c, tg, w, params, ring_len, offsets
+    )
+    if (states[:, K.S_OVERFLOW] != 0).any():  # pragma: no cover - the bound is proven in tests
+        raise RaytraderError("internal error: trade buffer overflow in the portfolio kernel")
+    used = np.zeros(len(trades), dtype=bool)
+    for j in range(k):
+        used[offsets[j] : int(states[j, K.S_TSLOT])] = True
+    return PortfolioOutput(equity, positions, trades[used], states[:, K.S_EXPOSED].copy())
