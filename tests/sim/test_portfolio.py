@@ -15,7 +15,7 @@ from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.sim import FixedFraction, SimConfig, simulate
 from raytrader.sim import kernel as K
-from raytrader.sim.portfolio import simulate_portfolio
+from raytrader.sim.portfolio import PortfolioSimulator, simulate_portfolio
 from tests.conftest import ohlc, random_targets
 from tests.sim.test_engine import CONFIGS
 
@@ -70,6 +70,56 @@ def test_a_symbol_trading_alone_is_the_single_kernel_at_its_weight(goog: Bars, n
     mine = single.trades.copy()
     mine[:, K.T_COL] = 1.0
     assert np.array_equal(book.trades, mine, equal_nan=True)
+
+
+def with_closed_markets(goog: Bars, k: int) -> tuple[np.ndarray, ...]:
+    """:func:`universe` with some bars missing per symbol (a holiday on one exchange, a halt)."""
+    prices = tuple(a.copy() for a in universe(goog, k))
+    rng = np.random.default_rng(2)
+    for j in range(1, k):
+        gone = rng.choice(np.arange(1, N), size=40, replace=False)
+        for a in prices:
+            a[gone, j] = np.nan
+    return prices
+
+
+def step_through(
+    sim: PortfolioSimulator, prices: tuple[np.ndarray, ...], targets: np.ndarray
+) -> np.ndarray:
+    o, h, lo, c = prices
+    equity = np.array([sim.step(o[i], h[i], lo[i], c[i], targets[i]) for i in range(len(targets))])
+    return equity
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_the_one_bar_path_is_the_whole_series_path(goog: Bars, name: str) -> None:
+    prices = with_closed_markets(goog, 3)
+    targets = random_targets(N, seed=4, k=3, p_change=0.1)
+    weights = np.array([0.5, 0.25, 0.25])
+    config = CONFIGS[name]
+    book = simulate_portfolio(*prices, targets, config, 252.0, weights)
+    sim = PortfolioSimulator(config, 252.0, weights, trade_capacity=4)  # grows its buffer
+    assert np.array_equal(step_through(sim, prices, targets), book.equity)
+    assert np.array_equal(sim.units, book.positions[-1])
+    assert np.array_equal(sim.trades(include_open=True), book.trades, equal_nan=True)
+    closed = book.trades[book.trades[:, K.T_REASON] != K.REASON_OPEN]
+    assert np.array_equal(sim.trades(include_open=False), closed, equal_nan=True)
+
+
+def test_a_saved_state_continues_bit_for_bit(goog: Bars) -> None:
+    prices = with_closed_markets(goog, 3)
+    targets = random_targets(N, seed=8, k=3, p_change=0.1)
+    config, weights = CONFIGS["vol-target-whole"], np.full(3, 0.3)
+    whole = PortfolioSimulator(config, 252.0, weights)
+    expected = step_through(whole, prices, targets)
+    first = PortfolioSimulator(config, 252.0, weights)
+    head = step_through(first, tuple(a[:500] for a in prices), targets[:500])
+    resumed = PortfolioSimulator.from_bytes(first.to_bytes(), config, 252.0, weights)
+    tail = step_through(resumed, tuple(a[500:] for a in prices), targets[500:])
+    assert np.array_equal(np.concatenate([head, tail]), expected)
+    assert np.array_equal(resumed.trades(), whole.trades(), equal_nan=True)
+    with pytest.raises(ConfigError, match="does not fit 2 symbol"):
+        PortfolioSimulator.from_bytes(first.to_bytes(), config, 252.0, np.full(2, 0.3))
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -201,6 +201,41 @@ def trades_frame(
     )
 
 
+def grow_trade_slots(states: np.ndarray, buf: np.ndarray, cap: int) -> tuple[np.ndarray, int]:
+    """The one-bar paths' trade buffer (``cap`` slots per column) doubled, each column's records
+    and slot pointers moved along; returns the new buffer and capacity."""
+    new_cap = cap * 2
+    grown = np.full((states.shape[0] * new_cap, K.N_TRADE), np.nan)
+    for j in range(states.shape[0]):
+        used = int(states[j, K.S_TSLOT]) - j * cap
+        grown[j * new_cap : j * new_cap + used] = buf[j * cap : j * cap + used]
+        states[j, K.S_TSLOT] = j * new_cap + used
+        states[j, K.S_TEND] = (j + 1) * new_cap
+    return grown, new_cap
+
+
+def trade_slots(
+    states: np.ndarray,
+    buf: np.ndarray,
+    cap: int,
+    bars: int,
+    last_close: np.ndarray,
+    include_open: bool,
+) -> np.ndarray:
+    """The records in a one-bar path's trade buffer after ``bars`` bars, ordered by column then
+    time; with ``include_open``, each column's open trade last, valued at ``last_close``."""
+    rows = []
+    for j in range(states.shape[0]):
+        rows.append(buf[j * cap : int(states[j, K.S_TSLOT])])
+        if include_open and states[j, K.S_UNITS] != 0.0 and bars > 0:
+            tmp_state = states[j].copy()
+            tmp = np.full((1, K.N_TRADE), np.nan)
+            tmp_state[K.S_TSLOT], tmp_state[K.S_TEND] = 0, 1
+            K.finalize_open_trade(tmp_state, tmp, j, bars - 1, last_close[j])
+            rows.append(tmp)
+    return np.concatenate(rows) if rows else np.empty((0, K.N_TRADE))
+
+
 class Simulator:
     """One bar at a time over ``n_columns`` independent accounts (paper trading, RL env).
 
@@ -229,16 +264,7 @@ class Simulator:
         self._last_close = np.full(n_columns, np.nan)
 
     def _grow(self) -> None:
-        old_cap, new_cap = self._cap, self._cap * 2
-        buf = np.full((self.n_columns * new_cap, K.N_TRADE), np.nan)
-        for j in range(self.n_columns):
-            used = int(self.states[j, K.S_TSLOT]) - j * old_cap
-            buf[j * new_cap : j * new_cap + used] = self.trades_buf[
-                j * old_cap : j * old_cap + used
-            ]
-            self.states[j, K.S_TSLOT] = j * new_cap + used
-            self.states[j, K.S_TEND] = (j + 1) * new_cap
-        self.trades_buf, self._cap = buf, new_cap
+        self.trades_buf, self._cap = grow_trade_slots(self.states, self.trades_buf, self._cap)
 
     def step(
         self,
@@ -374,14 +400,6 @@ class Simulator:
 
     def trades(self, include_open: bool = True) -> np.ndarray:
         """Trade records so far, ordered by column then time (the open trade last, if asked)."""
-        rows = []
-        for j in range(self.n_columns):
-            start = j * self._cap
-            rows.append(self.trades_buf[start : int(self.states[j, K.S_TSLOT])])
-            if include_open and self.states[j, K.S_UNITS] != 0.0 and self.bar > 0:
-                tmp_state = self.states[j].copy()
-                tmp = np.full((1, K.N_TRADE), np.nan)
-                tmp_state[K.S_TSLOT], tmp_state[K.S_TEND] = 0, 1
-                K.finalize_open_trade(tmp_state, tmp, j, self.bar - 1, self._last_close[j])
-                rows.append(tmp)
-        return np.concatenate(rows) if rows else np.empty((0, K.N_TRADE))
+        return trade_slots(
+            self.states, self.trades_buf, self._cap, self.bar, self._last_close, include_open
+        )

@@ -265,7 +265,7 @@ def liquidation_price(units: float, cash: float, mm_long: float, mm_short: float
 
 
 @nb.njit(cache=True, inline="always")
-def _exit(
+def bar_exit(
     units: float, avg: float, liq: float, o: float, h: float, lo: float, sl: float, tp: float
 ) -> tuple[float, float]:
     """Step 3's exit of a position, as (price before slippage, reason); NaN price: none.
@@ -375,6 +375,21 @@ def _sizing_fraction(target: float, st: np.ndarray, ring: np.ndarray, params: np
 
 
 @nb.njit(cache=True, inline="always")
+def observe_close(st: np.ndarray, ring: np.ndarray, c: float, params: np.ndarray) -> None:
+    """Step 5's first half: the bar's close-to-close return enters the sizing window (only the
+    sizings that read it keep one), and ``c`` becomes the last close."""
+    prev = st[S_PREV_CLOSE]
+    if params[P_SIZING] != SIZING_FIXED and not math.isnan(prev):
+        n = ring.shape[0]
+        pos = int(st[S_RING_POS])
+        ring[pos] = c / prev - 1.0
+        pos += 1
+        st[S_RING_POS] = 0 if pos == n else pos
+        st[S_NRET] = min(st[S_NRET] + 1.0, float(n))
+    st[S_PREV_CLOSE] = c
+
+
+@nb.njit(cache=True, inline="always")
 def decide(
     st: np.ndarray,
     ring: np.ndarray,
@@ -388,7 +403,9 @@ def decide(
     """Step 5's decision at a bar's close: ``target`` (NaN keeps the previous one) becomes the
     desired position; an order is placed only when it changes (``close`` mode fills it at ``c``,
     ``next_open`` mode leaves it pending for the next open)."""
-    decide_weighted(st, ring, trades, col, bar, c, target, params, 1.0, st[S_CASH] + st[S_UNITS] * c)
+    decide_weighted(
+        st, ring, trades, col, bar, c, target, params, 1.0, st[S_CASH] + st[S_UNITS] * c
+    )
 
 
 @nb.njit(cache=True, inline="always")
@@ -464,7 +481,7 @@ def bar_update(
         liq = np.nan
         if margin:
             liq = liquidation_price(units, st[S_CASH], params[P_MM_LONG], params[P_MM_SHORT])
-        price, reason = _exit(units, st[S_AVG], liq, o, h, lo, sl, tp)
+        price, reason = bar_exit(units, st[S_AVG], liq, o, h, lo, sl, tp)
         if not math.isnan(price):
             _close_out(st, trades, col, bar, price, reason, params)
             if st[S_BUST] != 0.0:  # a liquidation that left equity <= 0
@@ -476,15 +493,7 @@ def bar_update(
         st[S_TRADE_PNL] -= cost
         st[S_TRADE_CARRY] += cost
 
-    prev = st[S_PREV_CLOSE]
-    if params[P_SIZING] != SIZING_FIXED and not math.isnan(prev):  # only these sizings read it
-        n = ring.shape[0]
-        pos = int(st[S_RING_POS])
-        ring[pos] = c / prev - 1.0
-        pos += 1
-        st[S_RING_POS] = 0 if pos == n else pos
-        st[S_NRET] = min(st[S_NRET] + 1.0, float(n))
-    st[S_PREV_CLOSE] = c
+    observe_close(st, ring, c, params)
     decide(st, ring, trades, col, bar, c, target, params)
 
     units = st[S_UNITS]

@@ -27,16 +27,18 @@ What sharing one account changes, per bar (README, "Simulation semantics: portfo
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+import pandas as pd
 
 from raytrader.errors import ConfigError, RaytraderError
 from raytrader.sim import kernel as K
 from raytrader.sim.config import SimConfig
-from raytrader.sim.engine import check_targets, pack_params
+from raytrader.sim.engine import check_targets, grow_trade_slots, pack_params, trade_slots
 
 A_CASH, A_EQUITY, A_BUST = 0, 1, 2
 N_ACCOUNT = 3
@@ -201,7 +203,7 @@ def portfolio_bar(
             if margin:
                 cash = acct[A_CASH] + _others(states, marks, j, params, True)
                 liq = K.liquidation_price(units, cash, mm_long, mm_short)
-            price, reason = K._exit(units, states[j, K.S_AVG], liq, o[j], h[j], lo[j], sl, tp)
+            price, reason = K.bar_exit(units, states[j, K.S_AVG], liq, o[j], h[j], lo[j], sl, tp)
             if not math.isnan(price):
                 _close(acct, states, trades, j, bar, price, reason, params)
                 left = acct[A_CASH] + _others(states, marks, j, params, False)
@@ -230,17 +232,7 @@ def portfolio_bar(
     for j in range(k):  # step 5: the sizing windows, then the decisions
         if not has[j]:
             continue
-        st = states[j]
-        prev = st[K.S_PREV_CLOSE]
-        if params[K.P_SIZING] != K.SIZING_FIXED and not math.isnan(prev):
-            ring = rings[j]
-            n = ring.shape[0]
-            pos = int(st[K.S_RING_POS])
-            ring[pos] = c[j] / prev - 1.0
-            pos += 1
-            st[K.S_RING_POS] = 0 if pos == n else pos
-            st[K.S_NRET] = min(st[K.S_NRET] + 1.0, float(n))
-        st[K.S_PREV_CLOSE] = c[j]
+        K.observe_close(states[j], rings[j], c[j], params)
         marks[j] = c[j]
     equity = _equity(acct, states, marks)
     for j in range(k):
@@ -388,3 +380,116 @@ def simulate_portfolio(
     for j in range(k):
         used[offsets[j] : int(states[j, K.S_TSLOT])] = True
     return PortfolioOutput(equity, positions, trades[used], states[:, K.S_EXPOSED].copy())
+
+
+class PortfolioSimulator:
+    """One bar at a time over one account of several symbols (paper trading): ``step`` takes the
+    bar's prices per symbol (NaN for a symbol without a bar) and the targets decided at its close;
+    with the default ``next_open`` fill they execute at the next ``step``'s open. It calls the
+    kernel the whole-series path calls, so both give the same trades and equity."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        periods_per_year: float,
+        weights: np.ndarray,
+        names: list[str] | None = None,
+        trade_capacity: int = 64,
+    ) -> None:
+        k = int(np.asarray(weights).size)
+        self.names = names or [f"symbol {j}" for j in range(k)]
+        self.weights = check_weights(weights, self.names)
+        self.config = config
+        self.params, ring_len = pack_params(config, periods_per_year)
+        self._cap = max(4, trade_capacity)
+        self.states = np.empty((k, K.N_STATE))
+        self.rings = np.zeros((k, ring_len))
+        self.trades_buf = np.full((k * self._cap, K.N_TRADE), np.nan)
+        self.account = np.empty(N_ACCOUNT)
+        init_account(self.account, self.states, self.params, np.arange(k + 1) * self._cap)
+        self.bar = 0
+
+    def step(
+        self,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        targets: np.ndarray,
+    ) -> float:
+        """Advance the account by one bar; returns its equity at this bar's close."""
+        k = len(self.weights)
+        o, h, lo, c, t = (
+            np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (k,)))
+            for x in (open_, high, low, close, targets)
+        )
+        row = (1, k)
+        check_bars(o.reshape(row), h.reshape(row), lo.reshape(row), c.reshape(row), self.names)
+        check_targets(t.reshape(1, -1), index=pd.Index([f"bar {self.bar}"]), names=self.names)
+        # a bar writes at most three records per symbol: a margin call at the open or a fill that
+        # closes a trade, an exit inside the bar, and the account's liquidation at the close
+        if (self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT] < 4).any():
+            self.trades_buf, self._cap = grow_trade_slots(self.states, self.trades_buf, self._cap)
+        equity = portfolio_bar(
+            self.account, self.states, self.rings, self.trades_buf, self.bar, o, h, lo, c, t,
+            self.weights, self.params,
+        )  # fmt: skip
+        self.bar += 1
+        return float(equity)
+
+    @property
+    def units(self) -> np.ndarray:
+        return self.states[:, K.S_UNITS].copy()
+
+    @property
+    def cash(self) -> float:
+        return float(self.account[A_CASH])
+
+    @property
+    def equity(self) -> float:
+        return float(self.account[A_EQUITY])
+
+    @property
+    def bust(self) -> bool:
+        return bool(self.account[A_BUST])
+
+    def trades(self, include_open: bool = True) -> np.ndarray:
+        """Trade records so far, ordered by symbol then time (each open trade last, if asked,
+        valued at its symbol's last close)."""
+        last_close = self.states[:, K.S_PREV_CLOSE]
+        return trade_slots(
+            self.states, self.trades_buf, self._cap, self.bar, last_close, include_open
+        )
+
+    def to_bytes(self) -> bytes:
+        """The whole state (account, symbols, sizing windows, trade records, bar count), exactly:
+        :meth:`from_bytes` continues where this left off, bit for bit."""
+        out = io.BytesIO()
+        np.savez(
+            out, account=self.account, states=self.states, rings=self.rings,
+            trades=self.trades_buf, meta=np.array([self._cap, self.bar], dtype=np.int64),
+        )  # fmt: skip
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(
+        cls,
+        blob: bytes,
+        config: SimConfig,
+        periods_per_year: float,
+        weights: np.ndarray,
+        names: list[str] | None = None,
+    ) -> PortfolioSimulator:
+        """A simulator in the state :meth:`to_bytes` saved, for the same config and symbols."""
+        sim = cls(config, periods_per_year, weights, names)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as saved:
+            if saved["states"].shape != sim.states.shape or saved["rings"].shape != sim.rings.shape:
+                raise ConfigError(
+                    f"a saved state of {saved['states'].shape[0]} symbol(s) and a sizing window "
+                    f"of {saved['rings'].shape[1]} does not fit {sim.states.shape[0]} symbol(s) "
+                    f"and {sim.rings.shape[1]}"
+                )
+            sim.account, sim.states, sim.rings = saved["account"], saved["states"], saved["rings"]
+            sim.trades_buf = saved["trades"]
+            sim._cap, sim.bar = (int(x) for x in saved["meta"])
+        return sim
