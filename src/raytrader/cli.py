@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from raytrader.console import annualization, console, fmt, print_metrics, print_run
+from raytrader.console import (
+    annualization,
+    console,
+    fmt,
+    print_metrics,
+    print_run,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from raytrader.data.bars import Bars
@@ -488,7 +495,22 @@ StrategyOpt = Annotated[str, typer.Option(help="registered strategy name")]
 
 @app.command("backtest")
 def backtest_cmd(
-    data: DataOpt = "goog",
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="dataset name (goog, eurusd, sp500, synthetic[:k=v,...]) or a .csv/.parquet "
+            "path; several, comma separated, are a portfolio on one account (goog,sp500)",
+        ),
+    ] = "goog",
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="a portfolio's weights in --data order, comma separated: each symbol's share of "
+            "equity (default equal shares; they sum to at most 1)"
+        ),
+    ] = None,
     strategy: StrategyOpt = "ma_cross",
     param: Annotated[
         list[str] | None,
@@ -520,8 +542,12 @@ def backtest_cmd(
     ] = None,
     record: RecordOpt = True,
 ) -> None:
-    """Backtest one strategy on one dataset through the simulation kernel."""
-    from raytrader.backtest.engine import run_backtest
+    """Backtest one strategy on one dataset, or on several as a portfolio sharing one account,
+    through the simulation kernel."""
+    from raytrader.backtest.engine import BacktestResult, run_backtest
+    from raytrader.backtest.portfolio import PortfolioResult, run_portfolio_backtest
+    from raytrader.data.sources import split_specs
+    from raytrader.errors import ConfigError
     from raytrader.strategies.base import make_strategy
 
     sim = _sim_config(
@@ -537,25 +563,35 @@ def backtest_cmd(
         _margin(margin, initial_margin, maintenance_margin, borrow_rate, financing_rate),
     )
     strat = make_strategy(strategy, _parse_params(param or []))
-    bars = _load(data, symbol, timeframe, calendar, start, end)
-    result = run_backtest(bars, strat, sim)
-    if equity_csv is not None:
-        frame = result.equity.to_frame().assign(units=result.positions, target=result.targets)
-        frame.index = frame.index.map(lambda t: t.isoformat())
-        tmp = equity_csv.with_name(equity_csv.name + ".tmp")
-        frame.to_csv(tmp, index_label="timestamp")
-        tmp.replace(equity_csv)
-    if report is not None:
-        from raytrader.backtest.report import write_report
+    specs = split_specs(data)
+    result: BacktestResult | PortfolioResult
+    if len(specs) == 1 and weights is None:
+        bars = _load(data, symbol, timeframe, calendar, start, end)
+        result = run_backtest(bars, strat, sim)
+    else:
+        if symbol is not None:
+            raise ConfigError("--symbol names one file's symbol: a portfolio takes each file's own")
+        universe = [_load(spec, None, timeframe, calendar, start, end) for spec in specs]
+        result = run_portfolio_backtest(universe, strat, sim, _weights(weights))
+    if equity_csv is not None or report is not None:
+        from raytrader.backtest.report import write_equity_csv, write_report
 
-        write_report(result, report)
+        if equity_csv is not None:
+            write_equity_csv(result, equity_csv)
+        if report is not None:
+            write_report(result, report)
     summary = result.summary()
 
     def show() -> None:
         if json_out:
             typer.echo(json.dumps(summary))
+            return
+        title = f"{strategy} on {result.symbol} {result.timeframe}"
+        if isinstance(result, PortfolioResult):
+            print_metrics(title, {k: v for k, v in summary.items() if k != "symbols"})
+            print_table(f"{title}: each symbol", result.per_symbol)
         else:
-            print_metrics(f"{strategy} on {bars.symbol} {bars.timeframe}", summary)
+            print_metrics(title, summary)
 
     if record:
         from raytrader.backtest.record import record_backtest
@@ -563,6 +599,21 @@ def backtest_cmd(
         with _shown_if_not_recorded(show):
             summary["backtest_id"] = record_backtest(result, data)
     show()
+
+
+def _weights(text: str | None) -> list[float] | None:
+    """``--weights 0.5,0.3,0.2`` as floats; a piece that is not a number is named."""
+    from raytrader.errors import ConfigError
+
+    if text is None:
+        return None
+    out = []
+    for piece in text.split(","):
+        try:
+            out.append(float(piece))
+        except ValueError:
+            raise ConfigError(f"--weights: {piece.strip()!r} is not a number") from None
+    return out
 
 
 @contextlib.contextmanager

@@ -46,6 +46,19 @@ def print_metrics(title: str, summary: dict[str, Any]) -> None:
     console().print(t)
 
 
+def print_table(title: str, frame: Any) -> None:
+    """A DataFrame as a table: text left, numbers right."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for name in frame.columns:
+        numeric = frame[name].dtype.kind in "fiu"
+        t.add_column(str(name), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        t.add_row(*(fmt(v) for v in row))
+    console().print(t)
+
+
 def print_run(result: Any) -> None:
     """A parallel run's strategies, its ensemble and its execution stats."""
     from rich.table import Table

@@ -20,8 +20,10 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from raytrader.backtest.engine import run_backtest
+from raytrader.backtest.portfolio import run_portfolio_backtest
 from raytrader.backtest.record import backtest_record
 from raytrader.data import Bars
+from raytrader.data.sources import load_bars
 from raytrader.db import engine as db_engine
 from raytrader.db.models import Backtest, Base, Episode, Operation, Run, Step, Trade, Trial
 from raytrader.db.store import (
@@ -60,7 +62,13 @@ def goog_result(goog: Bars) -> Any:
     return run_backtest(goog, make_strategy("ma_cross", {}), SimConfig())
 
 
-def exercise(store: ExperimentStore, result: Any) -> None:
+@pytest.fixture(scope="module")
+def portfolio_result(goog: Bars) -> Any:
+    universe = [goog, load_bars("sp500", start="2010-01-01")]
+    return run_portfolio_backtest(universe, make_strategy("ma_cross", {}), SimConfig())
+
+
+def exercise(store: ExperimentStore, result: Any, portfolio: Any) -> None:
     """Every write, twice where a re-run must not duplicate; the numbers read back exactly."""
     e = store.engine
     record = backtest_record(result, "goog")
@@ -164,14 +172,32 @@ def exercise(store: ExperimentStore, result: Any) -> None:
     with Session(e) as s:
         assert s.scalar(text("SELECT count(*) FROM evaluations WHERE key = 'ev2'")) == 0
 
+    # a portfolio's trades and operations carry their symbols
+    pid = store.record_backtest(backtest_record(portfolio, "goog,sp500"))
+    with Session(e) as s:
+        trades = s.scalars(select(Trade).where(Trade.backtest_id == pid)).all()
+        assert {t.symbol for t in trades} == {"GOOG", "SP500"}
+        assert sum(t.pnl for t in trades) == pytest.approx(
+            portfolio.equity.iloc[-1] - portfolio.config.initial_cash, rel=1e-12
+        )
+        ops = s.scalars(select(Operation).where(Operation.backtest_id == pid)).all()
+        assert {o.symbol for o in ops} == {"GOOG", "SP500"}
+        row = s.get(Backtest, pid)
+        assert row is not None
+        assert row.symbol == "GOOG,SP500"
 
-def test_every_write_on_sqlite(tmp_path: Path, goog_result: Any) -> None:
+
+def test_every_write_on_sqlite(tmp_path: Path, goog_result: Any, portfolio_result: Any) -> None:
     store = sqlite_store(tmp_path)
-    exercise(store, goog_result)
+    exercise(store, goog_result, portfolio_result)
 
 
 @pytest.mark.integration
-def test_every_write_on_the_stacks_postgresql(stack: Any, goog_result: Any) -> None:  # noqa: F811
+def test_every_write_on_the_stacks_postgresql(
+    stack: Any,  # noqa: F811 - the stack fixture
+    goog_result: Any,
+    portfolio_result: Any,
+) -> None:
     engine = db_engine.make_engine(stack.config.store_url)
     with engine.begin() as conn:  # idempotent: start from an empty database
         Base.metadata.drop_all(conn)
@@ -184,7 +210,7 @@ def test_every_write_on_the_stacks_postgresql(stack: Any, goog_result: Any) -> N
             "WHERE table_name = 'backtests'")).all())  # fmt: skip
     assert kinds["metrics"] == "jsonb"
     assert kinds["start"] == "timestamp with time zone"
-    exercise(ExperimentStore(engine), goog_result)
+    exercise(ExperimentStore(engine), goog_result, portfolio_result)
     engine.dispose()
 
 

@@ -103,6 +103,8 @@ Cursor = Annotated[
     ),
 ]
 Order = Annotated[q.Order, Query(description="asc or desc")]
+
+
 def _iso_text(value: Any) -> Any:
     """A time must be ISO 8601 text: pydantic would also read ``5`` as 1970-01-01T00:00:05Z."""
     if isinstance(value, str):

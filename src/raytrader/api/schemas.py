@@ -149,9 +149,11 @@ class BacktestDetail(Backtest):
 
 
 class Trade(_Out):
-    """A round trip: entry to exit, P&L net of commission and carry."""
+    """A round trip: entry to exit, P&L net of commission and carry; ``symbol`` in a portfolio
+    (null where the backtest or episode trades one symbol)."""
 
     number: int
+    symbol: str | None = None
     side: str
     units: float
     max_units: float
@@ -167,9 +169,11 @@ class Trade(_Out):
 
 
 class Operation(_Out):
-    """An entry, or an exit with its reason (signal, stop loss, take profit, liquidation, open)."""
+    """An entry, or an exit with its reason (signal, stop loss, take profit, liquidation, open);
+    ``symbol`` as for :class:`Trade`."""
 
     number: int
+    symbol: str | None = None
     time: dt.datetime
     kind: str
     side: str

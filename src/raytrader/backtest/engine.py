@@ -71,25 +71,35 @@ class BacktestResult:
         r = equity_returns(self.equity.to_numpy().reshape(-1, 1), self.config.initial_cash)[:, 0]
         return pd.Series(r, index=self.equity.index, name="returns")
 
+    def equity_frame(self) -> pd.DataFrame:
+        """Equity, units held and target at each close (the equity CSV)."""
+        return self.equity.to_frame().assign(units=self.positions, target=self.targets)
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (metrics plus identity of the run)."""
-        out: dict[str, Any] = {
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "calendar": self.calendar,
-            "periods_per_year": self.periods_per_year,
-            "strategy": self.strategy,
-            "params": self.params,
-            "start": self.index[0].isoformat(),
-            "end": self.index[-1].isoformat(),
-            "bars": len(self.index),
-            "trades": int(self.metrics["num_trades"]),
-        }
-        out.update({k: _json_float(v) for k, v in self.metrics.items()})
-        return out
+        return summarize(self)
 
 
-def _json_float(v: float) -> float | None:
+def summarize(result: Any) -> dict[str, Any]:
+    """A backtest's JSON-ready summary: its identity (symbol, timeframe, calendar, strategy,
+    period) and its metrics, non-finite ones as null."""
+    out: dict[str, Any] = {
+        "symbol": result.symbol,
+        "timeframe": result.timeframe,
+        "calendar": result.calendar,
+        "periods_per_year": result.periods_per_year,
+        "strategy": result.strategy,
+        "params": result.params,
+        "start": result.index[0].isoformat(),
+        "end": result.index[-1].isoformat(),
+        "bars": len(result.index),
+        "trades": int(result.metrics["num_trades"]),
+    }
+    out.update({k: json_float(v) for k, v in result.metrics.items()})
+    return out
+
+
+def json_float(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 

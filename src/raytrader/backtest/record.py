@@ -10,13 +10,14 @@ import pandas as pd
 
 from raytrader.backtest.engine import BacktestResult, run_targets
 from raytrader.backtest.metrics import column_metrics
+from raytrader.backtest.portfolio import PortfolioResult
 from raytrader.data.bars import Bars
 from raytrader.db.store import BacktestRecord, ExperimentStore
 from raytrader.sim import SimConfig, trades_frame
 
 
 def backtest_record(
-    result: BacktestResult, data: str, run_key: str | None = None
+    result: BacktestResult | PortfolioResult, data: str, run_key: str | None = None
 ) -> BacktestRecord:
     """The store's record of ``result``; ``data`` names the dataset as the user gave it."""
     return BacktestRecord(
@@ -64,7 +65,9 @@ def targets_record(
     )
 
 
-def record_backtest(result: BacktestResult, data: str, url: str | None = None) -> int | None:
+def record_backtest(
+    result: BacktestResult | PortfolioResult, data: str, url: str | None = None
+) -> int | None:
     """Write ``result`` to the configured store; its backtest id (``None``: no store)."""
     store = ExperimentStore.configured(url)
     if store is None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from raytrader.backtest.engine import BacktestResult
+from raytrader.backtest.portfolio import PortfolioResult
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -21,7 +22,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_report(result: BacktestResult, directory: str | Path) -> dict[str, Path]:
+def write_equity_csv(result: BacktestResult | PortfolioResult, path: Path) -> None:
+    """``result.equity_frame()`` as CSV with ISO-8601 timestamps, written whole or not at all."""
+    frame = result.equity_frame()
+    frame.index = frame.index.map(lambda t: t.isoformat())
+    _atomic_write(path, frame.to_csv(index_label="timestamp").encode())
+
+
+def write_report(
+    result: BacktestResult | PortfolioResult, directory: str | Path
+) -> dict[str, Path]:
     """Write the report files for ``result`` into ``directory``; returns name → path."""
     import matplotlib
 
@@ -69,9 +79,7 @@ def write_report(result: BacktestResult, directory: str | Path) -> dict[str, Pat
     _atomic_write(paths["trades_csv"], trades.to_csv(index=False).encode())
 
     paths["equity_csv"] = out / "equity.csv"
-    eq_frame = result.equity.to_frame().assign(units=result.positions, target=result.targets)
-    eq_frame.index = eq_frame.index.map(lambda t: t.isoformat())
-    _atomic_write(paths["equity_csv"], eq_frame.to_csv(index_label="timestamp").encode())
+    write_equity_csv(result, paths["equity_csv"])
 
     meta: dict[str, Any] = {**result.summary(), "sim_config": result.config.model_dump(mode="json")}
     paths["metrics_json"] = out / "metrics.json"

@@ -41,6 +41,22 @@ def parse_synthetic_spec(spec: str) -> SyntheticConfig:
     return SyntheticConfig.parse(fields, where="synthetic")
 
 
+def split_specs(data: str) -> list[str]:
+    """Several data specs given as one: ``"goog,sp500"`` -> ``["goog", "sp500"]``. A piece that is
+    a ``key=value`` option (an ``=``, no ``:`` or path separator) belongs to the spec before it, so
+    ``"synthetic:seed=1,symbol=A,goog"`` is two specs."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in data.split(",")):
+        option = "=" in piece and ":" not in piece and "/" not in piece
+        if option and specs:
+            specs[-1] = f"{specs[-1]},{piece}"
+        elif piece:
+            specs.append(piece)
+    if not specs:
+        raise ConfigError(f"no data set in {data!r}")
+    return specs
+
+
 def load_bars(
     name: str,
     *,

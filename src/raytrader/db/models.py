@@ -189,6 +189,8 @@ class _OwnedRow:
     backtest_id: Mapped[int | None] = mapped_column(ForeignKey("backtests.id", ondelete="CASCADE"))
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    #: a portfolio's symbol; NULL where the owner trades one symbol (its own ``symbol``)
+    symbol: Mapped[str | None] = mapped_column(String(80))
 
 
 class Trade(_OwnedRow, Base):

@@ -472,8 +472,9 @@ class ExperimentStore:
         ops = []
         for i, r in enumerate(trades.to_dict("records")):
             side = str(r["side"])
+            symbol = str(r["symbol"]) if "symbol" in r else None
             rows.append({
-                **owner, "number": i, "side": side, "units": float(r["units"]),
+                **owner, "number": i, "symbol": symbol, "side": side, "units": float(r["units"]),
                 "max_units": float(r["max_units"]), "entry_time": _aware(r["entry_time"]),
                 "exit_time": _aware(r["exit_time"]), "entry_price": float(r["entry_price"]),
                 "exit_price": float(r["exit_price"]), "pnl": float(r["pnl"]),
@@ -483,12 +484,14 @@ class ExperimentStore:
             })  # fmt: skip
             reason = str(r["exit_reason"])
             ops.append({
-                **owner, "number": 2 * i, "time": _aware(r["entry_time"]), "kind": "entry",
+                **owner, "number": 2 * i, "symbol": symbol, "time": _aware(r["entry_time"]),
+                "kind": "entry",
                 "side": side, "units": float(r["max_units"]), "price": float(r["entry_price"]),
                 "cost": None, "reason": f"open {side} (trade {i})",
             })  # fmt: skip
             ops.append({
-                **owner, "number": 2 * i + 1, "time": _aware(r["exit_time"]), "kind": reason,
+                **owner, "number": 2 * i + 1, "symbol": symbol, "time": _aware(r["exit_time"]),
+                "kind": reason,
                 "side": side, "units": abs(float(r["units"])), "price": float(r["exit_price"]),
                 "cost": float(r["commission"]) + float(r["carry"]),
                 "reason": _EXIT_REASONS.get(reason, reason) + f" (trade {i})",
