@@ -973,6 +973,15 @@ def _dashboard_app() -> Any:
 
 
 app.add_typer(_dashboard_app(), name="dashboard")
+
+
+def _paper_app() -> Any:
+    from raytrader.paper.cli import paper_app
+
+    return paper_app
+
+
+app.add_typer(_paper_app(), name="paper")
 app.command("decide")(_serving_cli().decide_cmd)
 app.command("tune")(_training_cli().tune_cmd)
 

@@ -15,7 +15,15 @@ from raytrader.data import Bars
 from raytrader.errors import ConfigError
 from raytrader.sim import FixedFraction, SimConfig, simulate
 from raytrader.sim import kernel as K
-from raytrader.sim.portfolio import PortfolioSimulator, simulate_portfolio
+from raytrader.sim.portfolio import (
+    F_BAR,
+    F_COL,
+    F_COMMISSION,
+    F_REASON,
+    F_UNITS,
+    PortfolioSimulator,
+    simulate_portfolio,
+)
 from tests.conftest import ohlc, random_targets
 from tests.sim.test_engine import CONFIGS
 
@@ -104,6 +112,36 @@ def test_the_one_bar_path_is_the_whole_series_path(goog: Bars, name: str) -> Non
     assert np.array_equal(sim.trades(include_open=True), book.trades, equal_nan=True)
     closed = book.trades[book.trades[:, K.T_REASON] != K.REASON_OPEN]
     assert np.array_equal(sim.trades(include_open=False), closed, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["default", "stops-close-whole", "thin-margin-stops", "gap-bust"])
+def test_the_fills_of_each_bar_are_the_kernel_s_executions(goog: Bars, name: str) -> None:
+    """Every change of a position is a logged fill; their commissions are the trades'."""
+    o, h, lo, c = with_closed_markets(goog, 3)
+    targets = random_targets(N, seed=6, k=3, p_change=0.1)
+    config = CONFIGS[name]
+    sim = PortfolioSimulator(config, 252.0, np.full(3, 1 / 3))
+    units = np.zeros(3)
+    commission = 0.0
+    reasons = set()
+    for i in range(N):
+        before = sim.units
+        sim.step(o[i], h[i], lo[i], c[i], targets[i])
+        fills = sim.fills
+        assert (fills[:, F_BAR] == i).all()
+        moved = np.zeros(3)
+        for f in fills:
+            moved[int(f[F_COL])] += f[F_UNITS]
+            reasons.add(int(f[F_REASON]))
+        np.testing.assert_allclose(before + moved, sim.units, rtol=1e-12, atol=1e-9)
+        units += moved
+        commission += fills[:, F_COMMISSION].sum()
+    np.testing.assert_allclose(units, sim.units, rtol=1e-9, atol=1e-9)
+    trades = sim.trades(include_open=True)
+    assert commission == pytest.approx(trades[:, K.T_COMMISSION].sum(), rel=1e-9)
+    assert K.REASON_SIGNAL in reasons
+    if name != "default":
+        assert len(reasons) >= 2
 
 
 def test_a_saved_state_continues_bit_for_bit(goog: Bars) -> None:

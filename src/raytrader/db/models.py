@@ -38,6 +38,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -302,3 +303,161 @@ class EvaluationRow(Base):
     #: candidate | baseline | oracle
     role: Mapped[str] = mapped_column(String(20))
     metrics: Mapped[dict[str, Any]] = mapped_column(Document)
+
+
+# ---- paper trading: the ledger (raytrader.paper) --------------------------------------------------
+#: a paper session's statuses: ``running`` (or stopped cleanly, to run again), ``halting`` (the
+#: kill switch fired: flattening), ``halted`` (flat, for good), ``finished`` (its end was reached)
+PAPER_STATUSES = ("running", "stopped", "halting", "halted", "finished")
+
+
+class PaperSession(Base):
+    """A paper-trading session: its config, where it stands, and the simulator's exact state (so a
+    restarted trader continues bit for bit)."""
+
+    __tablename__ = "paper_sessions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PAPER_STATUSES!r}", name="status"),
+        Index(None, "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    config: Mapped[dict[str, Any]] = mapped_column(Document)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    #: why it halted or stopped (the kill switch's rule and value, an operator's stop)
+    reason: Mapped[str | None] = mapped_column(Text)
+    periods_per_year: Mapped[float | None] = mapped_column(Float)
+    #: the first bar time every symbol has (the session trades from there)
+    start_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_bar_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    equity: Mapped[float | None] = mapped_column(Float)
+    peak_equity: Mapped[float | None] = mapped_column(Float)
+    #: equity at the last close of the previous UTC day (the daily loss limit's base)
+    day_start_equity: Mapped[float | None] = mapped_column(Float)
+    #: :meth:`raytrader.sim.portfolio.PortfolioSimulator.to_bytes`
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    code_version: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class _SessionRow:
+    """A row of one session's ledger."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+
+    @declared_attr
+    def session_id(cls) -> Mapped[int]:
+        return mapped_column(ForeignKey("paper_sessions.id", ondelete="CASCADE"))
+
+
+class PaperOffset(Base):
+    """The next Kafka offset a session reads from one partition, written with each step (so a
+    restarted trader neither skips nor repeats a bar)."""
+
+    __tablename__ = "paper_offsets"
+
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("paper_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class PaperBar(_SessionRow, Base):
+    """A bar the session consumed (its input; the strategy decisions' history)."""
+
+    __tablename__ = "paper_bars"
+    __table_args__ = (UniqueConstraint("session_id", "symbol", "open_time"),)
+
+    symbol: Mapped[str] = mapped_column(String(80))
+    open_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+
+
+class PaperStep(_SessionRow, Base):
+    """The account at one bar's close."""
+
+    __tablename__ = "paper_steps"
+    __table_args__ = (UniqueConstraint("session_id", "number"),)
+
+    number: Mapped[int] = mapped_column(Integer)
+    time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    equity: Mapped[float] = mapped_column(Float)
+    cash: Mapped[float] = mapped_column(Float)
+    drawdown: Mapped[float] = mapped_column(Float)
+    #: sum of |units x close| over the positions, as a fraction of equity
+    gross_exposure: Mapped[float] = mapped_column(Float)
+    #: seconds from the bar's close time to this step's commit (the lag behind the market)
+    lag_s: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaperDecision(_SessionRow, Base):
+    """A symbol's decision at a bar's close, or why there was none (the position is held)."""
+
+    __tablename__ = "paper_decisions"
+    __table_args__ = (UniqueConstraint("session_id", "number", "symbol"),)
+
+    number: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(80))
+    #: null: no decision (``reason`` says why; the kernel keeps the previous target)
+    target: Mapped[float | None] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(80))
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    feature_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class PaperOrder(_SessionRow, Base):
+    """A change of a symbol's desired position (the kernel places an order only then)."""
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (UniqueConstraint("session_id", "number", "symbol"),)
+
+    number: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(80))
+    previous: Mapped[float] = mapped_column(Float)
+    target: Mapped[float] = mapped_column(Float)
+    #: the fraction of equity it sizes to (after weight, sizing and the margin cap); null while
+    #: a sizing window fills
+    fraction: Mapped[float | None] = mapped_column(Float)
+
+
+class PaperFill(_SessionRow, Base):
+    """An execution: an order at the open (or close), a stop, a take-profit, a liquidation."""
+
+    __tablename__ = "paper_fills"
+    __table_args__ = (UniqueConstraint("session_id", "number", "seq"),)
+
+    number: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(80))
+    units: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)
+    commission: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(20))
+
+
+class PaperPosition(_SessionRow, Base):
+    """A symbol's position at a bar's close (every symbol, every step)."""
+
+    __tablename__ = "paper_positions"
+    __table_args__ = (UniqueConstraint("session_id", "number", "symbol"),)
+
+    number: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(80))
+    units: Mapped[float] = mapped_column(Float)
+    #: the close it is marked at (the symbol's last, when it had no bar at this time)
+    price: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)

@@ -40,8 +40,33 @@ from raytrader.sim import kernel as K
 from raytrader.sim.config import SimConfig
 from raytrader.sim.engine import check_targets, grow_trade_slots, pack_params, trade_slots
 
-A_CASH, A_EQUITY, A_BUST = 0, 1, 2
-N_ACCOUNT = 3
+A_CASH, A_EQUITY, A_BUST, A_NFILLS = 0, 1, 2, 3
+N_ACCOUNT = 4
+
+# ---- fill record (float64 row): every execution of a bar, for the paper trader's ledger ----------
+F_BAR, F_COL, F_UNITS, F_PRICE, F_COMMISSION, F_REASON = 0, 1, 2, 3, 4, 5
+N_FILL = 6
+#: a bar fills a symbol at most four times: a margin call at the open or the pending order, an
+#: exit inside the bar, and the account's liquidation (after a fill at the open, a bust)
+FILLS_PER_SYMBOL = 4
+
+
+@nb.njit(cache=True)
+def _log_fill(
+    acct: np.ndarray,
+    fills: np.ndarray,
+    bar: int,
+    j: int,
+    delta: float,
+    price: float,
+    commission: float,
+    reason: float,
+) -> None:
+    n = int(acct[A_NFILLS])
+    row = fills[n]
+    row[F_BAR], row[F_COL], row[F_UNITS], row[F_PRICE] = bar, j, delta, price
+    row[F_COMMISSION], row[F_REASON] = abs(delta) * price * commission, reason
+    acct[A_NFILLS] = n + 1
 
 
 @nb.njit(cache=True)
@@ -53,8 +78,29 @@ def init_account(
     acct[A_CASH] = params[K.P_CASH]
     acct[A_EQUITY] = params[K.P_CASH]
     acct[A_BUST] = 0.0
+    acct[A_NFILLS] = 0.0
     for j in range(states.shape[0]):
         K.init_state(states[j], params, offsets[j], offsets[j + 1])
+
+
+@nb.njit(cache=True)
+def _log_order_fill(
+    acct: np.ndarray,
+    fills: np.ndarray,
+    bar: int,
+    j: int,
+    before: float,
+    after: float,
+    ref: float,
+    params: np.ndarray,
+) -> None:
+    """Log the fill of an order at reference price ``ref``, if it traded (the price with the
+    slippage the kernel applied to it)."""
+    delta = after - before
+    if delta != 0.0:
+        slip = params[K.P_SLIP]
+        price = ref * (1.0 + slip) if delta > 0.0 else ref * (1.0 - slip)
+        _log_fill(acct, fills, bar, j, delta, price, params[K.P_COMM], K.REASON_SIGNAL)
 
 
 @nb.njit(cache=True)
@@ -91,6 +137,7 @@ def _close(
     acct: np.ndarray,
     states: np.ndarray,
     trades: np.ndarray,
+    fills: np.ndarray,
     j: int,
     bar: int,
     price: float,
@@ -103,16 +150,9 @@ def _close(
     units = st[K.S_UNITS]
     side = 1.0 if units > 0.0 else -1.0
     st[K.S_CASH] = acct[A_CASH]
-    K.fill(
-        st,
-        trades,
-        j,
-        bar,
-        -units,
-        price * (1.0 - side * params[K.P_SLIP]),
-        params[K.P_COMM],
-        reason,
-    )
+    paid = price * (1.0 - side * params[K.P_SLIP])
+    K.fill(st, trades, j, bar, -units, paid, params[K.P_COMM], reason)
+    _log_fill(acct, fills, bar, j, -units, paid, params[K.P_COMM], reason)
     acct[A_CASH] = st[K.S_CASH]
     if reason == K.REASON_LIQUIDATION:
         st[K.S_PENDING] = np.nan
@@ -123,6 +163,7 @@ def _bust(
     acct: np.ndarray,
     states: np.ndarray,
     trades: np.ndarray,
+    fills: np.ndarray,
     bar: int,
     marks: np.ndarray,
     params: np.ndarray,
@@ -130,7 +171,7 @@ def _bust(
     """Close every position at its mark and stop trading for good; returns the equity left."""
     for j in range(states.shape[0]):
         if states[j, K.S_UNITS] != 0.0:
-            _close(acct, states, trades, j, bar, marks[j], K.REASON_LIQUIDATION, params)
+            _close(acct, states, trades, fills, j, bar, marks[j], K.REASON_LIQUIDATION, params)
     equity: float = acct[A_CASH]
     acct[A_BUST] = 1.0
     acct[A_EQUITY] = equity
@@ -146,6 +187,7 @@ def portfolio_bar(
     states: np.ndarray,
     rings: np.ndarray,
     trades: np.ndarray,
+    fills: np.ndarray,
     bar: int,
     o: np.ndarray,
     h: np.ndarray,
@@ -157,7 +199,10 @@ def portfolio_bar(
 ) -> float:
     """Advance every symbol of the account by one bar (prices and targets per symbol, NaN prices for
     a symbol without a bar); returns the account's equity at the close. The steps are the
-    kernel's (:mod:`raytrader.sim.kernel`), each taken for every symbol before the next."""
+    kernel's (:mod:`raytrader.sim.kernel`), each taken for every symbol before the next. The
+    bar's executions are logged to ``fills`` (``FILLS_PER_SYMBOL`` rows per symbol), their number
+    to ``acct[A_NFILLS]``."""
+    acct[A_NFILLS] = 0.0
     if acct[A_BUST] != 0.0:
         return float(acct[A_EQUITY])
     k = states.shape[0]
@@ -177,9 +222,9 @@ def portfolio_bar(
             cash = acct[A_CASH] + _others(states, marks, j, params, True)
             liq = K.liquidation_price(units, cash, mm_long, mm_short)
             if not math.isnan(liq) and (o[j] < liq if units > 0.0 else o[j] > liq):
-                _close(acct, states, trades, j, bar, o[j], K.REASON_LIQUIDATION, params)
+                _close(acct, states, trades, fills, j, bar, o[j], K.REASON_LIQUIDATION, params)
                 if acct[A_CASH] + _others(states, marks, j, params, False) <= 0.0:
-                    return _bust(acct, states, trades, bar, marks, params)
+                    return _bust(acct, states, trades, fills, bar, marks, params)
 
     if params[K.P_FILL] == K.FILL_NEXT_OPEN:  # step 2: every order against the equity at the opens
         equity = _equity(acct, states, marks)
@@ -190,7 +235,9 @@ def portfolio_bar(
             st = states[j]
             st[K.S_PENDING] = np.nan
             st[K.S_CASH] = acct[A_CASH]
+            before = st[K.S_UNITS]
             K.order_to_fraction_of(st, trades, j, bar, o[j], pending, equity, params)
+            _log_order_fill(acct, fills, bar, j, before, st[K.S_UNITS], o[j], params)
             acct[A_CASH] = st[K.S_CASH]
 
     sl, tp = params[K.P_SL], params[K.P_TP]
@@ -205,10 +252,10 @@ def portfolio_bar(
                 liq = K.liquidation_price(units, cash, mm_long, mm_short)
             price, reason = K.bar_exit(units, states[j, K.S_AVG], liq, o[j], h[j], lo[j], sl, tp)
             if not math.isnan(price):
-                _close(acct, states, trades, j, bar, price, reason, params)
+                _close(acct, states, trades, fills, j, bar, price, reason, params)
                 left = acct[A_CASH] + _others(states, marks, j, params, False)
                 if reason == K.REASON_LIQUIDATION and left <= 0.0:
-                    return _bust(acct, states, trades, bar, marks, params)
+                    return _bust(acct, states, trades, fills, bar, marks, params)
 
     if params[K.P_CARRY] != 0.0:  # step 4: borrow fees, and financing shared by the longs
         borrowed = -acct[A_CASH] if acct[A_CASH] < 0.0 else 0.0
@@ -240,9 +287,11 @@ def portfolio_bar(
             continue
         st = states[j]
         st[K.S_CASH] = acct[A_CASH]
+        before = st[K.S_UNITS]
         K.decide_weighted(
             st, rings[j], trades, j, bar, c[j], targets[j], params, weights[j], equity
         )
+        _log_order_fill(acct, fills, bar, j, before, st[K.S_UNITS], c[j], params)
         acct[A_CASH] = st[K.S_CASH]
 
     equity = _equity(acct, states, marks)  # step 6: the mark at the closes
@@ -251,7 +300,7 @@ def portfolio_bar(
         if states[j, K.S_UNITS] != 0.0:
             exposed = True
     if equity <= 0.0 and exposed:
-        return _bust(acct, states, trades, bar, marks, params)
+        return _bust(acct, states, trades, fills, bar, marks, params)
     acct[A_EQUITY] = equity
     for j in range(k):
         st = states[j]
@@ -284,11 +333,12 @@ def simulate_portfolio_rows(
     states = np.empty((k, K.N_STATE))
     rings = np.zeros((k, ring_len))
     acct = np.empty(N_ACCOUNT)
+    fills = np.empty((FILLS_PER_SYMBOL * k, N_FILL))  # a bar's, overwritten by the next
     init_account(acct, states, params, trade_offsets)
     for i in range(n):
         equity[i] = portfolio_bar(
-            acct, states, rings, trades, i, open_[i], high[i], low[i], close[i], targets[i],
-            weights, params,
+            acct, states, rings, trades, fills, i, open_[i], high[i], low[i], close[i],
+            targets[i], weights, params,
         )  # fmt: skip
         for j in range(k):
             positions[i, j] = states[j, K.S_UNITS]
@@ -406,6 +456,7 @@ class PortfolioSimulator:
         self.rings = np.zeros((k, ring_len))
         self.trades_buf = np.full((k * self._cap, K.N_TRADE), np.nan)
         self.account = np.empty(N_ACCOUNT)
+        self._fills = np.empty((FILLS_PER_SYMBOL * k, N_FILL))
         init_account(self.account, self.states, self.params, np.arange(k + 1) * self._cap)
         self.bar = 0
 
@@ -431,11 +482,26 @@ class PortfolioSimulator:
         if (self.states[:, K.S_TEND] - self.states[:, K.S_TSLOT] < 4).any():
             self.trades_buf, self._cap = grow_trade_slots(self.states, self.trades_buf, self._cap)
         equity = portfolio_bar(
-            self.account, self.states, self.rings, self.trades_buf, self.bar, o, h, lo, c, t,
-            self.weights, self.params,
+            self.account, self.states, self.rings, self.trades_buf, self._fills, self.bar, o, h,
+            lo, c, t, self.weights, self.params,
         )  # fmt: skip
         self.bar += 1
         return float(equity)
+
+    def flatten(self) -> None:
+        """Order every symbol flat, as targets of 0 decided at the last close would (the kill
+        switch). With ``next_open`` fills they fill at the next open; with ``close`` fills, pass
+        targets of 0 to the next :meth:`step`."""
+        if self.config.fill != "next_open":
+            return
+        for st in self.states:
+            st[K.S_DESIRED] = 0.0
+            st[K.S_PENDING] = 0.0 if st[K.S_UNITS] != 0.0 else np.nan
+
+    @property
+    def fills(self) -> np.ndarray:
+        """The executions of the last bar stepped (``F_*`` columns), in the order they happened."""
+        return self._fills[: int(self.account[A_NFILLS])].copy()
 
     @property
     def units(self) -> np.ndarray:
