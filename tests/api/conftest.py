@@ -72,6 +72,7 @@ class Seeded:
     optimization_id: int
     evaluation_id: int
     run_ids: list[int] = field(default_factory=list)
+    paper_session_id: int = 0
 
 
 def backtest_record(result: Any, *, run_key: str | None = None) -> BacktestRecord:
@@ -164,12 +165,56 @@ def seed(engine: Engine) -> Seeded:
             rows=EVAL_ROWS, summary={"ensemble": "claim holds on 1 of 2"},
         )
     )  # fmt: skip
+    paper_session_id = seed_paper(store)
     return Seeded(
         engine=engine, result=result, backtest_id=backtest_id, rl_run_id=rl_run_id,
         rules_run_id=rules_run_id, rules_backtest_id=rules_backtest_id,
         episode_ids=episode_ids, episode_steps=steps, optimization_id=optimization_id,
-        evaluation_id=evaluation_id, run_ids=run_ids,
+        evaluation_id=evaluation_id, run_ids=run_ids, paper_session_id=paper_session_id,
     )  # fmt: skip
+
+
+#: the paper session's steps: (time, equity, {symbol: (target or None, reason)}, fills)
+PAPER_STEPS = 3
+
+
+def seed_paper(store: ExperimentStore) -> int:
+    """A paper session of two symbols, three steps, written through its ledger: a decision without
+    a target (and its reason) and one with an explanation, two fills."""
+    from raytrader.paper.config import PaperConfig
+    from raytrader.paper.ledger import BarWrite, Ledger
+
+    ledger = Ledger(store)
+    config = PaperConfig.model_validate(
+        {"session": "paper-seed", "symbols": [{"symbol": "AAA"}, {"symbol": "BBB"}]}
+    )
+    resume = ledger.open(config)
+    t0 = pd.Timestamp("2024-01-02", tz="UTC")
+    for n in range(PAPER_STEPS):
+        t = t0 + pd.Timedelta(days=n)
+        bar = {"open": 100.0 + n, "high": 102.0 + n, "low": 99.0 + n, "close": 101.0 + n,
+               "volume": 1e6}  # fmt: skip
+        units = 0.0 if n == 0 else 49.0
+        ledger.commit_bar(resume.session_id, BarWrite(
+            time=t, bars={"AAA": bar, "BBB": bar}, offsets={("bars.1d", 0): 2 * n + 2},
+            step={"number": n, "time": t.to_pydatetime(), "equity": 10_000.0 + n, "cash": 5_000.0,
+                  "drawdown": 0.0, "gross_exposure": 0.5, "lag_s": 1.5},
+            decisions=[
+                {"number": n, "symbol": "AAA", "target": 1.0, "action": "buy", "reason": None,
+                 "model": "raytrader-ensemble", "model_version": "3",
+                 "explanation": {"regime": "calm"}, "feature_time": None, "latency_ms": 4.0},
+                {"number": n, "symbol": "BBB", "target": None, "action": "keep",
+                 "reason": "stale features", "model": None, "model_version": None,
+                 "explanation": None, "feature_time": None, "latency_ms": 30.0},
+            ],
+            fills=[{"number": n, "seq": 0, "symbol": "AAA", "units": 49.0, "price": 100.0 + n,
+                    "commission": 4.9, "reason": "signal"}] if n == 1 else [],
+            positions=[{"number": n, "symbol": s, "units": units if s == "AAA" else 0.0,
+                        "price": 101.0 + n, "value": (units if s == "AAA" else 0.0) * (101.0 + n)}
+                       for s in ("AAA", "BBB")],
+            session={"steps": n + 1, "equity": 10_000.0 + n, "last_bar_time": t.to_pydatetime()},
+        ))  # fmt: skip
+    return resume.session_id
 
 
 def migrated_sqlite(root: Path) -> Engine:

@@ -25,6 +25,7 @@ from tests.api.conftest import (
     EPISODE_TRADES,
     EVAL_ROWS,
     EXTRA_RUNS,
+    PAPER_STEPS,
     READ,
     STEPS,
     TOKENS,
@@ -192,6 +193,26 @@ def check_reads(client: TestClient, s: Seeded) -> None:
     goog = get(client, metrics, dataset="goog")["items"]
     assert {r["candidate"] for r in goog} == {"ensemble", "buy_hold"}
     assert {r["dataset"] for r in goog} == {"goog"}
+
+    # a paper session: its positions at the last step, steps, decisions (newest first), fills
+    sessions = get(client, f"{V1}/paper/sessions")["items"]
+    assert [p["name"] for p in sessions] == ["paper-seed"]
+    assert get(client, f"{V1}/paper/sessions", status="halted")["items"] == []
+    paper = f"{V1}/paper/sessions/{s.paper_session_id}"
+    one = get(client, paper)
+    assert (one["status"], one["steps"], one["equity"]) == ("running", PAPER_STEPS, 10_002.0)
+    assert [(p["symbol"], p["units"]) for p in one["positions"]] == [("AAA", 49.0), ("BBB", 0.0)]
+    steps = walk(client, f"{paper}/steps", limit=2)
+    assert [st["number"] for st in steps] == list(range(PAPER_STEPS))
+    decisions = walk(client, f"{paper}/decisions", limit=3)
+    assert [(d["number"], d["symbol"]) for d in decisions[:2]] == [(2, "BBB"), (2, "AAA")]
+    assert len(decisions) == 2 * PAPER_STEPS
+    held = [d for d in decisions if d["target"] is None]
+    assert {d["reason"] for d in held} == {"stale features"}
+    assert decisions[1]["explanation"] == {"regime": "calm"}
+    assert len(get(client, f"{paper}/decisions", symbol="AAA")["items"]) == PAPER_STEPS
+    fills = get(client, f"{paper}/fills")["items"]
+    assert [(f["number"], f["symbol"], f["units"]) for f in fills] == [(1, "AAA", 49.0)]
 
 
 def test_every_route_returns_what_was_written(client: TestClient, seeded: Seeded) -> None:

@@ -66,8 +66,9 @@ def test_no_request_is_a_server_error(client: TestClient) -> None:
         "/api/v1/backtests/{backtest_id}",
         "/api/v1/optimization/runs/{optimization_id}/results",
         "/api/v1/evaluation/runs/{evaluation_id}/metrics",
+        "/api/v1/paper/sessions/{session_id}/decisions",
     } <= paths
-    assert len(operations) == 28
+    assert len(operations) == 33  # 28 + the five paper-trading reads
     statuses: dict[str, set[int]] = {}
     other_suites = _other_suites()
     modes = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)

@@ -27,6 +27,11 @@ Routes (``/docs`` and ``/openapi.json`` describe them; every listing is a cursor
 ``GET /api/v1/evaluation/runs``                     evaluations: ``kind``
 ``GET /api/v1/evaluation/runs/{id}``                one evaluation
 ``GET /api/v1/evaluation/runs/{id}/metrics``        its rows (``dataset``, ``role``)
+``GET /api/v1/paper/sessions``                      paper-trading sessions: ``status``
+``GET /api/v1/paper/sessions/{id}``                 one session, its positions at the last step
+``GET /api/v1/paper/sessions/{id}/steps``           its account at each close (up to 5000 a page)
+``GET /api/v1/paper/sessions/{id}/decisions``       its decisions, newest first (``symbol``)
+``GET /api/v1/paper/sessions/{id}/fills``           its executions, newest first
 ==================================================  ==============================================
 
 Every ``/api/v1`` route needs ``Authorization: Bearer <token>`` (:mod:`raytrader.api.auth`).
@@ -407,6 +412,100 @@ def create_app(
     # ---- an episode's or a backtest's trades and operations ----------------------------------------
     for owner, lookup in (("episode", _episode), ("backtest", _backtest)):
         _owned_routes(app, owner, lookup, read)
+
+    # ---- paper trading --------------------------------------------------------------------------
+    def _paper(db: Session, session_id: int) -> models.PaperSession:
+        row: models.PaperSession = _found(
+            q.get_paper_session(db, session_id), "paper session", session_id
+        )
+        return row
+
+    @app.get(
+        f"{PREFIX}/paper/sessions", response_model=schemas.PaperSessionPage, responses=LISTING,
+        **read,
+    )  # fmt: skip
+    def list_paper_sessions(
+        db: Db,
+        status: Name = None,
+        order: Order = "desc",
+        limit: Limit = q.DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> schemas.PaperSessionPage:
+        """Paper-trading sessions, newest first."""
+        page = q.list_paper_sessions(db, status=status, order=order, limit=limit, cursor=cursor)
+        return _page(schemas.PaperSessionPage, page)
+
+    @app.get(
+        f"{PREFIX}/paper/sessions/{{session_id}}",
+        response_model=schemas.PaperSessionDetail,
+        responses=ONE,
+        **read,
+    )
+    def get_paper_session(db: Db, session_id: Id) -> schemas.PaperSessionDetail:
+        """One session with every symbol's position at its last step."""
+        row = _paper(db, session_id)
+        head = schemas.PaperSession.model_validate(row).model_dump()
+        positions = q.paper_positions(db, session_id, row.steps - 1) if row.steps else []
+        return schemas.PaperSessionDetail(
+            **head, positions=[schemas.PaperPosition.model_validate(p) for p in positions]
+        )
+
+    @app.get(
+        f"{PREFIX}/paper/sessions/{{session_id}}/steps",
+        response_model=schemas.PaperStepPage,
+        responses=LISTING,
+        **read,
+    )
+    def list_paper_steps(
+        db: Db,
+        session_id: Id,
+        order: Order = "asc",
+        limit: StepLimit = q.DEFAULT_STEPS_LIMIT,
+        cursor: Cursor = None,
+    ) -> schemas.PaperStepPage:
+        """A session's account at each close (its equity curve)."""
+        _paper(db, session_id)
+        page = q.list_paper_steps(db, session_id, order=order, limit=limit, cursor=cursor)
+        return _page(schemas.PaperStepPage, page)
+
+    @app.get(
+        f"{PREFIX}/paper/sessions/{{session_id}}/decisions",
+        response_model=schemas.PaperDecisionPage,
+        responses=LISTING,
+        **read,
+    )
+    def list_paper_decisions(
+        db: Db,
+        session_id: Id,
+        symbol: Name = None,
+        order: Order = "desc",
+        limit: Limit = q.DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> schemas.PaperDecisionPage:
+        """A session's decisions, newest first, with their explanations (or why there was none)."""
+        _paper(db, session_id)
+        page = q.list_paper_decisions(
+            db, session_id, symbol=symbol, order=order, limit=limit, cursor=cursor
+        )
+        return _page(schemas.PaperDecisionPage, page)
+
+    @app.get(
+        f"{PREFIX}/paper/sessions/{{session_id}}/fills",
+        response_model=schemas.PaperFillPage,
+        responses=LISTING,
+        **read,
+    )
+    def list_paper_fills(
+        db: Db,
+        session_id: Id,
+        order: Order = "desc",
+        limit: Limit = q.DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> schemas.PaperFillPage:
+        """A session's executions, newest first."""
+        _paper(db, session_id)
+        page = q.list_paper_fills(db, session_id, order=order, limit=limit, cursor=cursor)
+        return _page(schemas.PaperFillPage, page)
 
     # ---- optimizations --------------------------------------------------------------------------
     def _optimization(db: Session, opt_id: int) -> models.Optimization:

@@ -282,3 +282,95 @@ class EvaluationPage(Page[Evaluation]):
 
 class EvaluationRowPage(Page[EvaluationRow]):
     """A page of an evaluation's rows."""
+
+
+# ---------------------------------------------------------------------------------- paper trading
+class PaperSession(_Out):
+    """A paper-trading session: its status (``running``, ``stopped``, ``halting``, ``halted``,
+    ``finished``) with the reason, and where its account stands."""
+
+    id: int
+    name: str
+    status: str
+    reason: str | None
+    config: dict[str, Any]
+    periods_per_year: float | None
+    start_time: dt.datetime | None
+    last_bar_time: dt.datetime | None
+    steps: int
+    equity: float | None
+    peak_equity: float | None
+    code_version: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PaperPosition(_Out):
+    """A symbol's position at a close, marked at that close (its last, without a bar then)."""
+
+    symbol: str
+    units: float
+    price: float
+    value: float
+
+
+class PaperSessionDetail(PaperSession):
+    """A session with every symbol's position at its last step."""
+
+    positions: list[PaperPosition]
+
+
+class PaperStep(_Out):
+    """The account at one bar's close."""
+
+    number: int
+    time: dt.datetime
+    equity: float
+    cash: float
+    drawdown: float
+    gross_exposure: float
+    lag_s: float
+
+
+class PaperDecision(_Out):
+    """A symbol's decision at a close; ``target`` null: none, ``reason`` says why (the position
+    was held). ``explanation``: a meta ensemble's reasons."""
+
+    number: int
+    symbol: str
+    target: float | None
+    action: str
+    reason: str | None
+    model: str | None
+    model_version: str | None
+    explanation: dict[str, Any] | None
+    feature_time: dt.datetime | None
+    latency_ms: float
+
+
+class PaperFill(_Out):
+    """An execution: ``reason`` signal (an order), stop_loss, take_profit or liquidation."""
+
+    number: int
+    seq: int
+    symbol: str
+    units: float
+    price: float
+    commission: float
+    reason: str
+
+
+class PaperSessionPage(Page[PaperSession]):
+    """A page of paper sessions."""
+
+
+class PaperStepPage(Page[PaperStep]):
+    """A page of a session's steps."""
+
+
+class PaperDecisionPage(Page[PaperDecision]):
+    """A page of a session's decisions."""
+
+
+class PaperFillPage(Page[PaperFill]):
+    """A page of a session's fills."""

@@ -44,6 +44,11 @@ from raytrader.db.models import (
     EvaluationRow,
     Operation,
     Optimization,
+    PaperDecision,
+    PaperFill,
+    PaperPosition,
+    PaperSession,
+    PaperStep,
     Run,
     Step,
     Trade,
@@ -505,3 +510,72 @@ __all__ = [
     "list_trades",
     "list_trials",
 ]
+
+
+# --------------------------------------------------------------------------------- paper trading
+def list_paper_sessions(
+    session: Session,
+    *,
+    status: str | None = None,
+    order: Order = "desc",
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[PaperSession]:
+    """Paper sessions, newest first, by status."""
+    stmt = select(PaperSession)
+    if status is not None:
+        stmt = stmt.where(PaperSession.status == status)
+    keyset = _newest(PaperSession, "paper_sessions")
+    return _paged(session, stmt, keyset, order=order, limit=limit, cursor=cursor)
+
+
+def get_paper_session(session: Session, session_id: int) -> PaperSession | None:
+    return session.get(PaperSession, session_id)
+
+
+def paper_positions(session: Session, session_id: int, number: int) -> list[PaperPosition]:
+    """Every symbol's position at step ``number``."""
+    stmt = select(PaperPosition).where(
+        PaperPosition.session_id == session_id, PaperPosition.number == number
+    )
+    return list(session.scalars(stmt.order_by(PaperPosition.symbol)))
+
+
+_PAPER_STEPS = _Keyset("paper_steps", (PaperStep.number,), (_check_int,), lambda r: (r.number,))
+_PAPER_DECISIONS = _Keyset(
+    "paper_decisions", (PaperDecision.number, PaperDecision.symbol), (_check_int, _check_str),
+    lambda r: (r.number, r.symbol),
+)  # fmt: skip
+_PAPER_FILLS = _Keyset(
+    "paper_fills", (PaperFill.number, PaperFill.seq), (_check_int, _check_int),
+    lambda r: (r.number, r.seq),
+)  # fmt: skip
+
+
+def list_paper_steps(
+    session: Session, session_id: int, *, order: Order = "asc", limit: int = DEFAULT_STEPS_LIMIT,
+    cursor: str | None = None,
+) -> Page[PaperStep]:  # fmt: skip
+    """A session's account at each close, by step."""
+    stmt = select(PaperStep).where(PaperStep.session_id == session_id)
+    return _paged(session, stmt, _PAPER_STEPS, order=order, limit=limit, cursor=cursor)
+
+
+def list_paper_decisions(
+    session: Session, session_id: int, *, symbol: str | None = None, order: Order = "desc",
+    limit: int = DEFAULT_LIMIT, cursor: str | None = None,
+) -> Page[PaperDecision]:  # fmt: skip
+    """A session's decisions, newest first (with their explanations and reasons)."""
+    stmt = select(PaperDecision).where(PaperDecision.session_id == session_id)
+    if symbol is not None:
+        stmt = stmt.where(PaperDecision.symbol == symbol)
+    return _paged(session, stmt, _PAPER_DECISIONS, order=order, limit=limit, cursor=cursor)
+
+
+def list_paper_fills(
+    session: Session, session_id: int, *, order: Order = "desc", limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[PaperFill]:  # fmt: skip
+    """A session's executions, newest first."""
+    stmt = select(PaperFill).where(PaperFill.session_id == session_id)
+    return _paged(session, stmt, _PAPER_FILLS, order=order, limit=limit, cursor=cursor)
