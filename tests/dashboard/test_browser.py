@@ -265,6 +265,20 @@ def test_evaluations(served: Served, browser_page: Any) -> None:
     _shot(browser_page, "evaluations")
 
 
+def test_paper_trading(served: Served, browser_page: Any) -> None:
+    s = served.seeded
+    _visit(
+        browser_page, f"{served.url}/paper?paper={s.paper_session_id}", "paper-seed (running)",
+        "Recent decisions", "AAA",
+    )  # fmt: skip
+    # the equity and drawdown charts of its steps
+    browser_page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2"
+    )
+    assert _errors(browser_page) == []
+    _shot(browser_page, "paper")
+
+
 def _champion(served: Served) -> str | None:
     models = {m["name"]: m for m in served.api.get(f"{pages.API}/models")["items"]}
     champion: str | None = models[MODEL]["aliases"].get("champion")

@@ -555,10 +555,11 @@ KAFKA_FILES = "/etc/raytrader/kafka"  # the kafka-client volume: the SASL passwo
 
 
 def test_an_external_kafka_s_security_reaches_every_kafka_client(renders: Renders) -> None:
-    """external-values.yaml: SASL_SSL with SCRAM; the consumer and the topics Job get the
-    settings, the password and the CA as files of Secrets, never as a value in the pod spec."""
+    """external-values.yaml: SASL_SSL with SCRAM; the consumer, the topics Job and the paper
+    trader get the settings, the password and the CA as files of Secrets, never as a value in the
+    pod spec."""
     rendered = renders["external"]
-    clients = {"consumer", "create-topics"}
+    clients = {"consumer", "create-topics", "paper"}
     seen = set()
     for name, c in raytrader_containers(rendered):
         env = {e["name"]: e.get("value") for e in c.get("env") or []}
@@ -851,3 +852,62 @@ def test_only_the_dashboard_reaches_the_experiment_api(rendered: Rendered) -> No
             != "dashboard"
         ]
         assert not wrong, f"{where(api)}: admitted besides the dashboard: {wrong}"
+
+
+def _component(doc: dict[str, Any]) -> str | None:
+    return (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+
+
+def test_every_paper_session_is_a_config_its_pod_runs(renders: Renders) -> None:
+    """ci- and external-values' sessions: one Deployment each, running `raytrader paper run` on
+    its ConfigMap entry, which parses as a PaperConfig (the pod's own check) named after it."""
+    from raytrader.paper.config import PaperConfig
+
+    for name in ("ci", "external"):
+        docs = renders[name].docs
+        (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and _component(d) == "paper"]
+        traders = [d for d in docs if d["kind"] == "Deployment" and _component(d) == "paper"]
+        assert len(traders) == len(configmap["data"]) >= 1
+        for key, text in configmap["data"].items():
+            config = PaperConfig.model_validate(yaml.safe_load(text))
+            assert key == f"{config.session}.yaml"
+        for d in traders:
+            session = d["metadata"]["labels"]["raytrader.io/paper-session"]
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            assert f"--config /etc/raytrader/paper/{session}.yaml" in " ".join(c["args"])
+            env = {e["name"] for e in c["env"]}
+            assert {"RAYTRADER_KAFKA_BOOTSTRAP", "RAYTRADER_MODE"} <= env
+            assert d["spec"]["strategy"]["type"] == "Recreate"
+            assert d["spec"]["replicas"] == 1
+
+
+def test_the_paper_traders_reach_kafka_their_store_and_the_decision_service(
+    renders: Renders,
+) -> None:
+    docs = renders["ci"].docs
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    paper = {"app.kubernetes.io/component": "paper"}
+
+    def admits(policy: str) -> bool:
+        rules = policies[f"{RELEASE}-np-{policy}"]["spec"].get("ingress") or []
+        peers = [p for rule in rules for p in rule.get("from") or []]
+        return any(
+            paper.items() <= ((p.get("podSelector") or {}).get("matchLabels") or {}).items()
+            for p in peers
+        )
+
+    assert admits("postgresql")
+    assert admits("kafka")
+    assert admits("inference")
+    egress = policies[f"{RELEASE}-np-paper"]["spec"]["egress"]
+    ports = {port["port"] for rule in egress for port in rule["ports"]}
+    assert {9092, 5432, 8000} <= ports
+
+
+def test_paper_sessions_without_the_experiment_store_are_refused(helm_env: dict[str, str]) -> None:
+    proc = helm_template(
+        helm_env, *values_args("ci"), "--set", "experimentApi.enabled=false",
+        "--set", "dashboard.enabled=false",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "paper.sessions need the experiment store" in proc.stderr

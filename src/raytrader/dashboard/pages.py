@@ -1119,6 +1119,89 @@ def _render_jobs(api: ApiClient) -> None:
                 )  # fmt: skip
 
 
+# --------------------------------------------------------------------------------- paper trading
+def paper_sessions_frame(sessions: Sequence[Mapping[str, Any]]) -> Any:
+    """The sessions table: status (with the kill switch's reason), steps, equity, last bar."""
+    return pd.DataFrame([
+        {
+            "id": p["id"], "session": p["name"], "status": p["status"], "steps": p["steps"],
+            "equity": p.get("equity"), "last bar": fmt_time(p.get("last_bar_time")),
+            "updated": fmt_time(p.get("updated_at")), "reason": p.get("reason") or "",
+        }
+        for p in sessions
+    ])  # fmt: skip
+
+
+def paper_steps_frame(steps: Sequence[Mapping[str, Any]]) -> Any:
+    """A session's equity curve (``time``, ``equity``, ``drawdown``) for :func:`_equity_charts`."""
+    frame = pd.DataFrame(steps, columns=["time", "equity", "drawdown", "gross_exposure", "lag_s"])
+    frame["time"] = _times(frame["time"])
+    return frame
+
+
+def paper_decisions_frame(decisions: Sequence[Mapping[str, Any]]) -> Any:
+    """Recent decisions: target and action, or the reason there was none; model and explanation."""
+    return pd.DataFrame([
+        {
+            "step": d["number"], "symbol": d["symbol"], "action": d["action"],
+            "target": d.get("target"), "reason": d.get("reason") or "",
+            "model": " ".join(x for x in (d.get("model"), d.get("model_version")) if x),
+            "latency ms": d.get("latency_ms"),
+            "explanation": fmt(d["explanation"]) if d.get("explanation") else "",
+        }
+        for d in decisions
+    ])  # fmt: skip
+
+
+def render_paper(api: ApiClient) -> None:
+    st.title("Paper trading")
+    sessions = api.pages(f"{API}/paper/sessions", cap=ROW_CAP, limit=500)
+    if not sessions:
+        st.info("No paper sessions yet: `raytrader paper run --config session.yaml`.")
+        return
+    _grid(paper_sessions_frame(sessions))
+    st.subheader("Session")
+    one = _pick("session", sessions, lambda p: f"{p['name']} ({p['status']})", "paper")
+    detail = api.get(f"{API}/paper/sessions/{one['id']}")
+    peak = detail.get("peak_equity")
+    equity = detail.get("equity")
+    drawdown = (equity / peak - 1.0) if equity is not None and peak else None
+    _metrics_row([
+        ("status", detail["status"]), ("equity", equity), ("drawdown", drawdown),
+        ("steps", detail["steps"]), ("last bar", fmt_time(detail.get("last_bar_time"))),
+    ])  # fmt: skip
+    if detail.get("reason"):
+        (st.error if detail["status"] in ("halting", "halted") else st.caption)(detail["reason"])
+    steps = api.pages(f"{API}/paper/sessions/{one['id']}/steps", cap=STEP_CAP, limit=5000)
+    if steps:
+        _equity_charts(paper_steps_frame(steps))
+    left, right = st.columns([1, 2])
+    with left:
+        st.markdown("**Positions**")
+        positions = detail.get("positions") or []
+        if positions:
+            _table(pd.DataFrame(positions, columns=["symbol", "units", "price", "value"]))
+        else:
+            st.caption("No step yet.")
+    with right:
+        st.markdown("**Recent decisions**")
+        recent = api.get(f"{API}/paper/sessions/{one['id']}/decisions", limit=50)["items"]
+        if recent:
+            _grid(paper_decisions_frame(recent))
+        else:
+            st.caption("No decisions yet.")
+    st.markdown("**Fills**")
+    fills = api.get(f"{API}/paper/sessions/{one['id']}/fills", limit=100)["items"]
+    if fills:
+        _grid(
+            pd.DataFrame(
+                fills, columns=["number", "symbol", "units", "price", "commission", "reason"]
+            )
+        )
+    else:
+        st.caption("No fills yet.")
+
+
 #: (title, url path, icon, render) of every page, in the navigation's order
 PAGES: tuple[tuple[str, str, str, Callable[[ApiClient], None]], ...] = (
     ("Runs", "runs", ":material/list:", render_runs),
@@ -1126,6 +1209,7 @@ PAGES: tuple[tuple[str, str, str, Callable[[ApiClient], None]], ...] = (
     ("Backtests", "backtests", ":material/show_chart:", render_backtests),
     ("Optimization", "optimization", ":material/tune:", render_optimization),
     ("Evaluations", "evaluations", ":material/fact_check:", render_evaluations),
+    ("Paper trading", "paper", ":material/currency_exchange:", render_paper),
     ("Models", "models", ":material/inventory_2:", render_models),
     ("System", "system", ":material/monitor_heart:", render_system),
 )
