@@ -48,6 +48,8 @@ from raytrader.streaming.messages import MessageError, decode, topic_for
 
 log = logging.getLogger(__name__)
 
+#: how long the trader waits for Kafka's metadata at start
+KAFKA_WAIT_S = 30.0
 #: a calendar's rank: the portfolio is annualized with its most often trading symbol's
 _WIDTH = {Calendar.EQUITY: 0, Calendar.FX: 1, Calendar.CRYPTO: 2}
 
@@ -88,11 +90,12 @@ class PaperTrader:
                 np.asarray(config.weights), self.symbols,
             )  # fmt: skip
         self._stop = False
-        self._consumer = self._connect(bootstrap, security or {})
+        self._kafka = (bootstrap, security or {})
+        self._consumer: Any = None  # connected by run(): a halted session never reads
 
     # -- Kafka ------------------------------------------------------------------------------------
     def _connect(self, bootstrap: str, security: dict[str, Any]) -> Any:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         consumer = Consumer({
             "bootstrap.servers": bootstrap,
@@ -102,7 +105,13 @@ class PaperTrader:
             "auto.offset.reset": "earliest",
             **security,
         })  # fmt: skip
-        topics = consumer.list_topics(self.topic, timeout=30).topics
+        try:
+            topics = consumer.list_topics(self.topic, timeout=KAFKA_WAIT_S).topics
+        except KafkaException as exc:
+            consumer.close()
+            raise ServiceError(
+                f"kafka at {bootstrap} did not answer within {KAFKA_WAIT_S:.0f} s: {exc}"
+            ) from None
         meta = topics.get(self.topic)
         if meta is None or meta.error is not None or not meta.partitions:
             consumer.close()
@@ -119,7 +128,9 @@ class PaperTrader:
         return consumer
 
     def close(self) -> None:
-        self._consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
         closer = getattr(self.source, "close", None)
         if closer is not None:
             closer()
@@ -139,6 +150,8 @@ class PaperTrader:
         returns the session's status."""
         if self.resume.status in ("halted", "finished"):
             return self.resume.status
+        if self._consumer is None:
+            self._consumer = self._connect(*self._kafka)
         signal.signal(signal.SIGTERM, self.stop)
         idle_since = time.monotonic()
         status = self.resume.status if self.resume.status == "halting" else "running"
