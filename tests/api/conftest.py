@@ -212,7 +212,8 @@ def seed_paper(store: ExperimentStore) -> int:
             positions=[{"number": n, "symbol": s, "units": units if s == "AAA" else 0.0,
                         "price": 101.0 + n, "value": (units if s == "AAA" else 0.0) * (101.0 + n)}
                        for s in ("AAA", "BBB")],
-            session={"steps": n + 1, "equity": 10_000.0 + n, "last_bar_time": t.to_pydatetime()},
+            session={"steps": n + 1, "equity": 10_000.0 + n, "last_bar_time": t.to_pydatetime(),
+                     "periods_per_year": 252.0},
         ))  # fmt: skip
     return resume.session_id
 
