@@ -213,7 +213,7 @@ def seed_paper(store: ExperimentStore) -> int:
                         "price": 101.0 + n, "value": (units if s == "AAA" else 0.0) * (101.0 + n)}
                        for s in ("AAA", "BBB")],
             session={"steps": n + 1, "equity": 10_000.0 + n, "last_bar_time": t.to_pydatetime(),
-                     "periods_per_year": 252.0},
+                     "periods_per_year": 252.0, "peak_equity": 10_002.0},
         ))  # fmt: skip
     return resume.session_id
 

@@ -268,8 +268,8 @@ def test_evaluations(served: Served, browser_page: Any) -> None:
 def test_paper_trading(served: Served, browser_page: Any) -> None:
     s = served.seeded
     _visit(
-        browser_page, f"{served.url}/paper?paper={s.paper_session_id}", "paper-seed (running)",
-        "Recent decisions", "AAA",
+        browser_page, f"{served.url}/paper?paper={s.paper_session_id}", "Recent decisions",
+        "running", "AAA", "5,047.0000",
     )  # fmt: skip
     # the equity and drawdown charts of its steps
     browser_page.wait_for_function(
