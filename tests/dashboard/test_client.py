@@ -323,6 +323,14 @@ def test_every_page_renders_the_seeded_store(api: ApiClient, seeded: Seeded) -> 
         "render_backtests": [f"sharpe={pages.fmt(bt['metrics']['sharpe'])}"],
         "render_optimization": ["best score=1.2500", "trial_0"],
         "render_evaluations": ["1.1000", "claim holds on 1 of 2"],
+        "render_paper": [
+            "status=running",
+            "steps=3",
+            "drawdown=0",
+            "equity=10,002.0000",
+            "5047.0",
+            "Recent decisions",
+        ],
         "render_models": ["No registered models yet."],
         "render_system": ["**store**", "migrated to the code's revision", "Ray jobs"],
     }
@@ -351,7 +359,7 @@ def test_every_page_renders_an_empty_store(empty_api: ApiClient) -> None:
     empty = {
         "render_runs": "No runs yet.", "render_episode": "No runs yet.",
         "render_backtests": "No backtests yet.", "render_optimization": "No searches yet.",
-        "render_evaluations": "No evaluations yet.",
+        "render_evaluations": "No evaluations yet.", "render_paper": "No paper sessions yet",
         "render_models": "No registered models yet.", "render_system": "**store**",
     }  # fmt: skip
     for render in RENDERS:
