@@ -9,16 +9,13 @@ committed bar: its bars, its state and its offsets, so no bar is lost or applied
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from raytrader.db import engine as db_engine
 from raytrader.db.models import (
     PaperBar,
     PaperDecision,
@@ -77,16 +74,11 @@ class Ledger:
     def __init__(self, store: ExperimentStore) -> None:
         self.store = store
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self.store.session() as s:
-            yield s
-
     def open(self, config: PaperConfig) -> Resume:
         """The session named ``config.session``: created, or resumed when it exists with the same
         config (another config under the same name is refused: sessions are not edited)."""
         document = config.model_dump(mode="json")
-        with self._session() as s:
+        with self.store.session() as s:
             row = s.scalars(
                 select(PaperSession).where(PaperSession.name == config.session)
             ).one_or_none()
@@ -126,7 +118,7 @@ class Ledger:
     def commit_bar(self, session_id: int, write: BarWrite) -> None:
         """Everything ``write`` holds, in one transaction."""
         owner = {"session_id": session_id}
-        with self._session() as s:
+        with self.store.session() as s:
             s.add_all(
                 PaperBar(**owner, symbol=symbol, open_time=write.time.to_pydatetime(), **bar)
                 for symbol, bar in write.bars.items()
@@ -154,18 +146,18 @@ class Ledger:
             row.updated_at = utcnow()
 
     def set_status(self, session_id: int, status: str, reason: str | None) -> None:
-        with self._session() as s:
+        with self.store.session() as s:
             row = s.get(PaperSession, session_id)
             if row is not None:
                 row.status, row.reason, row.updated_at = status, reason, utcnow()
 
     def status_of(self, session_id: int) -> str | None:
-        with self._session() as s:
+        with self.store.session() as s:
             row = s.get(PaperSession, session_id)
             return None if row is None else row.status
 
     def delete(self, name: str) -> bool:
-        with self._session() as s:
+        with self.store.session() as s:
             found = s.execute(delete(PaperSession).where(PaperSession.name == name))
             return bool(found.rowcount)  # type: ignore[attr-defined] # a CursorResult
 
@@ -184,6 +176,4 @@ def _ts(value: dt.datetime | None) -> pd.Timestamp | None:
 
 def open_ledger(url: str | None = None) -> Ledger:
     """The ledger in the configured store (``RAYTRADER_DB_URL``; migrated first in local mode)."""
-    store = ExperimentStore.open(url)
-    db_engine.check_current(store.engine)
-    return Ledger(store)
+    return Ledger(ExperimentStore.open(url))  # checked to be at the code's revision

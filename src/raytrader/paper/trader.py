@@ -32,7 +32,7 @@ from raytrader.data.timeframe import Calendar, Timeframe
 from raytrader.errors import ServiceError
 from raytrader.paper.clock import BarClock, Pending
 from raytrader.paper.config import PaperConfig
-from raytrader.paper.decisions import Outcome, decision_source
+from raytrader.paper.decisions import DecisionSource, Outcome, decision_source
 from raytrader.paper.ledger import BAR_FIELDS, BarWrite, Ledger, Resume, bar_frame
 from raytrader.paper.metrics import PaperMetrics
 from raytrader.sim import kernel as K
@@ -62,7 +62,7 @@ class PaperTrader:
         *,
         bootstrap: str,
         security: dict[str, Any] | None = None,
-        source: Any = None,
+        source: DecisionSource | None = None,
         metrics: PaperMetrics | None = None,
     ) -> None:
         self.config = config
@@ -360,7 +360,7 @@ class PaperTrader:
     ) -> dict[str, Any]:  # fmt: skip
         marks = sim.states[:, K.S_PREV_CLOSE]
         gross = float(np.nansum(np.abs(sim.units * marks)))
-        peak = max(self.resume.peak_equity or equity, equity)
+        peak = self.resume.peak_equity or equity  # the kill switch has just updated it
         return {
             "number": number, "time": t.to_pydatetime(), "equity": equity, "cash": sim.cash,
             "drawdown": equity / peak - 1.0 if peak > 0 else 0.0,
